@@ -1,0 +1,1 @@
+"""market_client: a structured-concurrency client for the HFT simulator gateway."""

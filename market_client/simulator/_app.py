@@ -1,0 +1,323 @@
+"""The gateway's I/O layer: a Starlette ASGI application around :class:`Exchange`.
+
+Every socket has one bounded outgoing queue and one writer task, so the
+engine never awaits a socket: it pushes with ``send_nowait`` and moves on. A
+connection whose queue fills up (a consumer that fell too far behind) is
+closed with code 1013 instead of being buffered without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ._exchange import Exchange, Json, OpError, Session, SymbolSpec
+from ._flow import Flow
+
+__all__ = ["Gateway", "GatewayStats"]
+
+log = logging.getLogger("market_client.simulator")
+
+CLOSE_NORMAL = 1000
+CLOSE_TRY_AGAIN_LATER = 1013  # the subscriber fell too far behind
+CLOSE_SERVICE_RESTART = 1012  # admin.disconnect
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_REQUEST = 4400
+HEARTBEAT_S = 0.5
+
+
+def _json_response(body: Json, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _error_body(code: str, message: str) -> Json:
+    return {"status": "error", "error": {"code": code, "message": message}}
+
+
+@dataclass
+class GatewayStats:
+    """Counters of the gateway, for tests and benchmarks."""
+
+    md_sent: int = 0
+    md_dropped_slow: int = 0
+    cmd_requests: int = 0
+    cmd_connections: int = 0
+    md_connections: int = 0
+
+
+@dataclass(eq=False)
+class _Conn:
+    """One socket's outgoing side: a bounded queue drained by one writer."""
+
+    user_id: str
+    max_queue: int
+    session: Session | None = None
+    close_code: int = CLOSE_NORMAL
+    close_reason: str = ""
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+    def __post_init__(self) -> None:
+        self.tx, self.rx = anyio.create_memory_object_stream[str](self.max_queue)
+
+    def push(self, text: str) -> bool:
+        try:
+            self.tx.send_nowait(text)
+        except anyio.WouldBlock:
+            self.kill(CLOSE_TRY_AGAIN_LATER, "consumer too slow: outgoing queue full")
+            return False
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    def kill(self, code: int, reason: str) -> None:
+        if self.close_code == CLOSE_NORMAL:
+            self.close_code = code
+            self.close_reason = reason
+        self.scope.cancel()
+
+
+class Gateway:
+    """The simulator gateway as an ASGI application (``gateway.app``).
+
+    Args:
+        symbols: What trades here.
+        admin_token: Token that handshakes as the admin user.
+        secret: Key that signs user tokens (random when None).
+        seed: Seed of the background flow.
+        flow_hz: Background flow actions per second (0: none).
+        rate_limit_hz: Per-user request limit (None: unlimited).
+        queue_size: Outgoing messages buffered per socket before a slow
+            consumer is disconnected with 1013.
+    """
+
+    def __init__(
+        self,
+        symbols: tuple[SymbolSpec, ...],
+        *,
+        admin_token: str | None = None,
+        secret: bytes | None = None,
+        seed: int | None = None,
+        flow_hz: float = 20.0,
+        rate_limit_hz: float | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.exchange = Exchange(symbols, self, secret=secret, admin_token=admin_token,
+                                 rate_limit_hz=rate_limit_hz)
+        self.queue_size = queue_size
+        self.stats = GatewayStats()
+        self._md: dict[str, set[_Conn]] = {sym: set() for sym in self.exchange.symbols}
+        self._md_all: set[_Conn] = set()
+        self._cmd: dict[str, set[_Conn]] = {}
+        self.flow = Flow(self.exchange, flow_hz, seed)
+        self.flow.seed_books()
+        self.app = Starlette(
+            routes=[
+                Route("/healthz", self._healthz, methods=["GET"]),
+                Route("/auth/handshake", self._handshake, methods=["POST"]),
+                Route("/api/request", self._api_request, methods=["POST"]),
+                WebSocketRoute("/ws/cmd", self._ws_cmd),
+                WebSocketRoute("/ws/md", self._ws_md),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    # -- Sink ------------------------------------------------------------
+    def md(self, sym: str, msg: Json) -> None:
+        """Fan one MD message out to its subscribers (encoded once)."""
+        subs = self._md[sym]
+        if not subs:
+            return
+        text = orjson.dumps(msg).decode()
+        for conn in tuple(subs):
+            if conn.push(text):
+                self.stats.md_sent += 1
+            else:
+                self.stats.md_dropped_slow += 1
+
+    def event(self, user_id: str, frame: Json) -> None:
+        """Push a private event to the user's logged-in CMD sockets."""
+        conns = self._cmd.get(user_id)
+        if not conns:
+            return
+        text = orjson.dumps(frame).decode()
+        for conn in tuple(conns):
+            if conn.session is not None and conn.session.logged_in:
+                conn.push(text)
+
+    def disconnect(self, user_id: str | None) -> None:
+        """Close the user's (or every) CMD and MD socket with 1012."""
+        targets = [c for conns in self._cmd.values() for c in conns] + list(self._md_all)
+        for conn in targets:
+            if user_id is None or conn.user_id == user_id:
+                conn.kill(CLOSE_SERVICE_RESTART, "disconnected by admin")
+
+    def set_flow(self, rate_hz: float) -> None:
+        """Change the background flow rate."""
+        self.flow.set_rate(rate_hz)
+
+    # -- lifespan ----------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.flow.run)
+            tg.start_soon(self._heartbeats)
+            yield
+            tg.cancel_scope.cancel()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await anyio.sleep(HEARTBEAT_S)
+            text = orjson.dumps({"type": "md", "ch": "heartbeat",
+                                 "ts_ns": self.exchange.now_ns()}).decode()
+            for conn in tuple(self._md_all):
+                conn.push(text)
+
+    # -- HTTP --------------------------------------------------------------
+    async def _healthz(self, request: Request) -> Response:
+        return _json_response({"status": "ok"})
+
+    async def _handshake(self, request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _json_response(_error_body("bad_request", "body must be JSON"), 400)
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not (token is None or isinstance(token, str)):
+            return _json_response(_error_body("bad_request", 'send {"token": null | "<T>"}'), 400)
+        try:
+            return _json_response(self.exchange.handshake(token))
+        except OpError as exc:
+            return _json_response(_error_body(exc.code, exc.message), 401)
+
+    async def _api_request(self, request: Request) -> Response:
+        user = self.exchange.user_for_token(request.headers.get("x-auth-token"))
+        if user is None:
+            return _json_response(
+                _error_body("unauthorized", "missing or invalid X-Auth-Token header"), 401)
+        try:
+            frame: Any = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            frame = None
+        self.stats.cmd_requests += 1
+        session = Session(user, logged_in=True, session_id="http")
+        return _json_response(self.exchange.handle(session, frame))
+
+    # -- WebSockets ----------------------------------------------------------
+    async def _accept(self, ws: WebSocket) -> str | None:
+        await ws.accept()
+        user = self.exchange.user_for_token(ws.query_params.get("token"))
+        if user is None:
+            await ws.close(CLOSE_UNAUTHORIZED, "unknown or invalid token")
+            return None
+        return user.user_id
+
+    async def _serve_conn(self, ws: WebSocket, conn: _Conn,
+                          on_frame: Callable[[Any], Awaitable[None]] | None) -> None:
+        """Run the writer and the reader of one socket until either ends."""
+
+        async def writer() -> None:
+            async for text in conn.rx:
+                await ws.send_text(text)
+
+        async def reader() -> None:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if on_frame is not None:
+                    raw = message.get("text")
+                    if raw is None:
+                        raw = message.get("bytes")
+                    await on_frame(raw)
+            tg.cancel_scope.cancel()
+
+        with conn.scope:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(writer)
+                    await reader()
+            except (WebSocketDisconnect, OSError, RuntimeError) as exc:
+                # The peer went away mid-send; nothing to report to anyone.
+                log.debug("socket of %s ended: %r", conn.user_id, exc)
+        conn.tx.close()
+        if conn.close_code != CLOSE_NORMAL:
+            with contextlib.suppress(Exception):
+                await ws.close(conn.close_code, conn.close_reason)
+
+    async def _ws_cmd(self, ws: WebSocket) -> None:
+        user_id = await self._accept(ws)
+        if user_id is None:
+            return
+        session = Session(self.exchange.users[user_id])
+        conn = _Conn(user_id, self.queue_size, session)
+        faults = self.exchange.faults
+        self._cmd.setdefault(user_id, set()).add(conn)
+        self.stats.cmd_connections += 1
+
+        async def on_frame(raw: str | bytes | None) -> None:
+            self.stats.cmd_requests += 1
+            try:
+                frame: Any = orjson.loads(raw) if raw is not None else None
+            except orjson.JSONDecodeError:
+                frame = None
+            op = frame.get("op") if isinstance(frame, dict) else None
+            if op in faults.drop:
+                return
+            delay = faults.delay.get(op) if isinstance(op, str) else None
+            if delay:
+                tg.start_soon(self._delayed, conn, session, frame, delay)
+                return
+            conn.push(orjson.dumps(self.exchange.handle(session, frame)).decode())
+
+        try:
+            async with anyio.create_task_group() as tg:
+                await self._serve_conn(ws, conn, on_frame)
+                tg.cancel_scope.cancel()
+        finally:
+            conns = self._cmd.get(user_id)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self._cmd[user_id]
+            self.stats.cmd_connections -= 1
+
+    async def _delayed(self, conn: _Conn, session: Session, frame: Json, delay: float) -> None:
+        await anyio.sleep(delay)
+        conn.push(orjson.dumps(self.exchange.handle(session, frame)).decode())
+
+    async def _ws_md(self, ws: WebSocket) -> None:
+        user_id = await self._accept(ws)
+        if user_id is None:
+            return
+        wanted = ws.query_params.get("symbols")
+        syms = list(self.exchange.symbols) if not wanted else wanted.split(",")
+        unknown = [s for s in syms if s not in self.exchange.symbols]
+        if unknown:
+            await ws.close(CLOSE_BAD_REQUEST, f"unknown symbols: {','.join(unknown)}"[:120])
+            return
+        conn = _Conn(user_id, self.queue_size)
+        # Snapshot and subscription happen in one synchronous step, so every
+        # increment queued after the snapshot is newer than it.
+        for sym in syms:
+            conn.push(orjson.dumps(self.exchange.snapshot(sym)).decode())
+            self._md[sym].add(conn)
+        self._md_all.add(conn)
+        self.stats.md_connections += 1
+        try:
+            await self._serve_conn(ws, conn, None)
+        finally:
+            for sym in syms:
+                self._md[sym].discard(conn)
+            self._md_all.discard(conn)
+            self.stats.md_connections -= 1
