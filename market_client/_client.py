@@ -1,0 +1,925 @@
+"""The client: one session = one task group that owns every socket and task."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import ssl as ssl_module
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any, Literal, cast
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup, TaskStatus
+
+from ._events import Event, EventHub, EventStream, Hook, HookRunner
+from ._exceptions import (
+    AuthError,
+    ConnectError,
+    ConnectionLost,
+    GatewayError,
+    MarketClientError,
+    RequestTimeout,
+    SessionClosed,
+)
+from ._models import (
+    BestBidAsk,
+    BookReply,
+    BookSnapshot,
+    CandleDict,
+    HandshakeReply,
+    LoginReply,
+    OrderDict,
+    OrderReply,
+    Portfolio,
+    SymbolDict,
+)
+from ._protocol import Correlator, decode_frame, encode_request
+from ._ring import TransactionLog
+from ._state import MarketState
+from ._transport import TransportClosed, TransportName, TransportOpenError, WebSocket, connect_websocket
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ["MarketClient", "RequestSession"]
+
+log = logging.getLogger("market_client")
+
+SIDES = ("buy", "sell")
+ORDER_TYPES = ("limit", "market")
+TIFS = ("GTC", "IOC", "FOK")
+RESYNC_DEPTH = 1000
+MAX_CLIENT_ORDER_ID = 64
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be a positive finite number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _price_text(price: Decimal | str) -> str:
+    if isinstance(price, float):
+        raise TypeError("prices are Decimal or decimal strings, never floats: "
+                        f"use Decimal({str(price)!r}) or {str(price)!r}")
+    if not isinstance(price, (Decimal, str)):
+        raise TypeError(f"price must be a Decimal or a decimal string, got {type(price).__name__}")
+    try:
+        value = Decimal(price)
+    except InvalidOperation:
+        raise ValueError(f"price {price!r} is not a decimal number") from None
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"price must be a positive finite decimal, got {price!r}")
+    return format(value, "f")
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The single exception inside (nested) exception groups, else the group itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled = anyio.get_cancelled_exc_class()
+        real = [e for e in exc.exceptions if not isinstance(e, cancelled)]
+        if len(real) == 1:
+            return _unwrap(real[0])
+    return exc
+
+
+class _Waiter:
+    """A pending request's slot: an event and the frame or error that set it."""
+
+    __slots__ = ("error", "event", "frame")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.frame: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def set_result(self, frame: dict[str, Any]) -> None:
+        self.frame = frame
+        self.event.set()
+
+    def set_error(self, exc: BaseException) -> None:
+        self.error = exc
+        self.event.set()
+
+
+class RequestSession:
+    """One CMD WebSocket: requests out, responses matched by ``corr_id``, events in.
+
+    Many tasks may call :meth:`request` at once; each waits for its own
+    response. Created by :meth:`MarketClient.open_cmd`, which also runs
+    :meth:`run` (the reader) in the session's task group.
+    """
+
+    def __init__(self, ws: WebSocket, *, on_event: Callable[[dict[str, Any]], None],
+                 timeout: float = 5.0, max_pending: int = 10_000) -> None:
+        self._ws = ws
+        self._on_event = on_event
+        self.timeout = timeout
+        self.correlator: Correlator[_Waiter] = Correlator(max_pending)
+        self.closed: MarketClientError | None = None
+        self.requests = 0
+        self.frames = 0
+        self.malformed = 0
+        self.login: LoginReply | None = None
+
+    async def request(self, op: str, payload: Mapping[str, Any] | None = None, *,
+                      as_role: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Send one request and wait for its response payload.
+
+        Raises:
+            GatewayError: The gateway answered with an error (``AuthError`` for
+                ``unauthorized``).
+            RequestTimeout: No response within ``timeout``; the waiter is removed.
+            ConnectionLost: The socket closed before the response came.
+            SessionClosed: The session was closed.
+        """
+        if self.closed is not None:
+            raise _fresh(self.closed)
+        limit = self.timeout if timeout is None else timeout
+        waiter = _Waiter()
+        msg_id = self.correlator.add(waiter)
+        text = encode_request(op, payload if payload is not None else {}, msg_id, as_role)
+        self.requests += 1
+        try:
+            with anyio.fail_after(limit):
+                await self._ws.send(text)
+                await waiter.event.wait()
+        except TimeoutError:
+            raise RequestTimeout(op, limit) from None
+        except TransportClosed as exc:
+            self.closed = self.closed or ConnectionLost(
+                f"CMD connection closed (code {exc.code})", exc.code)
+            raise _fresh(self.closed) from exc
+        finally:
+            if waiter.frame is None and waiter.error is None:
+                self.correlator.abandon(msg_id)
+        if waiter.error is not None:
+            raise _fresh(waiter.error)
+        return _payload_or_raise(cast(dict[str, Any], waiter.frame), op)
+
+    async def run(self) -> None:
+        """Read frames until the socket closes; then fail every pending request.
+
+        Raises:
+            ConnectionLost: The gateway or the network closed the socket.
+        """
+        ws = self._ws
+        correlator = self.correlator
+        on_event = self._on_event
+        while True:
+            try:
+                raw = await ws.recv()
+            except TransportClosed as exc:
+                lost = ConnectionLost(
+                    f"CMD connection closed by the gateway (code {exc.code}"
+                    + (f": {exc.reason})" if exc.reason else ")"), exc.code)
+                self.fail(lost)
+                raise lost from exc
+            self.frames += 1
+            frame = decode_frame(raw)
+            kind = frame.get("type") if frame is not None else None
+            if kind == "response":
+                correlator.resolve(cast(dict[str, Any], frame))
+            elif kind == "event":
+                on_event(cast(dict[str, Any], frame))
+            else:
+                self.malformed += 1
+                log.warning("malformed CMD frame ignored: %.200r", raw)
+
+    def fail(self, exc: MarketClientError) -> None:
+        """Refuse new requests and fail the pending ones with ``exc``."""
+        self.closed = self.closed or exc
+        self.correlator.fail_all(exc)
+
+    async def aclose(self) -> None:
+        """Close the socket."""
+        with anyio.move_on_after(1, shield=True):
+            await self._ws.aclose()
+
+
+def _fresh(exc: BaseException) -> BaseException:
+    """A new instance of a stored error, so that tasks never share one traceback."""
+    if isinstance(exc, ConnectionLost):
+        new: BaseException = type(exc)(str(exc), exc.code)
+    elif isinstance(exc, SessionClosed):
+        new = SessionClosed(str(exc))
+    else:
+        return exc
+    new.__cause__ = exc.__cause__
+    return new
+
+
+def _payload_or_raise(frame: dict[str, Any], op: str) -> dict[str, Any]:
+    if frame.get("status") == "ok":
+        payload = frame.get("payload")
+        return payload if isinstance(payload, dict) else {}
+    error = frame.get("error")
+    if not isinstance(error, dict):
+        error = {}
+    code = str(error.get("code", "internal"))
+    message = str(error.get("message", "the gateway gave no error message"))
+    cls = AuthError if code == "unauthorized" else GatewayError
+    raise cls(code, message, op, frame)
+
+
+class MarketClient:
+    """A session with the gateway: requests, live books, candles and events.
+
+    Open it with ``async with`` (preferred), which runs the CMD reader, the
+    MD reader, book resyncs, heartbeat supervision and async hooks as
+    children of one task group::
+
+        async with MarketClient.session("http://localhost:8000") as client:
+            await client.place_order("ABC", side="buy", price="100.00", qty=1)
+
+    Leaving the block cancels every child and closes every socket and the
+    HTTP client. If a child fails (the gateway closed the link, heartbeats
+    stopped), the block is cancelled and the failure is raised from it as a
+    single exception (never an exception group), e.g. :class:`ConnectionLost`.
+
+    Args:
+        base_url: ``http://host:port`` or ``https://host:port`` of the gateway.
+        token: Resume this user instead of creating a new one.
+        md: Open the market-data channel and keep local books.
+        symbols: Market data for these symbols only (None: all).
+        timeout: Default deadline of a request, in seconds.
+        transport: WebSocket library: ``"websockets"`` (default, both
+            backends) or ``"trio-websocket"`` (Trio only).
+        ssl: TLS context for ``https``/``wss`` (default: system trust store).
+        heartbeat_timeout: Market-data silence, in seconds, after which the
+            link counts as dead.
+        on_md_event: Called with every MD message (sync or async callable).
+        on_cmd_event: Called with every CMD event frame (sync or async).
+        transactions: Capacity of the transactions ring buffer.
+        max_pending: Most requests in flight at once.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        md: bool = True,
+        symbols: Sequence[str] | None = None,
+        timeout: float = 5.0,
+        transport: TransportName | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        heartbeat_timeout: float = 3.0,
+        on_md_event: Hook | None = None,
+        on_cmd_event: Hook | None = None,
+        transactions: int = 1000,
+        max_pending: int = 10_000,
+    ) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if symbols is not None:
+            if isinstance(symbols, str):
+                raise TypeError("symbols is a list of names, e.g. ['ABC'], not a string")
+            symbols = list(symbols)
+            if not symbols or not all(isinstance(s, str) and s for s in symbols):
+                raise ValueError("symbols must be a non-empty list of symbol names")
+        self._base_url = base_url.rstrip("/")
+        self._ws_base = "ws" + self._base_url[4:]
+        self._token = token
+        self._md_enabled = md
+        self._symbols = symbols
+        self.timeout = _check_timeout(timeout)
+        self._heartbeat_timeout = _check_timeout(heartbeat_timeout)
+        self._transport: TransportName | None = transport
+        self._ssl = ssl
+        self._on_md_event = on_md_event
+        self._on_cmd_event = on_cmd_event
+        self._event_hook: Hook | None = None
+        self._max_pending = max_pending
+        self._transactions = TransactionLog(transactions)
+        self._hub = EventHub()
+        self._hooks = HookRunner()
+        self._market = MarketState()
+        self._state: Literal["unopened", "open", "closed"] = "unopened"
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._cmd: RequestSession | None = None
+        self._md_open = False
+        self._md_ready: anyio.Event | None = None  # created once a backend runs
+        self._expected_syms: set[str] = set()
+        self._symbols_cache: list[SymbolDict] | None = None
+        self._candle_defaults: dict[str, int] = {}
+        self.user_id: str | None = None
+        self.is_admin = False
+        self._event_seq = 0
+        self._counts = {"md_messages": 0, "cmd_events": 0, "missed_private_events": 0,
+                        "http_requests": 0, "md_malformed": 0}
+
+    # -- lifecycle ----------------------------------------------------------
+    @classmethod
+    def session(cls, base_url: str, **kwargs: Any) -> MarketClient:
+        """A client to open with ``async with``; takes the constructor's arguments."""
+        return cls(base_url, **kwargs)
+
+    @classmethod
+    async def connect(cls, base_url: str, connect_md: bool = True,
+                      on_md_event: Hook | None = None, on_cmd_event: Hook | None = None,
+                      **kwargs: Any) -> MarketClient:
+        """Open a session without ``async with`` (the seed API); close it with :meth:`aclose`.
+
+        The session's task group is entered in the calling task, so call
+        :meth:`aclose` from that same task, and know that a failing child
+        (lost connection) cancels that task until :meth:`aclose` is called.
+        ``async with MarketClient.session(...)`` has neither constraint.
+        """
+        client = cls(base_url, md=connect_md, on_md_event=on_md_event,
+                     on_cmd_event=on_cmd_event, **kwargs)
+        await client.__aenter__()
+        return client
+
+    async def aclose(self) -> None:
+        """Close the session: cancel its tasks, close its sockets (idempotent)."""
+        await self.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> MarketClient:
+        await self._start()
+        try:
+            await self.handshake()
+            await self.open_cmd()
+            if self._md_enabled:
+                await self.open_md(self._symbols)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        if self._state != "open" or self._stack is None:
+            self._state = "closed"
+            return False
+        self._state = "closed"
+        closed = SessionClosed("the session was closed")
+        if self._cmd is not None:
+            self._cmd.fail(closed)
+        self._hub.close()
+        self._hooks.close()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        stack, self._stack = self._stack, None
+        try:
+            suppressed = await stack.__aexit__(exc_type, exc, tb)
+        except BaseException as err:
+            single = _unwrap(err)
+            if single is exc:
+                raise
+            raise single from (None if single is err else err)
+        return bool(suppressed)
+
+    async def _start(self) -> None:
+        if self._state != "unopened":
+            raise RuntimeError(f"this MarketClient is {self._state}; a client is opened once, "
+                               "create a new one")
+        self._state = "open"
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            verify: ssl_module.SSLContext | bool = self._ssl if self._ssl is not None else True
+            self._http = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=self._base_url, timeout=self.timeout, verify=verify))
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._tg.start_soon(self._hooks.run)
+        except BaseException:
+            await stack.aclose()
+            self._state = "closed"
+            raise
+        self._stack = stack
+
+    def _require_open(self) -> TaskGroup:
+        if self._state == "closed":
+            raise SessionClosed("the session was closed; open a new MarketClient")
+        if self._tg is None:
+            raise RuntimeError("the client is not open: use `async with MarketClient.session(url)`"
+                               " or `await MarketClient.connect(url)`")
+        return self._tg
+
+    def __repr__(self) -> str:
+        return f"<MarketClient {self._base_url} user={self.user_id} {self._state}>"
+
+    @property
+    def token(self) -> str | None:
+        """The session token (a secret: it is never logged nor shown in ``repr``)."""
+        return self._token
+
+    # -- low level -----------------------------------------------------------
+    async def handshake(self) -> HandshakeReply:
+        """``POST /auth/handshake``: create a user, or resume the one ``token`` names.
+
+        Raises:
+            AuthError: The gateway does not know the token.
+            ConnectError: The gateway cannot be reached.
+        """
+        if self._http is None:
+            await self._start()
+        assert self._http is not None
+        reply = await self._http_json("/auth/handshake", {"token": self._token}, op="handshake")
+        if reply.get("status") != "ok":
+            _payload_or_raise({"status": "error", "error": reply.get("error")}, "handshake")
+        self._token = str(reply["token"])
+        self.user_id = str(reply["user_id"])
+        self.is_admin = bool(reply.get("is_admin"))
+        return cast(HandshakeReply, reply)
+
+    async def _http_json(self, path: str, body: Any, *, op: str,
+                         headers: Mapping[str, str] | None = None,
+                         timeout: float | None = None) -> dict[str, Any]:
+        assert self._http is not None
+        self._counts["http_requests"] += 1
+        try:
+            response = await self._http.post(path, json=body, headers=headers,
+                                             timeout=timeout or self.timeout)
+        except httpx.TimeoutException as exc:
+            raise RequestTimeout(op, timeout or self.timeout) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectError(f"cannot reach the gateway at {self._base_url}: {exc!s}; is it "
+                               "running? (`market-client sim` starts one)") from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code == 401:
+            error = data.get("error", {}) if isinstance(data, dict) else {}
+            raise AuthError("unauthorized", str(error.get("message", "token refused")), op,
+                            data if isinstance(data, dict) else {})
+        if not isinstance(data, dict):
+            raise GatewayError("bad_response", f"HTTP {response.status_code} with no JSON body",
+                               op)
+        return data
+
+    async def api_request(self, op: str, payload: Mapping[str, Any] | None = None, *,
+                          as_role: str | None = None,
+                          timeout: float | None = None) -> dict[str, Any]:
+        """One request over HTTP (``POST /api/request``): the fallback to :meth:`send`.
+
+        Returns the response payload, raising like :meth:`send`.
+        """
+        self._check_op(op, payload)
+        if self._token is None:
+            await self.handshake()
+        body: dict[str, Any] = {"op": op, "payload": dict(payload or {})}
+        if as_role is not None:
+            body["as"] = as_role
+        limit = self.timeout if timeout is None else _check_timeout(timeout)
+        frame = await self._http_json("/api/request", body, op=op,
+                                      headers={"X-Auth-Token": cast(str, self._token)},
+                                      timeout=limit)
+        return _payload_or_raise(frame, op)
+
+    async def open_cmd(self) -> RequestSession:
+        """Open the CMD WebSocket, start its reader, log in; returns the request session."""
+        tg = self._require_open()
+        if self._cmd is not None and self._cmd.closed is None:
+            return self._cmd
+        if self._token is None:
+            await self.handshake()
+        self._cmd = cast(RequestSession, await tg.start(self._run_cmd))
+        login = await self._cmd.request("auth.login", {}, timeout=self.timeout)
+        self._cmd.login = cast(LoginReply, login)
+        return self._cmd
+
+    async def _run_cmd(self, *, task_status: TaskStatus[RequestSession]) -> None:
+        url = f"{self._ws_base}/ws/cmd?token={self._token}"
+        try:
+            async with connect_websocket(url, transport=self._transport, ssl=self._ssl,
+                                         open_timeout=self.timeout) as ws:
+                session = RequestSession(ws, on_event=self._on_cmd_frame, timeout=self.timeout,
+                                         max_pending=self._max_pending)
+                task_status.started(session)
+                try:
+                    await session.run()
+                finally:
+                    await session.aclose()
+        except TransportOpenError as exc:
+            raise self._open_error("CMD", exc) from exc
+
+    def _open_error(self, channel: str, exc: TransportOpenError) -> MarketClientError:
+        if exc.status in (401, 403):
+            return AuthError("unauthorized", f"the gateway refused the {channel} connection "
+                             f"(HTTP {exc.status})", "connect")
+        return ConnectError(f"cannot open the {channel} WebSocket at {self._ws_base}: {exc}")
+
+    async def open_md(self, symbols: Sequence[str] | None = None) -> None:
+        """Open the MD WebSocket for ``symbols`` (None: all) and wait for their snapshots."""
+        tg = self._require_open()
+        if self._md_open:
+            return
+        if self._token is None:
+            await self.handshake()
+        if symbols is None:
+            self._expected_syms = {s["sym"] for s in await self.get_symbols()}
+        else:
+            self._expected_syms = set(symbols)
+        self._md_ready = anyio.Event()
+        await tg.start(self._run_md, list(symbols) if symbols is not None else None)
+        self._md_open = True
+        try:
+            with anyio.fail_after(self.timeout):
+                await self._md_ready.wait()
+        except TimeoutError:
+            raise RequestTimeout("md.snapshot", self.timeout) from None
+
+    async def _run_md(self, symbols: list[str] | None, *,
+                      task_status: TaskStatus[None]) -> None:
+        url = f"{self._ws_base}/ws/md?token={self._token}"
+        if symbols:
+            url += "&symbols=" + ",".join(symbols)
+        try:
+            async with connect_websocket(url, transport=self._transport, ssl=self._ssl,
+                                         open_timeout=self.timeout) as ws:
+                task_status.started()
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._watch_heartbeats)
+                        await self._read_md(ws)
+                finally:
+                    with anyio.move_on_after(1, shield=True):
+                        await ws.aclose()
+        except TransportOpenError as exc:
+            raise self._open_error("MD", exc) from exc
+
+    async def _read_md(self, ws: WebSocket) -> None:
+        market = self._market
+        counts = self._counts
+        hub = self._hub
+        hooks = self._hooks
+        ready = self._md_ready
+        expected = self._expected_syms
+        while True:
+            try:
+                raw = await ws.recv()
+            except TransportClosed as exc:
+                raise ConnectionLost(
+                    f"MD connection closed by the gateway (code {exc.code}"
+                    + (f": {exc.reason})" if exc.reason else ")"), exc.code) from exc
+            counts["md_messages"] += 1
+            msg = decode_frame(raw)
+            if msg is None or msg.get("type") != "md":
+                counts["md_malformed"] += 1
+                log.warning("malformed MD frame ignored: %.200r", raw)
+                continue
+            ch = market.on_md(msg)
+            if ch is None or ch == "heartbeat":
+                if market._resync_queue:
+                    self._start_resyncs()
+                continue
+            if market._resync_queue:
+                self._start_resyncs()
+            if ready is not None and not ready.is_set() and ch == "book.snapshot":
+                expected.discard(msg["sym"])
+                if not expected:
+                    ready.set()
+            if hub.has_subscribers:
+                hub.publish(Event("md." + ch, msg, msg.get("sym")))
+            if self._on_md_event is not None:
+                hooks.call(self._on_md_event, msg)
+
+    async def _watch_heartbeats(self) -> None:
+        limit = self._heartbeat_timeout
+        counts = self._counts
+        seen = -1
+        last_change = anyio.current_time()
+        while True:
+            await anyio.sleep(limit / 4)
+            now = anyio.current_time()
+            if counts["md_messages"] != seen:
+                seen = counts["md_messages"]
+                last_change = now
+            elif now - last_change >= limit:
+                raise ConnectionLost(f"no market data nor heartbeat for {limit:g} s: "
+                                     "the link is dead")
+
+    def _start_resyncs(self) -> None:
+        tg = self._tg
+        if tg is None:
+            return
+        for sym in self._market.take_resyncs():
+            tg.start_soon(self._resync, sym)
+
+    async def _resync(self, sym: str) -> None:
+        """Fetch a snapshot of ``sym`` and re-seed its candles."""
+        try:
+            reply = await self.send("book.get", {"sym": sym, "depth": RESYNC_DEPTH})
+            seq = reply.get("seq")
+            if not isinstance(seq, int):
+                raise GatewayError("bad_response", "book.get reply has no seq", "book.get")
+            self._market.load_book(sym, reply.get("bids", ()), reply.get("asks", ()), seq)
+            for interval_ms in list(self._market.sym(sym).series):
+                await self._seed_candles(sym, interval_ms)
+        except (ConnectionLost, SessionClosed):
+            return  # the session is ending; the reader reports why
+        except (GatewayError, RequestTimeout) as exc:
+            log.warning("resync of %s failed (%s); retrying", sym, exc)
+            await anyio.sleep(0.5)
+            self._market.resync_failed(sym)
+            self._start_resyncs()
+        if self._market._resync_queue:
+            self._start_resyncs()
+
+    def _on_cmd_frame(self, frame: dict[str, Any]) -> None:
+        self._counts["cmd_events"] += 1
+        seq = frame.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            if self._event_seq and seq > self._event_seq + 1:
+                missed = seq - self._event_seq - 1
+                self._counts["missed_private_events"] += missed
+                log.warning("missed %d private event(s) (seq %d to %d)", missed,
+                            self._event_seq + 1, seq - 1)
+                self._hub.publish(Event("events.missed", {"from_seq": self._event_seq + 1,
+                                                          "to_seq": seq - 1, "count": missed}))
+            self._event_seq = max(self._event_seq, seq)
+        self._transactions.append(frame)
+        kind = frame.get("event")
+        payload = frame.get("payload")
+        order = payload.get("order") if isinstance(payload, dict) else None
+        sym = order.get("sym") if isinstance(order, dict) else None
+        self._hub.publish(Event(str(kind), frame, sym if isinstance(sym, str) else None))
+        self._hooks.call(self._on_cmd_event, frame)
+        self._hooks.call(self._event_hook, frame)
+
+    # -- requests ------------------------------------------------------------
+    @staticmethod
+    def _check_op(op: str, payload: Mapping[str, Any] | None) -> None:
+        if not isinstance(op, str) or not op:
+            raise TypeError(f"op must be a non-empty string, got {op!r}")
+        if payload is not None and not isinstance(payload, Mapping):
+            raise TypeError(f"payload must be a mapping, got {type(payload).__name__}")
+
+    async def send(self, op: str, payload: Mapping[str, Any] | None = None, *,
+                   as_role: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Send one request on the CMD socket and return the response payload.
+
+        The envelope (``type``, ``ver``, ``msg_id``, ``ts``) is filled in and
+        the response is matched by ``corr_id``; any number of tasks may send
+        at once. The deadline is a cancel scope: when it expires the request
+        is forgotten and a late response is dropped and counted.
+
+        Args:
+            op: The protocol op, e.g. ``"book.get"``.
+            payload: The op's payload.
+            as_role: ``"admin"`` for admin ops.
+            timeout: Seconds to wait (default: the session's ``timeout``).
+
+        Raises:
+            GatewayError: The gateway refused the request (``code``, ``message``, ``op``).
+            RequestTimeout: No response in time (also a ``TimeoutError``).
+            ConnectionLost: The connection broke before the response came.
+            SessionClosed: The session is closed.
+        """
+        self._check_op(op, payload)
+        limit = None if timeout is None else _check_timeout(timeout)
+        if as_role is not None and as_role != "admin":
+            raise ValueError(f"as_role must be 'admin' or None, got {as_role!r}")
+        self._require_open()
+        cmd = self._cmd
+        if cmd is None:
+            raise RuntimeError("the CMD channel is not open: call open_cmd() first")
+        return await cmd.request(op, payload, as_role=as_role, timeout=limit)
+
+    async def get_symbols(self, force_refresh: bool = False) -> list[SymbolDict]:
+        """Tradable symbols (cached after the first call): ``[{sym, tick, min_qty, lot, status}]``."""
+        if self._symbols_cache is None or force_refresh:
+            reply = await self.send("symbols.list")
+            self._symbols_cache = cast(list[SymbolDict], reply.get("symbols", []))
+        return list(self._symbols_cache)
+
+    async def get_book(self, sym: str, depth: int = 20) -> BookReply:
+        """The gateway's book: ``{sym, seq, bids, asks}`` with ``[price, qty]`` levels, best first."""
+        _check_sym(sym)
+        _check_positive_int("depth", depth)
+        return cast(BookReply, await self.send("book.get", {"sym": sym, "depth": depth}))
+
+    async def place_order(self, sym: str, side: str, price: Decimal | str | None = None,
+                          qty: int = 1, tif: str = "GTC", type: str = "limit",
+                          client_order_id: str | None = None) -> OrderReply:
+        """Place an order; returns ``{order, fills}`` (fills of this order's own executions).
+
+        Args:
+            sym: Symbol.
+            side: ``"buy"`` or ``"sell"``.
+            price: Limit price as ``Decimal`` or decimal string (never a float);
+                omit for a market order.
+            qty: Positive integer quantity (a multiple of the symbol's lot).
+            tif: ``"GTC"``, ``"IOC"`` or ``"FOK"``.
+            type: ``"limit"`` or ``"market"``.
+            client_order_id: Your id for the order, unique among your live
+                orders: retrying with the same id after a timeout or a lost
+                connection cannot place the order twice.
+
+        Raises:
+            ValueError, TypeError: Bad arguments; nothing was sent.
+            GatewayError: The gateway rejected the order (e.g. ``invalid_price``).
+        """
+        _check_sym(sym)
+        if side not in SIDES:
+            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+        if type not in ORDER_TYPES:
+            raise ValueError(f"type must be 'limit' or 'market', got {type!r}")
+        if tif not in TIFS:
+            raise ValueError(f"tif must be one of GTC, IOC, FOK, got {tif!r}")
+        _check_positive_int("qty", qty)
+        payload: dict[str, Any] = {"sym": sym, "side": side, "type": type, "qty": qty, "tif": tif}
+        if type == "limit":
+            if price is None:
+                raise ValueError("a limit order needs a price (Decimal or decimal string)")
+            payload["price"] = _price_text(price)
+        elif price is not None:
+            raise ValueError("a market order takes no price")
+        if client_order_id is not None:
+            if not isinstance(client_order_id, str) or \
+                    not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
+                raise ValueError("client_order_id must be a string of 1 to "
+                                 f"{MAX_CLIENT_ORDER_ID} characters")
+            payload["client_order_id"] = client_order_id
+        return cast(OrderReply, await self.send("order.place", payload))
+
+    async def cancel_order(self, order_id: str | None = None, *,
+                           client_order_id: str | None = None) -> OrderReply:
+        """Cancel one of your open orders by ``order_id`` or ``client_order_id``."""
+        return cast(OrderReply, await self.send("order.cancel",
+                                                _order_ref(order_id, client_order_id)))
+
+    async def list_orders(self, status: str = "open") -> list[OrderDict]:
+        """Your orders: ``status="open"`` (default) or ``"all"``."""
+        if status not in ("open", "all"):
+            raise ValueError(f"status must be 'open' or 'all', got {status!r}")
+        reply = await self.send("order.list", {"status": status})
+        return cast(list[OrderDict], reply.get("orders", []))
+
+    async def order_history(self, order_id: str | None = None, *,
+                            client_order_id: str | None = None) -> OrderReply:
+        """One of your orders with all its fills: ``{order, fills}``."""
+        return cast(OrderReply, await self.send("order.history",
+                                                _order_ref(order_id, client_order_id)))
+
+    async def get_portfolio(self) -> Portfolio:
+        """Cash and positions: ``{cash, positions: [{sym, qty, avg_price, realized_pnl}]}``."""
+        return cast(Portfolio, await self.send("portfolio.get"))
+
+    # -- local market state --------------------------------------------------------
+    def _book_state(self, sym: str) -> Any:
+        state = self._market.symbols.get(sym)
+        if state is None or not state.has_snapshot:
+            raise LookupError(f"no market data for {sym!r}: open the session with md=True "
+                              "and include it in symbols=")
+        return state
+
+    def book_snapshot(self, sym: str, depth: int = 20) -> BookSnapshot:
+        """The local book: ``{sym, seq, bids, asks}`` of ``(Decimal price, qty)`` best first.
+
+        Raises:
+            LookupError: No market data for ``sym`` in this session.
+        """
+        _check_positive_int("depth", depth)
+        state = self._book_state(sym)
+        bids, asks = state.book.levels(depth)
+        return {"sym": sym, "seq": state.book.seq, "bids": bids, "asks": asks}
+
+    def best_bid_ask(self, sym: str) -> BestBidAsk:
+        """Top of the local book: ``{bid, ask}``, each ``{price, qty}`` or None when empty."""
+        state = self._book_state(sym)
+        bid = state.book.best_bid()
+        ask = state.book.best_ask()
+        return {"bid": None if bid is None else {"price": bid[0], "qty": bid[1]},
+                "ask": None if ask is None else {"price": ask[0], "qty": ask[1]}}
+
+    async def configure_candles(self, sym: str, interval_ms: int = 1000,
+                                depth: int = 50) -> list[CandleDict]:
+        """Keep ``depth`` candles of ``sym`` at ``interval_ms``, seeded now and updated by MD.
+
+        Several intervals per symbol may be configured. Returns the seeded candles.
+        """
+        _check_sym(sym)
+        self._market.add_series(sym, interval_ms, depth)  # validates interval and depth
+        if not self._md_open:
+            log.info("configure_candles(%s) without market data: candles will not update", sym)
+        await self._seed_candles(sym, interval_ms)
+        self._candle_defaults.setdefault(sym, interval_ms)
+        return self.get_candles(sym, interval_ms)
+
+    async def _seed_candles(self, sym: str, interval_ms: int) -> None:
+        series = self._market.sym(sym).series.get(interval_ms)
+        if series is None:
+            return
+        reply = await self.send("candles.get", {"sym": sym, "interval_ms": interval_ms,
+                                                "limit": series.depth})
+        self._market.seed_series(sym, interval_ms, reply)
+
+    def get_candles(self, sym: str, interval_ms: int | None = None) -> list[CandleDict]:
+        """Candles oldest first: ``{t_ns, o, h, l, c, v, n}`` with Decimal prices.
+
+        Args:
+            sym: Symbol.
+            interval_ms: Which configured interval (default: the first configured).
+
+        Raises:
+            LookupError: No candles were configured for ``sym`` at that interval.
+        """
+        interval = interval_ms if interval_ms is not None else self._candle_defaults.get(sym)
+        state = self._market.symbols.get(sym)
+        series = state.series.get(interval) if state is not None and interval else None
+        if series is None:
+            raise LookupError(f"no candles configured for {sym!r}"
+                              + (f" at {interval} ms" if interval else "")
+                              + ": call configure_candles() first")
+        return [cast(CandleDict, c.to_dict()) for c in series.candles]
+
+    # -- events and transactions ------------------------------------------------
+    def events(self, *kinds: str, buffer: int = 1000) -> EventStream:
+        """Subscribe to events as they happen; each call is a new subscriber.
+
+        Args:
+            *kinds: Kinds or prefixes to receive (``"order.fill"``, ``"order"``,
+                ``"md.trade"``, ``"md"``, ``"connection"``); none means all.
+            buffer: This subscriber's buffer. When it is full, market data is
+                dropped for it (and counted); a missed private event makes its
+                next iteration raise :class:`EventOverflow`.
+
+        Returns:
+            An async iterator (and async context manager) of :class:`Event`.
+        """
+        self._require_open()
+        return self._hub.subscribe(tuple(kinds), buffer)
+
+    def configure_transactions(self, capacity: int = 1000) -> None:
+        """Set the ring buffer's capacity, keeping the newest events that fit."""
+        self._transactions.configure(capacity)
+
+    def get_transactions(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` CMD events (all when None), oldest first, as raw frames."""
+        return self._transactions.get(limit)
+
+    def clear_transactions(self) -> None:
+        """Empty the transactions ring buffer."""
+        self._transactions.clear()
+
+    def set_event_hook(self, handler: Hook | None) -> None:
+        """Call ``handler(frame)`` for every CMD event (sync or async; None removes it).
+
+        An exception in the hook is logged and counted; the session goes on.
+        """
+        if handler is not None and not callable(handler):
+            raise TypeError("the event hook must be callable or None")
+        self._event_hook = handler
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this session (no secrets): requests, frames, drops, resyncs."""
+        cmd = self._cmd
+        return {
+            "state": self._state,
+            "user_id": self.user_id,
+            "requests": cmd.requests if cmd else 0,
+            "pending_requests": len(cmd.correlator) if cmd else 0,
+            "late_responses": cmd.correlator.late if cmd else 0,
+            "unsolicited_responses": cmd.correlator.unsolicited if cmd else 0,
+            "cmd_frames": cmd.frames if cmd else 0,
+            "malformed_frames": (cmd.malformed if cmd else 0) + self._counts["md_malformed"]
+            + self._market.malformed,
+            "md_messages": self._counts["md_messages"],
+            "cmd_events": self._counts["cmd_events"],
+            "http_requests": self._counts["http_requests"],
+            "missed_private_events": self._counts["missed_private_events"],
+            "events_dropped_md": self._hub.dropped_md,
+            "events_missed_private": self._hub.missed_private,
+            "hook_errors": self._hooks.errors,
+            "hooks_dropped": self._hooks.dropped,
+            "resyncs": {sym: st.resyncs for sym, st in self._market.symbols.items()},
+            "transactions": len(self._transactions),
+        }
+
+
+def _check_sym(sym: str) -> None:
+    if not isinstance(sym, str) or not sym:
+        raise TypeError(f"sym must be a non-empty string, got {sym!r}")
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+def _order_ref(order_id: str | None, client_order_id: str | None) -> dict[str, str]:
+    if (order_id is None) == (client_order_id is None):
+        raise ValueError("give exactly one of order_id or client_order_id")
+    if order_id is not None:
+        if not isinstance(order_id, str) or not order_id:
+            raise TypeError("order_id must be a non-empty string")
+        return {"order_id": order_id}
+    if not isinstance(client_order_id, str) or not client_order_id:
+        raise TypeError("client_order_id must be a non-empty string")
+    return {"client_order_id": client_order_id}

@@ -1,0 +1,247 @@
+"""Fan-out of events to ``events()`` subscribers and to hooks.
+
+Each subscriber owns a bounded AnyIO memory object stream. Publishing never
+waits: it uses ``send_nowait``. When a subscriber's buffer is full:
+
+* market-data events (kinds ``md.*``) are dropped for that subscriber and
+  counted (``stats()["events_dropped_md"]``);
+* private order events and connection events are never dropped silently:
+  the subscriber's next iteration raises :class:`EventOverflow` with the
+  number it missed (the transactions ring buffer still holds order events).
+
+Readers, books, candles and other subscribers are never slowed by a slow
+consumer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._exceptions import EventOverflow
+
+__all__ = ["Event", "EventHub", "EventStream", "Hook", "HookRunner"]
+
+log = logging.getLogger("market_client")
+Hook = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened, as delivered by ``client.events()``.
+
+    Attributes:
+        kind: ``"order.accepted"``, ``"order.rejected"``, ``"order.fill"``,
+            ``"order.cancelled"`` (private CMD events); ``"md.trade"``,
+            ``"md.book.delta"``, ``"md.book.snapshot"``, ``"md.status"``
+            (market data); ``"connection.lost"``, ``"connection.restored"``,
+            ``"events.missed"`` (the session's own state).
+        data: The raw frame (CMD event or MD message) or, for session
+            events, a small dict describing it.
+        sym: The symbol, when there is one.
+    """
+
+    kind: str
+    data: dict[str, Any] = field(repr=False)
+    sym: str | None = None
+
+    @property
+    def droppable(self) -> bool:
+        """Market data may be dropped for a slow consumer; nothing else may."""
+        return self.kind.startswith("md.")
+
+
+class _Subscriber:
+    __slots__ = ("dropped", "kinds", "missed", "rx", "tx")
+
+    def __init__(self, kinds: tuple[str, ...], buffer: int) -> None:
+        self.kinds = kinds
+        self.tx: MemoryObjectSendStream[Event]
+        self.rx: MemoryObjectReceiveStream[Event]
+        self.tx, self.rx = anyio.create_memory_object_stream[Event](buffer)
+        self.dropped = 0
+        self.missed = 0
+
+    def wants(self, kind: str) -> bool:
+        if not self.kinds:
+            return True
+        for k in self.kinds:
+            if kind == k or kind.startswith(k + "."):
+                return True
+        return False
+
+
+class EventStream:
+    """An ``events()`` subscription: an async iterator of :class:`Event`.
+
+    Iteration ends when the session closes. Leaving an ``async for`` loop or
+    an ``async with`` block unsubscribes (so does dropping the last reference).
+
+    Raises (from iteration):
+        EventOverflow: The buffer was full and private events were missed.
+    """
+
+    def __init__(self, hub: EventHub, sub: _Subscriber) -> None:
+        self._hub = hub
+        self._sub = sub
+
+    @property
+    def dropped(self) -> int:
+        """Market-data events dropped for this subscriber because its buffer was full."""
+        return self._sub.dropped
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        sub = self._sub
+        if sub.missed:
+            missed, sub.missed = sub.missed, 0
+            raise EventOverflow(missed)
+        try:
+            return await sub.rx.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unsubscribe (idempotent)."""
+        self._hub._remove(self._sub)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class EventHub:
+    """Every ``events()`` subscriber of a session."""
+
+    def __init__(self) -> None:
+        self._subs: list[_Subscriber] = []
+        self.dropped_md = 0
+        self.missed_private = 0
+        self.closed = False
+
+    def subscribe(self, kinds: tuple[str, ...], buffer: int) -> EventStream:
+        """A new subscriber with its own buffer of ``buffer`` events."""
+        if not isinstance(buffer, int) or isinstance(buffer, bool) or buffer <= 0:
+            raise ValueError(f"buffer must be a positive integer, got {buffer!r}")
+        for kind in kinds:
+            if not isinstance(kind, str) or not kind:
+                raise TypeError(f"event kinds are non-empty strings, got {kind!r}")
+        sub = _Subscriber(kinds, buffer)
+        if self.closed:
+            sub.tx.close()
+        else:
+            self._subs.append(sub)
+        return EventStream(self, sub)
+
+    def _remove(self, sub: _Subscriber) -> None:
+        try:
+            self._subs.remove(sub)
+        except ValueError:
+            pass
+        sub.tx.close()
+        sub.rx.close()
+
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether anyone is listening (publishers skip building events otherwise)."""
+        return bool(self._subs)
+
+    def publish(self, event: Event) -> None:
+        """Offer ``event`` to every subscriber that wants its kind, without waiting."""
+        for sub in self._subs:
+            if not sub.wants(event.kind):
+                continue
+            try:
+                sub.tx.send_nowait(event)
+            except anyio.WouldBlock:
+                if event.droppable:
+                    sub.dropped += 1
+                    self.dropped_md += 1
+                else:
+                    sub.missed += 1
+                    self.missed_private += 1
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+
+    def close(self) -> None:
+        """End every subscriber's iteration (the session is over)."""
+        self.closed = True
+        for sub in self._subs:
+            sub.tx.close()
+        self._subs.clear()
+
+
+class HookRunner:
+    """Calls hooks (sync inline, async in a runner task), never letting one kill the session.
+
+    An exception in a hook is logged and counted in :attr:`errors`. Async
+    hooks are queued to a bounded buffer drained by :meth:`run`; when it is
+    full, calls are dropped and counted in :attr:`dropped`.
+    """
+
+    def __init__(self, buffer: int = 1000) -> None:
+        self.errors = 0
+        self.dropped = 0
+        self._running = False
+        self._tx, self._rx = anyio.create_memory_object_stream[
+            tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]](buffer)
+
+    def call(self, hook: Hook | None, data: dict[str, Any]) -> None:
+        """Call ``hook(data)`` now if it is sync, or queue it if it is async."""
+        if hook is None:
+            return
+        if inspect.iscoroutinefunction(hook):
+            try:
+                self._tx.send_nowait((hook, data))
+            except anyio.WouldBlock:
+                self.dropped += 1
+            return
+        try:
+            result = hook(data)
+        except Exception:
+            self.errors += 1
+            log.exception("event hook %r raised; the session goes on", hook)
+            return
+        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+            try:
+                self._tx.send_nowait((_awaiting(result), data))
+            except anyio.WouldBlock:
+                self.dropped += 1
+                if inspect.iscoroutine(result):
+                    result.close()
+
+    async def run(self) -> None:
+        """Run queued async hooks one at a time, until cancelled or closed."""
+        self._running = True
+        async with self._rx:
+            async for hook, data in self._rx:
+                try:
+                    await hook(data)
+                except Exception:
+                    self.errors += 1
+                    log.exception("event hook %r raised; the session goes on", hook)
+
+    def close(self) -> None:
+        """Stop accepting calls; :meth:`run` finishes the queued ones and returns."""
+        self._tx.close()
+        if not self._running:
+            self._rx.close()
+
+
+def _awaiting(awaitable: Awaitable[Any]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    async def call(_: dict[str, Any]) -> Any:
+        return await awaitable
+    return call

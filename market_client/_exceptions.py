@@ -1,0 +1,129 @@
+"""Every exception market_client raises on purpose.
+
+::
+
+    MarketClientError
+    ├── GatewayError            the gateway answered a request with an error (code, message, op)
+    │   └── AuthError           the gateway refused our token (401 / close 4401 / unauthorized)
+    ├── RequestTimeout          no response within the deadline (also a builtin TimeoutError)
+    ├── ConnectError            the gateway could not be reached or refused the WebSocket
+    ├── ConnectionLost          the peer or the network broke the link; pending requests fail with it
+    ├── SessionClosed           you closed the session; it cannot be used any more
+    ├── ReconnectFailed         the link could not be restored within the deadline (a ConnectionLost)
+    └── EventOverflow           an events() consumer fell behind and private events were missed
+
+Misuse (opening a session twice, a transport on the wrong backend) raises
+``RuntimeError``; bad arguments raise ``ValueError`` or ``TypeError`` before
+anything is sent. A malformed frame from the gateway never raises: it is
+counted in ``client.stats()`` and logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "ConnectError",
+    "ConnectionLost",
+    "EventOverflow",
+    "GatewayError",
+    "MarketClientError",
+    "ReconnectFailed",
+    "RequestTimeout",
+    "SessionClosed",
+]
+
+
+class MarketClientError(Exception):
+    """Base class of every error market_client raises on purpose."""
+
+
+class GatewayError(MarketClientError):
+    """The gateway answered with ``"status": "error"``.
+
+    Attributes:
+        code: The protocol's error code, e.g. ``"invalid_price"``.
+        message: The gateway's human-readable explanation.
+        op: The op of the failed request.
+        response: The whole response frame, for logging.
+    """
+
+    def __init__(self, code: str, message: str, op: str | None,
+                 response: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{op or 'request'} failed: {code}: {message}")
+        self.code = code
+        self.message = message
+        self.op = op
+        self.response = response if response is not None else {}
+
+
+class AuthError(GatewayError):
+    """The gateway refused the token; handshake again with ``token=None`` for a new user."""
+
+
+class RequestTimeout(MarketClientError, TimeoutError):
+    """No response came within the request's deadline.
+
+    The request may still have been carried out by the gateway: for orders,
+    retry with the same ``client_order_id`` (a duplicate is refused) or check
+    with ``order_history``. The waiter is removed at once; a late response is
+    dropped and counted in ``stats()["late_responses"]``.
+
+    Attributes:
+        op: The op that timed out.
+        timeout: The deadline in seconds.
+    """
+
+    def __init__(self, op: str, timeout: float) -> None:
+        super().__init__(f"{op} got no response within {timeout:g} s")
+        self.op = op
+        self.timeout = timeout
+
+
+class ConnectError(MarketClientError):
+    """The gateway could not be reached (refused, unreachable, TLS failure).
+
+    The message names the URL; check that a gateway runs there
+    (``market-client sim`` starts one).
+    """
+
+
+class ConnectionLost(MarketClientError):
+    """The connection broke (peer closed it, network failed, heartbeats stopped).
+
+    Requests in flight fail with this at once and are never resent: an
+    order may or may not have reached the gateway; reconcile with
+    ``list_orders()`` or ``order_history(client_order_id=...)``.
+
+    Attributes:
+        code: The WebSocket close code, when one was received.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ReconnectFailed(ConnectionLost):
+    """The session could not reconnect within its deadline and has ended."""
+
+
+class SessionClosed(MarketClientError):
+    """The session was closed by its owner and can no longer be used."""
+
+
+class EventOverflow(MarketClientError):
+    """An ``events()`` consumer was too slow and private events were dropped for it.
+
+    The transactions ring buffer still holds them (``get_transactions()``).
+
+    Attributes:
+        missed: How many private events this subscriber did not get.
+    """
+
+    def __init__(self, missed: int) -> None:
+        super().__init__(f"events() consumer fell behind: {missed} private event(s) missed; "
+                         "they are still in get_transactions(); use a larger buffer= "
+                         "or consume faster")
+        self.missed = missed

@@ -1,0 +1,146 @@
+"""Sans-I/O protocol core: envelopes, frame decoding and request correlation.
+
+Nothing here awaits or touches a socket. The client's I/O layer turns
+requests into text with :func:`encode_request`, feeds every received frame to
+:func:`decode_frame`, and hands responses to a :class:`Correlator`, which
+wakes the waiter whose ``msg_id`` matches the ``corr_id``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, Generic, Protocol, TypeVar
+
+import orjson
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Correlator",
+    "Waiter",
+    "decode_frame",
+    "encode_request",
+    "rfc3339_now",
+]
+
+PROTOCOL_VERSION = "1.0"
+log = logging.getLogger("market_client")
+
+
+def rfc3339_now() -> str:
+    """Current UTC time as RFC 3339 with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_request(op: str, payload: Mapping[str, Any], msg_id: str,
+                   as_role: str | None = None) -> str:
+    """The JSON text of one request with its envelope filled in."""
+    frame: dict[str, Any] = {"type": "request", "ver": PROTOCOL_VERSION, "msg_id": msg_id,
+                             "ts": rfc3339_now(), "op": op, "payload": payload}
+    if as_role is not None:
+        frame["as"] = as_role
+    return orjson.dumps(frame).decode()
+
+
+def decode_frame(raw: str | bytes) -> dict[str, Any] | None:
+    """Decode one frame; None when it is not a JSON object (the caller counts it)."""
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+class Waiter(Protocol):
+    """What a pending request is woken with: exactly one of these is called once."""
+
+    def set_result(self, frame: dict[str, Any]) -> None:
+        """The response frame arrived."""
+
+    def set_error(self, exc: BaseException) -> None:
+        """The request can no longer be answered (connection lost, session closed)."""
+
+
+W = TypeVar("W", bound=Waiter)
+
+
+class Correlator(Generic[W]):
+    """The table of requests in flight: ``msg_id -> waiter``.
+
+    * :meth:`add` registers a waiter under a fresh id (refused when the table
+      is full, so memory stays bounded);
+    * :meth:`resolve` wakes the waiter matching a response's ``corr_id``;
+      a response for an id that timed out or was cancelled is *late*, one for
+      an id never issued is *unsolicited*: both are dropped and counted;
+    * :meth:`fail_all` fails every waiter at once (connection lost), so no
+      request is ever left hanging.
+
+    Args:
+        max_pending: Most requests in flight at once.
+        remember_abandoned: How many abandoned ids are remembered to tell a
+            late response from an unsolicited one.
+    """
+
+    def __init__(self, max_pending: int = 10_000, remember_abandoned: int = 4096) -> None:
+        self.max_pending = max_pending
+        self._pending: dict[str, W] = {}
+        self._ids = itertools.count(1)
+        self._abandoned: deque[str] = deque(maxlen=remember_abandoned)
+        self._abandoned_set: set[str] = set()
+        self.late = 0
+        self.unsolicited = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def next_id(self) -> str:
+        """A ``msg_id`` unique on this connection."""
+        return str(next(self._ids))
+
+    def add(self, waiter: W) -> str:
+        """Register ``waiter``; returns its ``msg_id``.
+
+        Raises:
+            RuntimeError: ``max_pending`` requests are already in flight.
+        """
+        if len(self._pending) >= self.max_pending:
+            raise RuntimeError(f"{self.max_pending} requests already in flight; "
+                               "wait for some to finish or raise max_pending")
+        msg_id = self.next_id()
+        self._pending[msg_id] = waiter
+        return msg_id
+
+    def abandon(self, msg_id: str) -> None:
+        """Forget a request that timed out or was cancelled (idempotent)."""
+        if self._pending.pop(msg_id, None) is not None:
+            if len(self._abandoned) == self._abandoned.maxlen:
+                self._abandoned_set.discard(self._abandoned[0])
+            self._abandoned.append(msg_id)
+            self._abandoned_set.add(msg_id)
+
+    def resolve(self, frame: dict[str, Any]) -> bool:
+        """Deliver a response frame; False when nobody was waiting for it."""
+        corr_id = frame.get("corr_id")
+        key = corr_id if isinstance(corr_id, str) else str(corr_id)
+        waiter = self._pending.pop(key, None)
+        if waiter is None:
+            if key in self._abandoned_set:
+                self.late += 1
+                log.debug("dropped a late response to request %s (%s)", key, frame.get("op"))
+            else:
+                self.unsolicited += 1
+                log.warning("dropped a response to unknown request %r (%s)", corr_id,
+                            frame.get("op"))
+            return False
+        waiter.set_result(frame)
+        return True
+
+    def fail_all(self, exc: BaseException) -> int:
+        """Fail every pending waiter with ``exc``; returns how many there were."""
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.set_error(exc)
+        return len(pending)

@@ -1,0 +1,206 @@
+"""The one small interface the client needs from a WebSocket library.
+
+:func:`connect_websocket` opens a text WebSocket with the library that suits
+the running backend and yields a :class:`WebSocket`: ``send``, ``recv`` and
+``close_code``. Library-specific exceptions stop here: a socket that closes
+raises :class:`TransportClosed` with its close code, a socket that cannot be
+opened raises :class:`TransportOpenError`.
+
+Measured here (see docs/benchmarks.md), the ``websockets`` library's native
+clients are the fastest on both backends, so they are the default;
+``trio-websocket`` is a supported alternative under Trio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl as ssl_module
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol
+
+import sniffio
+
+__all__ = [
+    "TRANSPORTS",
+    "TransportClosed",
+    "TransportName",
+    "TransportOpenError",
+    "WebSocket",
+    "connect_websocket",
+]
+
+TransportName = Literal["websockets", "trio-websocket"]
+TRANSPORTS: tuple[TransportName, ...] = ("websockets", "trio-websocket")
+MAX_MESSAGE = 16 * 1024 * 1024  # a full-depth snapshot can be large
+OPEN_TIMEOUT = 10.0
+
+
+class TransportClosed(Exception):
+    """The socket is closed; ``code`` is the close code (1006 when none was received)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
+        self.code = code
+        self.reason = reason
+
+
+class TransportOpenError(Exception):
+    """The socket could not be opened; ``status`` is the HTTP status if one came back."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WebSocket(Protocol):
+    """A connected text WebSocket."""
+
+    async def send(self, text: str) -> None:
+        """Send one text frame; raises :class:`TransportClosed` if the socket is closed."""
+
+    async def recv(self) -> str | bytes:
+        """Receive one frame; raises :class:`TransportClosed` once the socket is closed."""
+
+    async def aclose(self, code: int = 1000) -> None:
+        """Close the socket (idempotent)."""
+
+
+class _Websockets:
+    """Adapter for ``websockets`` (its asyncio and its Trio client share the API)."""
+
+    __slots__ = ("_closed_exc", "_ws")
+
+    def __init__(self, ws: object, closed_exc: type[Exception]) -> None:
+        self._ws = ws
+        self._closed_exc = closed_exc
+
+    def _closed(self, exc: Exception) -> TransportClosed:
+        rcvd = getattr(exc, "rcvd", None)
+        return TransportClosed(rcvd.code if rcvd is not None else 1006,
+                               rcvd.reason if rcvd is not None else "")
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send(text)  # type: ignore[attr-defined]
+        except self._closed_exc as exc:
+            raise self._closed(exc) from exc
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await self._ws.recv()  # type: ignore[attr-defined, no-any-return]
+        except self._closed_exc as exc:
+            raise self._closed(exc) from exc
+
+    async def aclose(self, code: int = 1000) -> None:
+        # The asyncio client calls it close(), the Trio client aclose().
+        closer = getattr(self._ws, "aclose", None) or self._ws.close  # type: ignore[attr-defined]
+        await closer(code)
+
+
+class _TrioWebsocket:
+    """Adapter for ``trio-websocket``."""
+
+    __slots__ = ("_closed_exc", "_ws")
+
+    def __init__(self, ws: object, closed_exc: type[Exception]) -> None:
+        self._ws = ws
+        self._closed_exc = closed_exc
+
+    def _closed(self, exc: Exception) -> TransportClosed:
+        reason = getattr(exc, "reason", None)
+        return TransportClosed(getattr(reason, "code", 1006) or 1006,
+                               getattr(reason, "reason", "") or "")
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send_message(text)  # type: ignore[attr-defined]
+        except self._closed_exc as exc:
+            raise self._closed(exc) from exc
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await self._ws.get_message()  # type: ignore[attr-defined, no-any-return]
+        except self._closed_exc as exc:
+            raise self._closed(exc) from exc
+
+    async def aclose(self, code: int = 1000) -> None:
+        await self._ws.aclose(code)  # type: ignore[attr-defined]
+
+
+def default_transport() -> TransportName:
+    """The transport used when none is named: ``websockets`` on either backend."""
+    return "websockets"
+
+
+@contextlib.asynccontextmanager
+async def connect_websocket(
+    url: str,
+    *,
+    transport: TransportName | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    open_timeout: float = OPEN_TIMEOUT,
+) -> AsyncIterator[WebSocket]:
+    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the running backend.
+
+    Raises:
+        TransportOpenError: The connection or the opening handshake failed.
+        ValueError: The transport does not exist or does not run on this backend.
+    """
+    name = transport or default_transport()
+    backend = sniffio.current_async_library()
+    if name == "websockets":
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+        if backend == "trio":
+            from websockets.trio.client import connect as ws_connect_trio
+
+            cm = ws_connect_trio(url, ssl=ssl, compression=None, max_size=MAX_MESSAGE,
+                                 max_queue=256, open_timeout=open_timeout, proxy=None)
+        else:
+            from websockets.asyncio.client import connect as ws_connect_asyncio
+
+            cm = ws_connect_asyncio(url, ssl=ssl, compression=None,  # type: ignore[assignment]
+                                    max_size=MAX_MESSAGE, max_queue=256,
+                                    open_timeout=open_timeout, proxy=None)
+        try:
+            ws = await cm.__aenter__()
+        except InvalidStatus as exc:
+            raise TransportOpenError(str(exc), exc.response.status_code) from exc
+        except (InvalidHandshake, OSError, TimeoutError) as exc:
+            raise TransportOpenError(f"cannot open {url.split('?')[0]}: {exc}") from exc
+        try:
+            yield _Websockets(ws, ConnectionClosed)
+        except BaseException as exc:
+            if not await cm.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await cm.__aexit__(None, None, None)
+    elif name == "trio-websocket":
+        if backend != "trio":
+            raise ValueError("transport 'trio-websocket' runs only under Trio; "
+                             "use the default 'websockets' on asyncio")
+        try:
+            import trio
+            import trio_websocket
+        except ImportError as exc:  # pragma: no cover - an optional extra
+            raise ValueError("transport 'trio-websocket' needs: pip install "
+                             "'market-client[trio-websocket]'") from exc
+        try:
+            with trio.fail_after(open_timeout):
+                ctx = trio_websocket.open_websocket_url(
+                    url, ssl_context=ssl, message_queue_size=256, max_message_size=MAX_MESSAGE)
+                ws2 = await ctx.__aenter__()
+        except trio_websocket.ConnectionRejected as exc:
+            raise TransportOpenError(f"server rejected WebSocket connection: HTTP {exc.status_code}",
+                                     exc.status_code) from exc
+        except (trio_websocket.HandshakeError, OSError, trio.TooSlowError) as exc:
+            raise TransportOpenError(f"cannot open {url.split('?')[0]}: {exc!r}") from exc
+        try:
+            yield _TrioWebsocket(ws2, trio_websocket.ConnectionClosed)
+        except BaseException as exc:
+            if not await ctx.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await ctx.__aexit__(None, None, None)
+    else:
+        raise ValueError(f"unknown transport {name!r}; choose from {', '.join(TRANSPORTS)}")
