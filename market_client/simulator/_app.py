@@ -251,6 +251,7 @@ class Gateway:
                 # The peer went away mid-send; nothing to report to anyone.
                 log.debug("socket of %s ended: %r", conn.user_id, exc)
         conn.tx.close()
+        conn.rx.close()
         if conn.close_code != CLOSE_NORMAL:
             with contextlib.suppress(Exception):
                 await ws.close(conn.close_code, conn.close_reason)

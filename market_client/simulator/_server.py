@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class SimulatorConfig:
         queue_size: Messages buffered per socket before a slow consumer is cut off (1013).
         certfile: PEM certificate for HTTPS/WSS (with ``keyfile``).
         keyfile: PEM private key for HTTPS/WSS.
+        send_buffer: ``SO_SNDBUF`` of accepted sockets in bytes (None: the OS
+            default). A small one makes a slow consumer's backlog reach the
+            gateway's queue sooner; tests of the 1013 rule use it.
     """
 
     host: str = "127.0.0.1"
@@ -51,6 +55,7 @@ class SimulatorConfig:
     queue_size: int = 10_000
     certfile: str | None = None
     keyfile: str | None = None
+    send_buffer: int | None = None
 
     def symbol_specs(self) -> tuple[SymbolSpec, ...]:
         """The parsed symbol list."""
@@ -158,6 +163,9 @@ async def serve(config: SimulatorConfig | None = None, **options: object) -> Asy
     sockets = hc.create_sockets()
     listening = sockets.secure_sockets or sockets.insecure_sockets
     for sock in listening:
+        if config.send_buffer:
+            # Accepted sockets inherit the listener's buffer sizes (Linux, BSD).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.send_buffer)
         sock.listen(hc.backlog)
     host, port = listening[0].getsockname()[:2]
     if ":" in host:

@@ -1,0 +1,70 @@
+"""Nox sessions: ``nox`` runs tests on every Python, lint and types.
+
+Interpreters installed by pyenv are found even when pyenv's shims do not
+expose them (its versions' ``bin`` folders are put on PATH first).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+nox.options.sessions = ["tests", "lint", "types"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _expose_pyenv_pythons() -> None:
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    dirs = sorted(glob.glob(os.path.join(root, "versions", "3.1[0-9]*", "bin")))
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join([d for d in dirs if d not in path] + path)
+
+
+_expose_pyenv_pythons()
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite, every async test on Trio and on asyncio."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.12")
+def types(session: nox.Session) -> None:
+    """mypy --strict over market_client/."""
+    session.install("-e", ".[types]")
+    session.run("mypy")
+
+
+@nox.session(python="3.12")
+def demo(session: nox.Session) -> None:
+    """The demo against the embedded simulator (``nox -s demo -- --duration 10``)."""
+    session.install("-e", ".")
+    session.run("market-client", "demo", *session.posargs)
+
+
+@nox.session(python="3.12")
+def bench(session: nox.Session) -> None:
+    """Benchmarks; prints tables and rewrites docs/benchmarks.md."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python="3.12")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with warnings as errors."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict")
