@@ -79,15 +79,25 @@ def _price_text(price: Decimal | str) -> str:
     return format(value, "f")
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """The single exception inside (nested) exception groups, else the group itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
-        cancelled = anyio.get_cancelled_exc_class()
-        real = [e for e in exc.exceptions if not isinstance(e, cancelled)]
-        if len(real) == 1:
-            return _unwrap(real[0])
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """What to raise at the session boundary instead of an exception group.
+
+    Cancellations are dropped; one remaining exception is raised as itself;
+    several that all report the link going down (CMD and MD sockets closing
+    together) are reported as the first. Anything else stays a group.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [e for e in _leaves(exc) if not isinstance(e, cancelled)]
+    if len(real) == 1 or (real and all(isinstance(e, ConnectionLost) for e in real)):
+        return real[0]
     return exc
 
 
@@ -376,8 +386,10 @@ class MarketClient:
         except BaseException as err:
             single = _unwrap(err)
             if single is exc:
+                return False  # the block's own exception goes on as it was
+            if single is err:
                 raise
-            raise single from (None if single is err else err)
+            raise single from single.__cause__  # unwrapped: no exception group
         return bool(suppressed)
 
     async def _start(self) -> None:

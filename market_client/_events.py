@@ -180,7 +180,10 @@ class EventHub:
         """End every subscriber's iteration (the session is over)."""
         self.closed = True
         for sub in self._subs:
+            # Both ends: a consumer's receive() ends (StopAsyncIteration), and no
+            # stream is left for the garbage collector to find open.
             sub.tx.close()
+            sub.rx.close()
         self._subs.clear()
 
 

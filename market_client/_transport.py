@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import ssl as ssl_module
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import sniffio
 
@@ -147,60 +147,48 @@ async def connect_websocket(
         ValueError: The transport does not exist or does not run on this backend.
     """
     name = transport or default_transport()
-    backend = sniffio.current_async_library()
-    if name == "websockets":
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-        if backend == "trio":
-            from websockets.trio.client import connect as ws_connect_trio
-
-            cm = ws_connect_trio(url, ssl=ssl, compression=None, max_size=MAX_MESSAGE,
-                                 max_queue=256, open_timeout=open_timeout, proxy=None)
-        else:
-            from websockets.asyncio.client import connect as ws_connect_asyncio
-
-            cm = ws_connect_asyncio(url, ssl=ssl, compression=None,  # type: ignore[assignment]
-                                    max_size=MAX_MESSAGE, max_queue=256,
-                                    open_timeout=open_timeout, proxy=None)
-        try:
-            ws = await cm.__aenter__()
-        except InvalidStatus as exc:
-            raise TransportOpenError(str(exc), exc.response.status_code) from exc
-        except (InvalidHandshake, OSError, TimeoutError) as exc:
-            raise TransportOpenError(f"cannot open {url.split('?')[0]}: {exc}") from exc
-        try:
-            yield _Websockets(ws, ConnectionClosed)
-        except BaseException as exc:
-            if not await cm.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            await cm.__aexit__(None, None, None)
-    elif name == "trio-websocket":
-        if backend != "trio":
-            raise ValueError("transport 'trio-websocket' runs only under Trio; "
-                             "use the default 'websockets' on asyncio")
-        try:
-            import trio
-            import trio_websocket
-        except ImportError as exc:  # pragma: no cover - an optional extra
-            raise ValueError("transport 'trio-websocket' needs: pip install "
-                             "'market-client[trio-websocket]'") from exc
-        try:
-            with trio.fail_after(open_timeout):
-                ctx = trio_websocket.open_websocket_url(
-                    url, ssl_context=ssl, message_queue_size=256, max_message_size=MAX_MESSAGE)
-                ws2 = await ctx.__aenter__()
-        except trio_websocket.ConnectionRejected as exc:
-            raise TransportOpenError(f"server rejected WebSocket connection: HTTP {exc.status_code}",
-                                     exc.status_code) from exc
-        except (trio_websocket.HandshakeError, OSError, trio.TooSlowError) as exc:
-            raise TransportOpenError(f"cannot open {url.split('?')[0]}: {exc!r}") from exc
-        try:
-            yield _TrioWebsocket(ws2, trio_websocket.ConnectionClosed)
-        except BaseException as exc:
-            if not await ctx.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            await ctx.__aexit__(None, None, None)
-    else:
+    if name not in TRANSPORTS:
         raise ValueError(f"unknown transport {name!r}; choose from {', '.join(TRANSPORTS)}")
+    backend = sniffio.current_async_library()
+    where = url.split("?")[0]  # never the token
+    async with contextlib.AsyncExitStack() as stack:
+        if name == "websockets":
+            from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+            options: dict[str, Any] = {"ssl": ssl, "compression": None, "max_size": MAX_MESSAGE,
+                                       "max_queue": 256, "open_timeout": open_timeout,
+                                       "proxy": None}
+            if backend == "trio":
+                from websockets.trio.client import connect as connect_trio
+
+                cm: Any = connect_trio(url, **options)
+            else:
+                from websockets.asyncio.client import connect as connect_asyncio
+
+                cm = connect_asyncio(url, **options)
+            try:
+                ws = await stack.enter_async_context(cm)
+            except InvalidStatus as exc:
+                raise TransportOpenError(f"{where}: {exc}", exc.response.status_code) from exc
+            except (InvalidHandshake, OSError, TimeoutError) as exc:
+                raise TransportOpenError(f"cannot open {where}: {exc}") from exc
+            yield _Websockets(ws, ConnectionClosed)
+        else:
+            if backend != "trio":
+                raise ValueError("transport 'trio-websocket' runs only under Trio; "
+                                 "use the default 'websockets' on asyncio")
+            try:
+                import trio_websocket
+            except ImportError as exc:  # pragma: no cover - an optional extra
+                raise ValueError("transport 'trio-websocket' needs: pip install "
+                                 "'market-client[trio-websocket]'") from exc
+            try:
+                ws2 = await stack.enter_async_context(trio_websocket.open_websocket_url(
+                    url, ssl_context=ssl, message_queue_size=256, max_message_size=MAX_MESSAGE,
+                    connect_timeout=open_timeout))
+            except trio_websocket.ConnectionRejected as exc:
+                raise TransportOpenError(f"{where}: server rejected WebSocket connection: "
+                                         f"HTTP {exc.status_code}", exc.status_code) from exc
+            except (trio_websocket.HandshakeError, OSError) as exc:
+                raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
+            yield _TrioWebsocket(ws2, trio_websocket.ConnectionClosed)

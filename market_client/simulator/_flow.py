@@ -55,11 +55,19 @@ class Flow:
         self._wake.set()
         self._wake = anyio.Event()
 
-    def seed_books(self) -> None:
-        """Give every symbol a two-sided book before anyone connects."""
+    def seed_books(self, levels: int = 10) -> None:
+        """Give every symbol a two-sided book of ``levels`` prices a side.
+
+        The fair price itself is left empty, so the book opens with a spread
+        of two ticks around it.
+        """
         for sym in self._syms:
-            for _ in range(LADDER):
-                self._quote(sym)
+            fair = self._fair[sym]
+            for i in range(1, levels + 1):
+                for side, ticks in (("buy", fair - i), ("sell", fair + i)):
+                    self._place(self._mm[sym], {"sym": sym, "side": side,
+                                                "price": self._price(sym, ticks),
+                                                "qty": self._qty(sym, 10)})
 
     async def run(self) -> None:
         """Act at the configured rate until cancelled."""

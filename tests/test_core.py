@@ -1,0 +1,281 @@
+"""The client's sans-I/O core, tested without sockets."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import market_client
+from market_client._book import BookError, LocalBook, Sequencer
+from market_client._candles import CandleSeries
+from market_client._protocol import Correlator, decode_frame, encode_request
+from market_client._ring import TransactionLog
+from market_client._state import MarketState
+
+
+# -- correlation ---------------------------------------------------------------
+class Slot:
+    def __init__(self) -> None:
+        self.frame: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def set_result(self, frame: dict[str, Any]) -> None:
+        assert self.frame is None and self.error is None
+        self.frame = frame
+
+    def set_error(self, exc: BaseException) -> None:
+        assert self.frame is None and self.error is None
+        self.error = exc
+
+
+def test_correlator_matches_by_corr_id_and_counts_the_rest() -> None:
+    table: Correlator[Slot] = Correlator()
+    a, b = Slot(), Slot()
+    ida, idb = table.add(a), table.add(b)
+    assert ida != idb and len(table) == 2
+    assert table.resolve({"corr_id": idb, "status": "ok"})
+    assert b.frame is not None and a.frame is None
+    table.abandon(ida)  # timed out
+    assert len(table) == 0
+    assert not table.resolve({"corr_id": ida})
+    assert table.late == 1 and a.frame is None
+    assert not table.resolve({"corr_id": "never-issued"})
+    assert not table.resolve({"corr_id": None})
+    assert table.unsolicited == 2
+
+
+def test_correlator_fails_everything_on_disconnect_and_is_bounded() -> None:
+    table: Correlator[Slot] = Correlator(max_pending=3)
+    slots = [Slot() for _ in range(3)]
+    for slot in slots:
+        table.add(slot)
+    with pytest.raises(RuntimeError, match="in flight"):
+        table.add(Slot())
+    boom = ConnectionError("gone")
+    assert table.fail_all(boom) == 3
+    assert all(s.error is boom for s in slots) and len(table) == 0
+
+
+def test_correlator_remembers_a_bounded_number_of_abandoned_ids() -> None:
+    table: Correlator[Slot] = Correlator(remember_abandoned=2)
+    ids = [table.add(Slot()) for _ in range(3)]
+    for msg_id in ids:
+        table.abandon(msg_id)
+    assert not table.resolve({"corr_id": ids[0]})  # forgotten: unsolicited
+    assert table.unsolicited == 1
+    assert not table.resolve({"corr_id": ids[2]})
+    assert table.late == 1
+
+
+def test_envelope_and_decoding() -> None:
+    frame = decode_frame(encode_request("order.place", {"sym": "ABC"}, "7", "admin"))
+    assert frame is not None
+    assert {k: frame[k] for k in ("type", "ver", "msg_id", "op", "payload", "as")} == {
+        "type": "request", "ver": "1.0", "msg_id": "7", "op": "order.place",
+        "payload": {"sym": "ABC"}, "as": "admin"}
+    assert frame["ts"].endswith("Z") and len(frame["ts"]) == 24
+    assert decode_frame("nope") is None and decode_frame("[1]") is None
+    assert decode_frame(b'{"a": 1}') == {"a": 1}
+
+
+# -- book and sequencer ----------------------------------------------------------
+prices = st.integers(1, 40).map(lambda i: f"{100 + i / 100:.2f}")
+changes = st.lists(st.tuples(st.sampled_from(["buy", "sell"]), prices, st.integers(0, 5)),
+                   min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(changes, max_size=40))
+def test_applying_deltas_equals_rebuilding_from_the_final_state(deltas: list[Any]) -> None:
+    book = LocalBook()
+    book.load([["100.00", 1]], [["101.00", 1]], 0)
+    truth: dict[str, dict[Decimal, int]] = {"buy": {Decimal("100.00"): 1},
+                                            "sell": {Decimal("101.00"): 1}}
+    for seq, delta in enumerate(deltas, start=1):
+        book.apply([list(c) for c in delta], seq)
+        for side, price, qty in delta:
+            if qty:
+                truth[side][Decimal(price)] = qty
+            else:
+                truth[side].pop(Decimal(price), None)
+    rebuilt = LocalBook()
+    rebuilt.load([[str(p), q] for p, q in truth["buy"].items()],
+                 [[str(p), q] for p, q in truth["sell"].items()], len(deltas))
+    assert book.levels(None) == rebuilt.levels(None)
+    bids, asks = book.levels(None)
+    assert [p for p, _ in bids] == sorted((p for p, _ in bids), reverse=True)
+    assert [p for p, _ in asks] == sorted(p for p, _ in asks)
+
+
+def test_bad_delta_changes_nothing() -> None:
+    book = LocalBook()
+    book.load([["10.00", 1]], [], 5)
+    for bad in ([["buy", "x", 1]], [["hold", "10.00", 1]], [["buy", "10.00", -1]],
+                [["buy", 10.0, 1]], [["buy", "10.00"]]):
+        with pytest.raises(BookError):
+            book.apply([["buy", "9.00", 3], *bad], 6)
+        assert book.levels(None) == ([(Decimal("10.00"), 1)], []) and book.seq == 5
+
+
+def inc(seq: int, ch: str = "book.delta") -> dict[str, Any]:
+    return {"ch": ch, "sym": "S", "seq": seq, "changes": []}
+
+
+def test_sequencer_passes_in_order_and_buffers_across_a_gap() -> None:
+    s = Sequencer()
+    assert s.feed(inc(1)) == [] and s.need_resync  # before any snapshot
+    assert s.reset(3) == [] and not s.need_resync  # inc(1) is covered by the snapshot
+    assert [m["seq"] for m in s.feed(inc(4))] == [4]
+    assert s.feed(inc(4)) == [] and s.stale == 1  # duplicate
+    assert s.feed(inc(7)) == [] and s.need_resync and s.gaps == 1
+    assert s.feed(inc(8)) == [] and s.feed(inc(9)) == []
+    # A snapshot as of 7 releases 8 and 9 only.
+    assert [m["seq"] for m in s.reset(7)] == [8, 9]
+    assert not s.need_resync and [m["seq"] for m in s.feed(inc(10))] == [10]
+
+
+def test_sequencer_keeps_asking_while_a_hole_remains() -> None:
+    s = Sequencer()
+    s.reset(0)
+    s.feed(inc(5))
+    s.feed(inc(9))
+    assert s.reset(6) == [] and s.need_resync  # 7 and 8 are lost for good
+    assert [m["seq"] for m in s.reset(8)] == [9]
+    assert not s.need_resync
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 30), st.lists(st.booleans(), min_size=1, max_size=60), st.integers(0, 60))
+def test_sequencer_never_applies_twice_nor_skips(start: int, drops: list[bool], snap: int) -> None:
+    """Whatever is dropped, what is applied is contiguous after the last snapshot."""
+    s = Sequencer()
+    s.reset(start)
+    applied: list[int] = []
+    for i, dropped in enumerate(drops, start=start + 1):
+        if not dropped:
+            applied += [m["seq"] for m in s.feed(inc(i))]
+        if s.need_resync and i == start + min(snap, len(drops)):
+            applied = [m["seq"] for m in s.reset(i)] or applied
+            if not s.need_resync:
+                applied = []
+    assert applied == sorted(set(applied))
+    if applied:
+        assert applied == list(range(applied[0], applied[-1] + 1))
+
+
+def test_market_state_resyncs_on_gap_and_on_a_bad_price() -> None:
+    m = MarketState()
+    m.on_md({"type": "md", "ch": "book.snapshot", "sym": "S", "seq": 1,
+             "bids": [["10.00", 1]], "asks": [["11.00", 1]]})
+    assert m.on_md({"ch": "book.delta", "sym": "S", "seq": 3, "changes": []}) == "book.delta"
+    assert m.take_resyncs() == ["S"] and m.take_resyncs() == []
+    m.on_md({"ch": "book.delta", "sym": "S", "seq": 4, "changes": [["buy", "10.50", 2]]})
+    m.load_book("S", [["10.00", 1]], [["11.00", 1]], 3)
+    assert m.sym("S").book.best_bid() == (Decimal("10.50"), 2)
+    assert m.sym("S").resyncs == 1
+    m.on_md({"ch": "book.delta", "sym": "S", "seq": 5, "changes": [["buy", "1e", 2]]})
+    assert m.take_resyncs() == ["S"] and m.malformed == 1
+    assert m.on_md({"ch": "book.delta", "sym": "S"}) is None  # no seq
+    assert m.on_md({"ch": "weird", "sym": "S"}) is None
+    assert m.malformed == 3
+
+
+# -- candles -----------------------------------------------------------------------
+trades = st.lists(st.tuples(st.integers(0, 5_000), st.integers(9000, 9100), st.integers(1, 9)),
+                  max_size=120)
+
+
+@settings(max_examples=200, deadline=None)
+@given(trades, st.sampled_from([1000, 2000, 60_000]), st.integers(1, 8))
+def test_candles_equal_a_direct_recomputation(ts: list[tuple[int, int, int]], interval: int,
+                                              depth: int) -> None:
+    series = CandleSeries(interval, depth)
+    t = 0
+    ordered = []
+    for seq, (dt_ms, cents, qty) in enumerate(ts, start=1):
+        t += dt_ms * 1_000_000
+        ordered.append((t, Decimal(cents) / 100, qty, seq))
+        series.add_trade(*ordered[-1])
+    buckets: dict[int, list[tuple[Decimal, int]]] = defaultdict(list)
+    width = interval * 1_000_000
+    for t_ns, price, qty, _ in ordered:
+        buckets[t_ns - t_ns % width].append((price, qty))
+    expected = [
+        {"t_ns": k, "o": v[0][0], "h": max(p for p, _ in v), "l": min(p for p, _ in v),
+         "c": v[-1][0], "v": sum(q for _, q in v), "n": len(v)}
+        for k, v in sorted(buckets.items())
+    ][-depth:]
+    assert [c.to_dict() for c in series.candles] == expected
+
+
+def test_candle_seed_then_only_newer_trades() -> None:
+    series = CandleSeries(1000, 5)
+    series.seed([{"t_ns": 0, "o": "1", "h": "2", "l": "1", "c": "2", "v": 3, "n": 2}], 10)
+    assert not series.add_trade(500_000_000, Decimal(5), 1, 10)  # already counted
+    assert series.add_trade(600_000_000, Decimal(5), 1, 11)
+    (candle,) = series.snapshot()
+    assert (candle.h, candle.c, candle.v, candle.n) == (Decimal(5), Decimal(5), 4, 3)
+    with pytest.raises(ValueError, match="multiple of 1000"):
+        CandleSeries(1500, 5)
+    with pytest.raises(ValueError, match="depth"):
+        CandleSeries(1000, 0)
+
+
+# -- ring buffer -------------------------------------------------------------------
+def test_ring_buffer_keeps_the_newest() -> None:
+    log = TransactionLog(3)
+    for i in range(5):
+        log.append({"i": i})
+    assert [e["i"] for e in log.get()] == [2, 3, 4]
+    assert [e["i"] for e in log.get(2)] == [3, 4] and log.get(0) == []
+    log.configure(2)
+    assert [e["i"] for e in log.get()] == [3, 4] and log.capacity == 2
+    log.configure(10)
+    log.append({"i": 5})
+    assert [e["i"] for e in log.get()] == [3, 4, 5]
+    log.clear()
+    assert log.get() == [] and len(log) == 0
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="capacity"):
+            log.configure(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit"):
+        log.get(-1)
+
+
+# -- public surface ------------------------------------------------------------------
+def test_all_matches_the_public_names() -> None:
+    public = {n for n in dir(market_client) if not n.startswith("_")} - {"simulator"}
+    assert set(market_client.__all__) - {"__version__"} == public
+    assert market_client.__all__ == sorted(market_client.__all__)
+    for name in market_client.__all__:
+        obj = getattr(market_client, name)
+        if name != "__version__":
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_exception_tree() -> None:
+    from market_client import (
+        AuthError,
+        ConnectError,
+        ConnectionLost,
+        EventOverflow,
+        GatewayError,
+        MarketClientError,
+        ReconnectFailed,
+        RequestTimeout,
+        SessionClosed,
+    )
+
+    for cls in (GatewayError, AuthError, ConnectError, ConnectionLost, ReconnectFailed,
+                RequestTimeout, SessionClosed, EventOverflow):
+        assert issubclass(cls, MarketClientError)
+    assert issubclass(RequestTimeout, TimeoutError)
+    assert issubclass(AuthError, GatewayError)
+    err = GatewayError("invalid_price", "off tick", "order.place", {"x": 1})
+    assert (err.code, err.message, err.op, err.response) == (
+        "invalid_price", "off tick", "order.place", {"x": 1})
