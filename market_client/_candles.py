@@ -43,13 +43,27 @@ class Candle:
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Candle:
         """Build from the protocol's ``{"t_ns", "o", "h", "l", "c", "v", "n"}``."""
-        return cls(int(data["t_ns"]), Decimal(data["o"]), Decimal(data["h"]),
-                   Decimal(data["l"]), Decimal(data["c"]), int(data["v"]), int(data["n"]))
+        return cls(
+            int(data["t_ns"]),
+            Decimal(data["o"]),
+            Decimal(data["h"]),
+            Decimal(data["l"]),
+            Decimal(data["c"]),
+            int(data["v"]),
+            int(data["n"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """``{"t_ns", "o", "h", "l", "c", "v", "n"}`` with Decimal prices."""
-        return {"t_ns": self.t_ns, "o": self.o, "h": self.h, "l": self.l, "c": self.c,
-                "v": self.v, "n": self.n}
+        return {
+            "t_ns": self.t_ns,
+            "o": self.o,
+            "h": self.h,
+            "l": self.l,
+            "c": self.c,
+            "v": self.v,
+            "n": self.n,
+        }
 
 
 class CandleSeries:
@@ -64,7 +78,9 @@ class CandleSeries:
 
     def __init__(self, interval_ms: int, depth: int) -> None:
         if not isinstance(interval_ms, int) or interval_ms <= 0 or interval_ms % 1000:
-            raise ValueError(f"interval_ms must be a positive multiple of 1000, got {interval_ms!r}")
+            raise ValueError(
+                f"interval_ms must be a positive multiple of 1000, got {interval_ms!r}"
+            )
         if not isinstance(depth, int) or depth <= 0:
             raise ValueError(f"depth must be a positive integer, got {depth!r}")
         self.interval_ms = interval_ms

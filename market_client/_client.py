@@ -41,7 +41,13 @@ from ._models import (
 from ._protocol import Correlator, decode_frame, encode_request
 from ._ring import TransactionLog
 from ._state import MarketState
-from ._transport import TransportClosed, TransportName, TransportOpenError, WebSocket, connect_websocket
+from ._transport import (
+    TransportClosed,
+    TransportName,
+    TransportOpenError,
+    WebSocket,
+    connect_websocket,
+)
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -58,16 +64,21 @@ MAX_CLIENT_ORDER_ID = 64
 
 
 def _check_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
-            or not 0 < timeout < math.inf:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout < math.inf
+    ):
         raise ValueError(f"timeout must be a positive finite number of seconds, got {timeout!r}")
     return float(timeout)
 
 
 def _price_text(price: Decimal | str) -> str:
     if isinstance(price, float):
-        raise TypeError("prices are Decimal or decimal strings, never floats: "
-                        f"use Decimal({str(price)!r}) or {str(price)!r}")
+        raise TypeError(
+            "prices are Decimal or decimal strings, never floats: "
+            f"use Decimal({str(price)!r}) or {str(price)!r}"
+        )
     if not isinstance(price, (Decimal, str)):
         raise TypeError(f"price must be a Decimal or a decimal string, got {type(price).__name__}")
     try:
@@ -97,7 +108,8 @@ def _unwrap(exc: BaseException) -> BaseException:
     cancelled = anyio.get_cancelled_exc_class()
     real = [e for e in _leaves(exc) if not isinstance(e, cancelled)]
     if len(real) == 1 or (real and all(isinstance(e, ConnectionLost) for e in real)):
-        return real[0]
+        first: BaseException = real[0]
+        return first
     return exc
 
 
@@ -128,8 +140,14 @@ class RequestSession:
     :meth:`run` (the reader) in the session's task group.
     """
 
-    def __init__(self, ws: WebSocket, *, on_event: Callable[[dict[str, Any]], None],
-                 timeout: float = 5.0, max_pending: int = 10_000) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        on_event: Callable[[dict[str, Any]], None],
+        timeout: float = 5.0,
+        max_pending: int = 10_000,
+    ) -> None:
         self._ws = ws
         self._on_event = on_event
         self.timeout = timeout
@@ -140,8 +158,14 @@ class RequestSession:
         self.malformed = 0
         self.login: LoginReply | None = None
 
-    async def request(self, op: str, payload: Mapping[str, Any] | None = None, *,
-                      as_role: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        op: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        as_role: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Send one request and wait for its response payload.
 
         Raises:
@@ -166,7 +190,8 @@ class RequestSession:
             raise RequestTimeout(op, limit) from None
         except TransportClosed as exc:
             self.closed = self.closed or ConnectionLost(
-                f"CMD connection closed (code {exc.code})", exc.code)
+                f"CMD connection closed (code {exc.code})", exc.code
+            )
             raise _fresh(self.closed) from exc
         finally:
             if waiter.frame is None and waiter.error is None:
@@ -190,7 +215,9 @@ class RequestSession:
             except TransportClosed as exc:
                 lost = ConnectionLost(
                     f"CMD connection closed by the gateway (code {exc.code}"
-                    + (f": {exc.reason})" if exc.reason else ")"), exc.code)
+                    + (f": {exc.reason})" if exc.reason else ")"),
+                    exc.code,
+                )
                 self.fail(lost)
                 raise lost from exc
             self.frames += 1
@@ -326,8 +353,13 @@ class MarketClient:
         self.user_id: str | None = None
         self.is_admin = False
         self._event_seq = 0
-        self._counts = {"md_messages": 0, "cmd_events": 0, "missed_private_events": 0,
-                        "http_requests": 0, "md_malformed": 0}
+        self._counts = {
+            "md_messages": 0,
+            "cmd_events": 0,
+            "missed_private_events": 0,
+            "http_requests": 0,
+            "md_malformed": 0,
+        }
 
     # -- lifecycle ----------------------------------------------------------
     @classmethod
@@ -336,9 +368,14 @@ class MarketClient:
         return cls(base_url, **kwargs)
 
     @classmethod
-    async def connect(cls, base_url: str, connect_md: bool = True,
-                      on_md_event: Hook | None = None, on_cmd_event: Hook | None = None,
-                      **kwargs: Any) -> MarketClient:
+    async def connect(
+        cls,
+        base_url: str,
+        connect_md: bool = True,
+        on_md_event: Hook | None = None,
+        on_cmd_event: Hook | None = None,
+        **kwargs: Any,
+    ) -> MarketClient:
         """Open a session without ``async with`` (the seed API); close it with :meth:`aclose`.
 
         The session's task group is entered in the calling task, so call
@@ -346,8 +383,9 @@ class MarketClient:
         (lost connection) cancels that task until :meth:`aclose` is called.
         ``async with MarketClient.session(...)`` has neither constraint.
         """
-        client = cls(base_url, md=connect_md, on_md_event=on_md_event,
-                     on_cmd_event=on_cmd_event, **kwargs)
+        client = cls(
+            base_url, md=connect_md, on_md_event=on_md_event, on_cmd_event=on_cmd_event, **kwargs
+        )
         await client.__aenter__()
         return client
 
@@ -367,8 +405,12 @@ class MarketClient:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> bool:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         if self._state != "open" or self._stack is None:
             self._state = "closed"
             return False
@@ -394,15 +436,17 @@ class MarketClient:
 
     async def _start(self) -> None:
         if self._state != "unopened":
-            raise RuntimeError(f"this MarketClient is {self._state}; a client is opened once, "
-                               "create a new one")
+            raise RuntimeError(
+                f"this MarketClient is {self._state}; a client is opened once, create a new one"
+            )
         self._state = "open"
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
             verify: ssl_module.SSLContext | bool = self._ssl if self._ssl is not None else True
             self._http = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=self._base_url, timeout=self.timeout, verify=verify))
+                httpx.AsyncClient(base_url=self._base_url, timeout=self.timeout, verify=verify)
+            )
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             self._tg.start_soon(self._hooks.run)
         except BaseException:
@@ -415,8 +459,10 @@ class MarketClient:
         if self._state == "closed":
             raise SessionClosed("the session was closed; open a new MarketClient")
         if self._tg is None:
-            raise RuntimeError("the client is not open: use `async with MarketClient.session(url)`"
-                               " or `await MarketClient.connect(url)`")
+            raise RuntimeError(
+                "the client is not open: use `async with MarketClient.session(url)`"
+                " or `await MarketClient.connect(url)`"
+            )
         return self._tg
 
     def __repr__(self) -> str:
@@ -446,35 +492,52 @@ class MarketClient:
         self.is_admin = bool(reply.get("is_admin"))
         return cast(HandshakeReply, reply)
 
-    async def _http_json(self, path: str, body: Any, *, op: str,
-                         headers: Mapping[str, str] | None = None,
-                         timeout: float | None = None) -> dict[str, Any]:
+    async def _http_json(
+        self,
+        path: str,
+        body: Any,
+        *,
+        op: str,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         assert self._http is not None
         self._counts["http_requests"] += 1
         try:
-            response = await self._http.post(path, json=body, headers=headers,
-                                             timeout=timeout or self.timeout)
+            response = await self._http.post(
+                path, json=body, headers=headers, timeout=timeout or self.timeout
+            )
         except httpx.TimeoutException as exc:
             raise RequestTimeout(op, timeout or self.timeout) from exc
         except httpx.HTTPError as exc:
-            raise ConnectError(f"cannot reach the gateway at {self._base_url}: {exc!s}; is it "
-                               "running? (`market-client sim` starts one)") from exc
+            raise ConnectError(
+                f"cannot reach the gateway at {self._base_url}: {exc!s}; is it "
+                "running? (`market-client sim` starts one)"
+            ) from exc
         try:
             data = response.json()
         except ValueError:
             data = None
         if response.status_code == 401:
             error = data.get("error", {}) if isinstance(data, dict) else {}
-            raise AuthError("unauthorized", str(error.get("message", "token refused")), op,
-                            data if isinstance(data, dict) else {})
+            raise AuthError(
+                "unauthorized",
+                str(error.get("message", "token refused")),
+                op,
+                data if isinstance(data, dict) else {},
+            )
         if not isinstance(data, dict):
-            raise GatewayError("bad_response", f"HTTP {response.status_code} with no JSON body",
-                               op)
+            raise GatewayError("bad_response", f"HTTP {response.status_code} with no JSON body", op)
         return data
 
-    async def api_request(self, op: str, payload: Mapping[str, Any] | None = None, *,
-                          as_role: str | None = None,
-                          timeout: float | None = None) -> dict[str, Any]:
+    async def api_request(
+        self,
+        op: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        as_role: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """One request over HTTP (``POST /api/request``): the fallback to :meth:`send`.
 
         Returns the response payload, raising like :meth:`send`.
@@ -486,9 +549,13 @@ class MarketClient:
         if as_role is not None:
             body["as"] = as_role
         limit = self.timeout if timeout is None else _check_timeout(timeout)
-        frame = await self._http_json("/api/request", body, op=op,
-                                      headers={"X-Auth-Token": cast(str, self._token)},
-                                      timeout=limit)
+        frame = await self._http_json(
+            "/api/request",
+            body,
+            op=op,
+            headers={"X-Auth-Token": cast(str, self._token)},
+            timeout=limit,
+        )
         return _payload_or_raise(frame, op)
 
     async def open_cmd(self) -> RequestSession:
@@ -506,10 +573,15 @@ class MarketClient:
     async def _run_cmd(self, *, task_status: TaskStatus[RequestSession]) -> None:
         url = f"{self._ws_base}/ws/cmd?token={self._token}"
         try:
-            async with connect_websocket(url, transport=self._transport, ssl=self._ssl,
-                                         open_timeout=self.timeout) as ws:
-                session = RequestSession(ws, on_event=self._on_cmd_frame, timeout=self.timeout,
-                                         max_pending=self._max_pending)
+            async with connect_websocket(
+                url, transport=self._transport, ssl=self._ssl, open_timeout=self.timeout
+            ) as ws:
+                session = RequestSession(
+                    ws,
+                    on_event=self._on_cmd_frame,
+                    timeout=self.timeout,
+                    max_pending=self._max_pending,
+                )
                 task_status.started(session)
                 try:
                     await session.run()
@@ -520,8 +592,11 @@ class MarketClient:
 
     def _open_error(self, channel: str, exc: TransportOpenError) -> MarketClientError:
         if exc.status in (401, 403):
-            return AuthError("unauthorized", f"the gateway refused the {channel} connection "
-                             f"(HTTP {exc.status})", "connect")
+            return AuthError(
+                "unauthorized",
+                f"the gateway refused the {channel} connection (HTTP {exc.status})",
+                "connect",
+            )
         return ConnectError(f"cannot open the {channel} WebSocket at {self._ws_base}: {exc}")
 
     async def open_md(self, symbols: Sequence[str] | None = None) -> None:
@@ -544,14 +619,14 @@ class MarketClient:
         except TimeoutError:
             raise RequestTimeout("md.snapshot", self.timeout) from None
 
-    async def _run_md(self, symbols: list[str] | None, *,
-                      task_status: TaskStatus[None]) -> None:
+    async def _run_md(self, symbols: list[str] | None, *, task_status: TaskStatus[None]) -> None:
         url = f"{self._ws_base}/ws/md?token={self._token}"
         if symbols:
             url += "&symbols=" + ",".join(symbols)
         try:
-            async with connect_websocket(url, transport=self._transport, ssl=self._ssl,
-                                         open_timeout=self.timeout) as ws:
+            async with connect_websocket(
+                url, transport=self._transport, ssl=self._ssl, open_timeout=self.timeout
+            ) as ws:
                 task_status.started()
                 try:
                     async with anyio.create_task_group() as tg:
@@ -576,7 +651,9 @@ class MarketClient:
             except TransportClosed as exc:
                 raise ConnectionLost(
                     f"MD connection closed by the gateway (code {exc.code}"
-                    + (f": {exc.reason})" if exc.reason else ")"), exc.code) from exc
+                    + (f": {exc.reason})" if exc.reason else ")"),
+                    exc.code,
+                ) from exc
             counts["md_messages"] += 1
             msg = decode_frame(raw)
             if msg is None or msg.get("type") != "md":
@@ -611,8 +688,9 @@ class MarketClient:
                 seen = counts["md_messages"]
                 last_change = now
             elif now - last_change >= limit:
-                raise ConnectionLost(f"no market data nor heartbeat for {limit:g} s: "
-                                     "the link is dead")
+                raise ConnectionLost(
+                    f"no market data nor heartbeat for {limit:g} s: the link is dead"
+                )
 
     def _start_resyncs(self) -> None:
         tg = self._tg
@@ -648,10 +726,18 @@ class MarketClient:
             if self._event_seq and seq > self._event_seq + 1:
                 missed = seq - self._event_seq - 1
                 self._counts["missed_private_events"] += missed
-                log.warning("missed %d private event(s) (seq %d to %d)", missed,
-                            self._event_seq + 1, seq - 1)
-                self._hub.publish(Event("events.missed", {"from_seq": self._event_seq + 1,
-                                                          "to_seq": seq - 1, "count": missed}))
+                log.warning(
+                    "missed %d private event(s) (seq %d to %d)",
+                    missed,
+                    self._event_seq + 1,
+                    seq - 1,
+                )
+                self._hub.publish(
+                    Event(
+                        "events.missed",
+                        {"from_seq": self._event_seq + 1, "to_seq": seq - 1, "count": missed},
+                    )
+                )
             self._event_seq = max(self._event_seq, seq)
         self._transactions.append(frame)
         kind = frame.get("event")
@@ -670,8 +756,14 @@ class MarketClient:
         if payload is not None and not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a mapping, got {type(payload).__name__}")
 
-    async def send(self, op: str, payload: Mapping[str, Any] | None = None, *,
-                   as_role: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+    async def send(
+        self,
+        op: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        as_role: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Send one request on the CMD socket and return the response payload.
 
         The envelope (``type``, ``ver``, ``msg_id``, ``ts``) is filled in and
@@ -702,21 +794,28 @@ class MarketClient:
         return await cmd.request(op, payload, as_role=as_role, timeout=limit)
 
     async def get_symbols(self, force_refresh: bool = False) -> list[SymbolDict]:
-        """Tradable symbols (cached after the first call): ``[{sym, tick, min_qty, lot, status}]``."""
+        """Tradable symbols (cached): ``[{sym, tick, min_qty, lot, status}]``."""
         if self._symbols_cache is None or force_refresh:
             reply = await self.send("symbols.list")
             self._symbols_cache = cast(list[SymbolDict], reply.get("symbols", []))
         return list(self._symbols_cache)
 
     async def get_book(self, sym: str, depth: int = 20) -> BookReply:
-        """The gateway's book: ``{sym, seq, bids, asks}`` with ``[price, qty]`` levels, best first."""
+        """The gateway's book: ``{sym, seq, bids, asks}``, ``[price, qty]`` levels best first."""
         _check_sym(sym)
         _check_positive_int("depth", depth)
         return cast(BookReply, await self.send("book.get", {"sym": sym, "depth": depth}))
 
-    async def place_order(self, sym: str, side: str, price: Decimal | str | None = None,
-                          qty: int = 1, tif: str = "GTC", type: str = "limit",
-                          client_order_id: str | None = None) -> OrderReply:
+    async def place_order(
+        self,
+        sym: str,
+        side: str,
+        price: Decimal | str | None = None,
+        qty: int = 1,
+        tif: str = "GTC",
+        type: str = "limit",
+        client_order_id: str | None = None,
+    ) -> OrderReply:
         """Place an order; returns ``{order, fills}`` (fills of this order's own executions).
 
         Args:
@@ -751,18 +850,23 @@ class MarketClient:
         elif price is not None:
             raise ValueError("a market order takes no price")
         if client_order_id is not None:
-            if not isinstance(client_order_id, str) or \
-                    not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
-                raise ValueError("client_order_id must be a string of 1 to "
-                                 f"{MAX_CLIENT_ORDER_ID} characters")
+            if (
+                not isinstance(client_order_id, str)
+                or not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID
+            ):
+                raise ValueError(
+                    f"client_order_id must be a string of 1 to {MAX_CLIENT_ORDER_ID} characters"
+                )
             payload["client_order_id"] = client_order_id
         return cast(OrderReply, await self.send("order.place", payload))
 
-    async def cancel_order(self, order_id: str | None = None, *,
-                           client_order_id: str | None = None) -> OrderReply:
+    async def cancel_order(
+        self, order_id: str | None = None, *, client_order_id: str | None = None
+    ) -> OrderReply:
         """Cancel one of your open orders by ``order_id`` or ``client_order_id``."""
-        return cast(OrderReply, await self.send("order.cancel",
-                                                _order_ref(order_id, client_order_id)))
+        return cast(
+            OrderReply, await self.send("order.cancel", _order_ref(order_id, client_order_id))
+        )
 
     async def list_orders(self, status: str = "open") -> list[OrderDict]:
         """Your orders: ``status="open"`` (default) or ``"all"``."""
@@ -771,11 +875,13 @@ class MarketClient:
         reply = await self.send("order.list", {"status": status})
         return cast(list[OrderDict], reply.get("orders", []))
 
-    async def order_history(self, order_id: str | None = None, *,
-                            client_order_id: str | None = None) -> OrderReply:
+    async def order_history(
+        self, order_id: str | None = None, *, client_order_id: str | None = None
+    ) -> OrderReply:
         """One of your orders with all its fills: ``{order, fills}``."""
-        return cast(OrderReply, await self.send("order.history",
-                                                _order_ref(order_id, client_order_id)))
+        return cast(
+            OrderReply, await self.send("order.history", _order_ref(order_id, client_order_id))
+        )
 
     async def get_portfolio(self) -> Portfolio:
         """Cash and positions: ``{cash, positions: [{sym, qty, avg_price, realized_pnl}]}``."""
@@ -785,8 +891,10 @@ class MarketClient:
     def _book_state(self, sym: str) -> Any:
         state = self._market.symbols.get(sym)
         if state is None or not state.has_snapshot:
-            raise LookupError(f"no market data for {sym!r}: open the session with md=True "
-                              "and include it in symbols=")
+            raise LookupError(
+                f"no market data for {sym!r}: open the session with md=True "
+                "and include it in symbols="
+            )
         return state
 
     def book_snapshot(self, sym: str, depth: int = 20) -> BookSnapshot:
@@ -805,11 +913,14 @@ class MarketClient:
         state = self._book_state(sym)
         bid = state.book.best_bid()
         ask = state.book.best_ask()
-        return {"bid": None if bid is None else {"price": bid[0], "qty": bid[1]},
-                "ask": None if ask is None else {"price": ask[0], "qty": ask[1]}}
+        return {
+            "bid": None if bid is None else {"price": bid[0], "qty": bid[1]},
+            "ask": None if ask is None else {"price": ask[0], "qty": ask[1]},
+        }
 
-    async def configure_candles(self, sym: str, interval_ms: int = 1000,
-                                depth: int = 50) -> list[CandleDict]:
+    async def configure_candles(
+        self, sym: str, interval_ms: int = 1000, depth: int = 50
+    ) -> list[CandleDict]:
         """Keep ``depth`` candles of ``sym`` at ``interval_ms``, seeded now and updated by MD.
 
         Several intervals per symbol may be configured. Returns the seeded candles.
@@ -826,8 +937,9 @@ class MarketClient:
         series = self._market.sym(sym).series.get(interval_ms)
         if series is None:
             return
-        reply = await self.send("candles.get", {"sym": sym, "interval_ms": interval_ms,
-                                                "limit": series.depth})
+        reply = await self.send(
+            "candles.get", {"sym": sym, "interval_ms": interval_ms, "limit": series.depth}
+        )
         self._market.seed_series(sym, interval_ms, reply)
 
     def get_candles(self, sym: str, interval_ms: int | None = None) -> list[CandleDict]:
@@ -844,9 +956,11 @@ class MarketClient:
         state = self._market.symbols.get(sym)
         series = state.series.get(interval) if state is not None and interval else None
         if series is None:
-            raise LookupError(f"no candles configured for {sym!r}"
-                              + (f" at {interval} ms" if interval else "")
-                              + ": call configure_candles() first")
+            raise LookupError(
+                f"no candles configured for {sym!r}"
+                + (f" at {interval} ms" if interval else "")
+                + ": call configure_candles() first"
+            )
         return [cast(CandleDict, c.to_dict()) for c in series.candles]
 
     # -- events and transactions ------------------------------------------------
@@ -898,7 +1012,8 @@ class MarketClient:
             "late_responses": cmd.correlator.late if cmd else 0,
             "unsolicited_responses": cmd.correlator.unsolicited if cmd else 0,
             "cmd_frames": cmd.frames if cmd else 0,
-            "malformed_frames": (cmd.malformed if cmd else 0) + self._counts["md_malformed"]
+            "malformed_frames": (cmd.malformed if cmd else 0)
+            + self._counts["md_malformed"]
             + self._market.malformed,
             "md_messages": self._counts["md_messages"],
             "cmd_events": self._counts["cmd_events"],

@@ -15,6 +15,7 @@ consumer.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -71,10 +72,7 @@ class _Subscriber:
     def wants(self, kind: str) -> bool:
         if not self.kinds:
             return True
-        for k in self.kinds:
-            if kind == k or kind.startswith(k + "."):
-                return True
-        return False
+        return any(kind == k or kind.startswith(k + ".") for k in self.kinds)
 
 
 class EventStream:
@@ -147,10 +145,8 @@ class EventHub:
         return EventStream(self, sub)
 
     def _remove(self, sub: _Subscriber) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._subs.remove(sub)
-        except ValueError:
-            pass
         sub.tx.close()
         sub.rx.close()
 
@@ -200,7 +196,8 @@ class HookRunner:
         self.dropped = 0
         self._running = False
         self._tx, self._rx = anyio.create_memory_object_stream[
-            tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]](buffer)
+            tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
+        ](buffer)
 
     def call(self, hook: Hook | None, data: dict[str, Any]) -> None:
         """Call ``hook(data)`` now if it is sync, or queue it if it is async."""
@@ -247,4 +244,5 @@ class HookRunner:
 def _awaiting(awaitable: Awaitable[Any]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
     async def call(_: dict[str, Any]) -> Any:
         return await awaitable
+
     return call

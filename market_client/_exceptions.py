@@ -7,9 +7,9 @@
     │   └── AuthError           the gateway refused our token (401 / close 4401 / unauthorized)
     ├── RequestTimeout          no response within the deadline (also a builtin TimeoutError)
     ├── ConnectError            the gateway could not be reached or refused the WebSocket
-    ├── ConnectionLost          the peer or the network broke the link; pending requests fail with it
+    ├── ConnectionLost          the peer or the network broke the link; pending requests fail
     ├── SessionClosed           you closed the session; it cannot be used any more
-    ├── ReconnectFailed         the link could not be restored within the deadline (a ConnectionLost)
+    ├── ReconnectFailed         the link could not be restored in time (a ConnectionLost)
     └── EventOverflow           an events() consumer fell behind and private events were missed
 
 Misuse (opening a session twice, a transport on the wrong backend) raises
@@ -49,8 +49,9 @@ class GatewayError(MarketClientError):
         response: The whole response frame, for logging.
     """
 
-    def __init__(self, code: str, message: str, op: str | None,
-                 response: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, op: str | None, response: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{op or 'request'} failed: {code}: {message}")
         self.code = code
         self.message = message
@@ -123,7 +124,9 @@ class EventOverflow(MarketClientError):
     """
 
     def __init__(self, missed: int) -> None:
-        super().__init__(f"events() consumer fell behind: {missed} private event(s) missed; "
-                         "they are still in get_transactions(); use a larger buffer= "
-                         "or consume faster")
+        super().__init__(
+            f"events() consumer fell behind: {missed} private event(s) missed; "
+            "they are still in get_transactions(); use a larger buffer= "
+            "or consume faster"
+        )
         self.missed = missed

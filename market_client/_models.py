@@ -64,7 +64,7 @@ class FillDict(TypedDict):
 
 
 class OrderReply(TypedDict, total=False):
-    """Reply of ``place_order`` / ``order_history`` (``fills``) and ``cancel_order`` (no ``fills``)."""
+    """Reply of ``place_order``, ``order_history`` (with ``fills``) and ``cancel_order``."""
 
     order: OrderDict
     fills: list[FillDict]

@@ -35,11 +35,18 @@ def rfc3339_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def encode_request(op: str, payload: Mapping[str, Any], msg_id: str,
-                   as_role: str | None = None) -> str:
+def encode_request(
+    op: str, payload: Mapping[str, Any], msg_id: str, as_role: str | None = None
+) -> str:
     """The JSON text of one request with its envelope filled in."""
-    frame: dict[str, Any] = {"type": "request", "ver": PROTOCOL_VERSION, "msg_id": msg_id,
-                             "ts": rfc3339_now(), "op": op, "payload": payload}
+    frame: dict[str, Any] = {
+        "type": "request",
+        "ver": PROTOCOL_VERSION,
+        "msg_id": msg_id,
+        "ts": rfc3339_now(),
+        "op": op,
+        "payload": payload,
+    }
     if as_role is not None:
         frame["as"] = as_role
     return orjson.dumps(frame).decode()
@@ -107,8 +114,10 @@ class Correlator(Generic[W]):
             RuntimeError: ``max_pending`` requests are already in flight.
         """
         if len(self._pending) >= self.max_pending:
-            raise RuntimeError(f"{self.max_pending} requests already in flight; "
-                               "wait for some to finish or raise max_pending")
+            raise RuntimeError(
+                f"{self.max_pending} requests already in flight; "
+                "wait for some to finish or raise max_pending"
+            )
         msg_id = self.next_id()
         self._pending[msg_id] = waiter
         return msg_id
@@ -132,8 +141,9 @@ class Correlator(Generic[W]):
                 log.debug("dropped a late response to request %s (%s)", key, frame.get("op"))
             else:
                 self.unsolicited += 1
-                log.warning("dropped a response to unknown request %r (%s)", corr_id,
-                            frame.get("op"))
+                log.warning(
+                    "dropped a response to unknown request %r (%s)", corr_id, frame.get("op")
+                )
             return False
         waiter.set_result(frame)
         return True

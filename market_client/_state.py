@@ -25,8 +25,16 @@ RECENT_TRADES = 4096  # replayed into candle series re-seeded after they arrived
 class SymbolState:
     """Book, sequencer and candles of one symbol."""
 
-    __slots__ = ("book", "has_snapshot", "recent_trades", "resync_pending", "resyncs",
-                 "sequencer", "series", "status")
+    __slots__ = (
+        "book",
+        "has_snapshot",
+        "recent_trades",
+        "resync_pending",
+        "resyncs",
+        "sequencer",
+        "series",
+        "status",
+    )
 
     def __init__(self, max_buffer: int) -> None:
         self.book = LocalBook()
@@ -65,7 +73,7 @@ class MarketState:
         ch = msg.get("ch")
         sym = msg.get("sym")
         if ch == "heartbeat":
-            return ch
+            return "heartbeat"
         if not isinstance(sym, str) or not isinstance(ch, str):
             return self._malformed(msg, "no sym/ch")
         if ch in ("book.delta", "trade"):
@@ -121,8 +129,11 @@ class MarketState:
                 price_text = msg.get("price")
                 qty = msg.get("qty")
                 ts_ns = msg.get("ts_ns")
-                if not isinstance(price_text, str) or not isinstance(qty, int) \
-                        or not isinstance(ts_ns, int):
+                if (
+                    not isinstance(price_text, str)
+                    or not isinstance(qty, int)
+                    or not isinstance(ts_ns, int)
+                ):
                     raise BookError("trade needs price string, integer qty and ts_ns")
                 try:
                     price = Decimal(price_text)
@@ -142,7 +153,7 @@ class MarketState:
             return False
         return True
 
-    def _malformed(self, msg: dict[str, Any], why: str) -> None:
+    def _malformed(self, msg: dict[str, Any], why: str) -> str | None:
         self.malformed += 1
         log.warning("malformed MD message (%s): %.200r", why, msg)
         return None

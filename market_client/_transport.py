@@ -76,8 +76,9 @@ class _Websockets:
 
     def _closed(self, exc: Exception) -> TransportClosed:
         rcvd = getattr(exc, "rcvd", None)
-        return TransportClosed(rcvd.code if rcvd is not None else 1006,
-                               rcvd.reason if rcvd is not None else "")
+        return TransportClosed(
+            rcvd.code if rcvd is not None else 1006, rcvd.reason if rcvd is not None else ""
+        )
 
     async def send(self, text: str) -> None:
         try:
@@ -108,8 +109,9 @@ class _TrioWebsocket:
 
     def _closed(self, exc: Exception) -> TransportClosed:
         reason = getattr(exc, "reason", None)
-        return TransportClosed(getattr(reason, "code", 1006) or 1006,
-                               getattr(reason, "reason", "") or "")
+        return TransportClosed(
+            getattr(reason, "code", 1006) or 1006, getattr(reason, "reason", "") or ""
+        )
 
     async def send(self, text: str) -> None:
         try:
@@ -155,9 +157,14 @@ async def connect_websocket(
         if name == "websockets":
             from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-            options: dict[str, Any] = {"ssl": ssl, "compression": None, "max_size": MAX_MESSAGE,
-                                       "max_queue": 256, "open_timeout": open_timeout,
-                                       "proxy": None}
+            options: dict[str, Any] = {
+                "ssl": ssl,
+                "compression": None,
+                "max_size": MAX_MESSAGE,
+                "max_queue": 256,
+                "open_timeout": open_timeout,
+                "proxy": None,
+            }
             if backend == "trio":
                 from websockets.trio.client import connect as connect_trio
 
@@ -175,20 +182,31 @@ async def connect_websocket(
             yield _Websockets(ws, ConnectionClosed)
         else:
             if backend != "trio":
-                raise ValueError("transport 'trio-websocket' runs only under Trio; "
-                                 "use the default 'websockets' on asyncio")
+                raise ValueError(
+                    "transport 'trio-websocket' runs only under Trio; "
+                    "use the default 'websockets' on asyncio"
+                )
             try:
                 import trio_websocket
             except ImportError as exc:  # pragma: no cover - an optional extra
-                raise ValueError("transport 'trio-websocket' needs: pip install "
-                                 "'market-client[trio-websocket]'") from exc
+                raise ValueError(
+                    "transport 'trio-websocket' needs: pip install 'market-client[trio-websocket]'"
+                ) from exc
             try:
-                ws2 = await stack.enter_async_context(trio_websocket.open_websocket_url(
-                    url, ssl_context=ssl, message_queue_size=256, max_message_size=MAX_MESSAGE,
-                    connect_timeout=open_timeout))
+                ws2 = await stack.enter_async_context(
+                    trio_websocket.open_websocket_url(
+                        url,
+                        ssl_context=ssl,
+                        message_queue_size=256,
+                        max_message_size=MAX_MESSAGE,
+                        connect_timeout=open_timeout,
+                    )
+                )
             except trio_websocket.ConnectionRejected as exc:
-                raise TransportOpenError(f"{where}: server rejected WebSocket connection: "
-                                         f"HTTP {exc.status_code}", exc.status_code) from exc
+                raise TransportOpenError(
+                    f"{where}: server rejected WebSocket connection: HTTP {exc.status_code}",
+                    exc.status_code,
+                ) from exc
             except (trio_websocket.HandshakeError, OSError) as exc:
                 raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
             yield _TrioWebsocket(ws2, trio_websocket.ConnectionClosed)

@@ -54,12 +54,18 @@ class RawCmd:
             else:
                 return frame
 
-    async def request(self, op: str, payload: dict[str, Any] | None = None,
-                      *, as_: str | None = None) -> dict[str, Any]:
+    async def request(
+        self, op: str, payload: dict[str, Any] | None = None, *, as_: str | None = None
+    ) -> dict[str, Any]:
         msg_id = f"m{next(self._ids)}"
-        frame: dict[str, Any] = {"type": "request", "ver": "1.0", "msg_id": msg_id,
-                                 "ts": "2026-11-24T10:00:00.000Z", "op": op,
-                                 "payload": payload or {}}
+        frame: dict[str, Any] = {
+            "type": "request",
+            "ver": "1.0",
+            "msg_id": msg_id,
+            "ts": "2026-11-24T10:00:00.000Z",
+            "op": op,
+            "payload": payload or {},
+        }
         if as_ is not None:
             frame["as"] = as_
         await self.ws.send(orjson.dumps(frame).decode())
@@ -68,14 +74,16 @@ class RawCmd:
         assert response["op"] == op
         return response
 
-    async def ok(self, op: str, payload: dict[str, Any] | None = None,
-                 *, as_: str | None = None) -> dict[str, Any]:
+    async def ok(
+        self, op: str, payload: dict[str, Any] | None = None, *, as_: str | None = None
+    ) -> dict[str, Any]:
         response = await self.request(op, payload, as_=as_)
         assert response["status"] == "ok", response
         return dict(response["payload"])
 
-    async def error(self, op: str, payload: dict[str, Any] | None = None,
-                    *, as_: str | None = None) -> str:
+    async def error(
+        self, op: str, payload: dict[str, Any] | None = None, *, as_: str | None = None
+    ) -> str:
         response = await self.request(op, payload, as_=as_)
         assert response["status"] == "error", response
         assert set(response["error"]) == {"code", "message"}
@@ -94,7 +102,9 @@ class RawCmd:
 
 
 @contextlib.asynccontextmanager
-async def raw_cmd(url: str, token: str | None = None, *, login: bool = True) -> AsyncIterator[RawCmd]:
+async def raw_cmd(
+    url: str, token: str | None = None, *, login: bool = True
+) -> AsyncIterator[RawCmd]:
     if token is None:
         token = await new_token(url)
     async with connect_websocket(f"ws{url[4:]}/ws/cmd?token={token}") as ws:
@@ -105,8 +115,9 @@ async def raw_cmd(url: str, token: str | None = None, *, login: bool = True) -> 
 
 
 @contextlib.asynccontextmanager
-async def raw_md(url: str, token: str | None = None, symbols: str | None = None
-                 ) -> AsyncIterator[WebSocket]:
+async def raw_md(
+    url: str, token: str | None = None, symbols: str | None = None
+) -> AsyncIterator[WebSocket]:
     if token is None:
         token = await new_token(url)
     query = f"?token={token}" + (f"&symbols={symbols}" if symbols else "")

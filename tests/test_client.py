@@ -42,11 +42,11 @@ async def test_session_connects_and_everything_works(sim: RunningSimulator) -> N
         assert local["asks"] == [(Decimal(p), q) for p, q in book["asks"]]
         top = client.best_bid_ask("ABC")
         assert top["bid"] == {"price": local["bids"][0][0], "qty": local["bids"][0][1]}
-        placed = await client.place_order("ABC", side="buy", price=Decimal("90.00"), qty=2,
-                                          client_order_id="mine-1")
+        placed = await client.place_order(
+            "ABC", side="buy", price=Decimal("90.00"), qty=2, client_order_id="mine-1"
+        )
         assert placed["order"]["status"] == "open"
-        assert [o["order_id"] for o in await client.list_orders()] == \
-            [placed["order"]["order_id"]]
+        assert [o["order_id"] for o in await client.list_orders()] == [placed["order"]["order_id"]]
         history = await client.order_history(client_order_id="mine-1")
         assert history["order"]["order_id"] == placed["order"]["order_id"]
         cancelled = await client.cancel_order(placed["order"]["order_id"])
@@ -84,7 +84,8 @@ async def test_200_concurrent_requests_from_20_tasks(sim: RunningSimulator) -> N
 
 
 async def test_timeout_removes_the_waiter_and_a_late_reply_is_dropped(
-        sim: RunningSimulator) -> None:
+    sim: RunningSimulator,
+) -> None:
     sim.faults.delay["portfolio.get"] = 0.3
     async with MarketClient.session(sim.url, md=False) as client:
         with pytest.raises(RequestTimeout) as info:
@@ -133,7 +134,8 @@ async def test_gateway_errors_carry_code_message_op(sim: RunningSimulator) -> No
     ],
 )
 async def test_bad_arguments_raise_before_anything_is_sent(
-        sim: RunningSimulator, kwargs: dict[str, Any], error: type[Exception]) -> None:
+    sim: RunningSimulator, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
     async with MarketClient.session(sim.url, md=False) as client:
         before = client.stats()["requests"]
         with pytest.raises(error):
@@ -187,13 +189,12 @@ async def test_leaving_the_session_with_requests_in_flight(sim: RunningSimulator
             outcomes.append(exc)
 
     client = MarketClient.session(sim.url, md=False)
-    async with anyio.create_task_group() as tg:
-        async with client:
-            for _ in range(5):
-                tg.start_soon(waiter, client)
-            with anyio.fail_after(5):
-                while client.stats()["pending_requests"] < 5:
-                    await anyio.sleep(0.01)
+    async with anyio.create_task_group() as tg, client:
+        for _ in range(5):
+            tg.start_soon(waiter, client)
+        with anyio.fail_after(5):
+            while client.stats()["pending_requests"] < 5:
+                await anyio.sleep(0.01)
         # Leaving the block failed every waiter at once: the task group can end.
     assert len(outcomes) == 5
     assert client.stats()["state"] == "closed"
@@ -207,8 +208,9 @@ async def test_leaving_the_session_with_requests_in_flight(sim: RunningSimulator
 async def test_connect_and_aclose_seed_api(sim: RunningSimulator) -> None:
     md_seen: list[dict[str, Any]] = []
     cmd_seen: list[dict[str, Any]] = []
-    client = await MarketClient.connect(sim.url, connect_md=True, on_md_event=md_seen.append,
-                                        on_cmd_event=cmd_seen.append)
+    client = await MarketClient.connect(
+        sim.url, connect_md=True, on_md_event=md_seen.append, on_cmd_event=cmd_seen.append
+    )
     try:
         await client.place_order("ABC", side="buy", type="market", qty=1)
         with anyio.fail_after(5):
@@ -232,8 +234,9 @@ async def test_low_level_handshake_open_cmd_and_http_fallback(sim: RunningSimula
         cmd = await client.open_cmd()
         assert isinstance(cmd, RequestSession) and cmd.login is not None
         assert cmd.login["user_id"] == client.user_id
-        assert (await cmd.request("book.get", {"sym": "ABC", "depth": 3}))["bids"] == \
-            over_http["bids"]
+        assert (await cmd.request("book.get", {"sym": "ABC", "depth": 3}))["bids"] == over_http[
+            "bids"
+        ]
         await client.open_md(["ABC"])
         assert client.best_bid_ask("ABC")["bid"] is not None
     finally:
@@ -271,7 +274,8 @@ async def test_admin_session(sim: RunningSimulator) -> None:
 
 
 async def test_gateway_disconnect_ends_the_session_with_connection_lost(
-        sim: RunningSimulator) -> None:
+    sim: RunningSimulator,
+) -> None:
     with pytest.raises(ConnectionLost) as info:
         async with MarketClient.session(sim.url) as client:
             sim.disconnect(client.user_id)
@@ -294,8 +298,9 @@ async def test_events_candles_and_transactions(busy_sim: RunningSimulator) -> No
     def bad_hook(frame: dict[str, Any]) -> None:
         raise RuntimeError("hook bug")
 
-    async with MarketClient.session(busy_sim.url, symbols=["ABC"],
-                                    on_cmd_event=async_hook) as client:
+    async with MarketClient.session(
+        busy_sim.url, symbols=["ABC"], on_cmd_event=async_hook
+    ) as client:
         client.set_event_hook(bad_hook)
         candles = await client.configure_candles("ABC", interval_ms=1000, depth=5)
         assert len(candles) <= 5
@@ -354,8 +359,9 @@ async def test_trio_websocket_refused_on_asyncio(sim: RunningSimulator) -> None:
             pass
 
 
-async def test_malformed_frames_are_counted_not_fatal(sim: RunningSimulator,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+async def test_malformed_frames_are_counted_not_fatal(
+    sim: RunningSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
     async with MarketClient.session(sim.url, symbols=["ABC"]) as client:
         gateway = sim.gateway
         conns = [c for cs in gateway._cmd.values() for c in cs]

@@ -76,8 +76,13 @@ def test_envelope_and_decoding() -> None:
     frame = decode_frame(encode_request("order.place", {"sym": "ABC"}, "7", "admin"))
     assert frame is not None
     assert {k: frame[k] for k in ("type", "ver", "msg_id", "op", "payload", "as")} == {
-        "type": "request", "ver": "1.0", "msg_id": "7", "op": "order.place",
-        "payload": {"sym": "ABC"}, "as": "admin"}
+        "type": "request",
+        "ver": "1.0",
+        "msg_id": "7",
+        "op": "order.place",
+        "payload": {"sym": "ABC"},
+        "as": "admin",
+    }
     assert frame["ts"].endswith("Z") and len(frame["ts"]) == 24
     assert decode_frame("nope") is None and decode_frame("[1]") is None
     assert decode_frame(b'{"a": 1}') == {"a": 1}
@@ -85,8 +90,9 @@ def test_envelope_and_decoding() -> None:
 
 # -- book and sequencer ----------------------------------------------------------
 prices = st.integers(1, 40).map(lambda i: f"{100 + i / 100:.2f}")
-changes = st.lists(st.tuples(st.sampled_from(["buy", "sell"]), prices, st.integers(0, 5)),
-                   min_size=1, max_size=6)
+changes = st.lists(
+    st.tuples(st.sampled_from(["buy", "sell"]), prices, st.integers(0, 5)), min_size=1, max_size=6
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -94,8 +100,10 @@ changes = st.lists(st.tuples(st.sampled_from(["buy", "sell"]), prices, st.intege
 def test_applying_deltas_equals_rebuilding_from_the_final_state(deltas: list[Any]) -> None:
     book = LocalBook()
     book.load([["100.00", 1]], [["101.00", 1]], 0)
-    truth: dict[str, dict[Decimal, int]] = {"buy": {Decimal("100.00"): 1},
-                                            "sell": {Decimal("101.00"): 1}}
+    truth: dict[str, dict[Decimal, int]] = {
+        "buy": {Decimal("100.00"): 1},
+        "sell": {Decimal("101.00"): 1},
+    }
     for seq, delta in enumerate(deltas, start=1):
         book.apply([list(c) for c in delta], seq)
         for side, price, qty in delta:
@@ -104,8 +112,11 @@ def test_applying_deltas_equals_rebuilding_from_the_final_state(deltas: list[Any
             else:
                 truth[side].pop(Decimal(price), None)
     rebuilt = LocalBook()
-    rebuilt.load([[str(p), q] for p, q in truth["buy"].items()],
-                 [[str(p), q] for p, q in truth["sell"].items()], len(deltas))
+    rebuilt.load(
+        [[str(p), q] for p, q in truth["buy"].items()],
+        [[str(p), q] for p, q in truth["sell"].items()],
+        len(deltas),
+    )
     assert book.levels(None) == rebuilt.levels(None)
     bids, asks = book.levels(None)
     assert [p for p, _ in bids] == sorted((p for p, _ in bids), reverse=True)
@@ -115,8 +126,13 @@ def test_applying_deltas_equals_rebuilding_from_the_final_state(deltas: list[Any
 def test_bad_delta_changes_nothing() -> None:
     book = LocalBook()
     book.load([["10.00", 1]], [], 5)
-    for bad in ([["buy", "x", 1]], [["hold", "10.00", 1]], [["buy", "10.00", -1]],
-                [["buy", 10.0, 1]], [["buy", "10.00"]]):
+    for bad in (
+        [["buy", "x", 1]],
+        [["hold", "10.00", 1]],
+        [["buy", "10.00", -1]],
+        [["buy", 10.0, 1]],
+        [["buy", "10.00"]],
+    ):
         with pytest.raises(BookError):
             book.apply([["buy", "9.00", 3], *bad], 6)
         assert book.levels(None) == ([(Decimal("10.00"), 1)], []) and book.seq == 5
@@ -170,8 +186,16 @@ def test_sequencer_never_applies_twice_nor_skips(start: int, drops: list[bool], 
 
 def test_market_state_resyncs_on_gap_and_on_a_bad_price() -> None:
     m = MarketState()
-    m.on_md({"type": "md", "ch": "book.snapshot", "sym": "S", "seq": 1,
-             "bids": [["10.00", 1]], "asks": [["11.00", 1]]})
+    m.on_md(
+        {
+            "type": "md",
+            "ch": "book.snapshot",
+            "sym": "S",
+            "seq": 1,
+            "bids": [["10.00", 1]],
+            "asks": [["11.00", 1]],
+        }
+    )
     assert m.on_md({"ch": "book.delta", "sym": "S", "seq": 3, "changes": []}) == "book.delta"
     assert m.take_resyncs() == ["S"] and m.take_resyncs() == []
     m.on_md({"ch": "book.delta", "sym": "S", "seq": 4, "changes": [["buy", "10.50", 2]]})
@@ -186,14 +210,16 @@ def test_market_state_resyncs_on_gap_and_on_a_bad_price() -> None:
 
 
 # -- candles -----------------------------------------------------------------------
-trades = st.lists(st.tuples(st.integers(0, 5_000), st.integers(9000, 9100), st.integers(1, 9)),
-                  max_size=120)
+trades = st.lists(
+    st.tuples(st.integers(0, 5_000), st.integers(9000, 9100), st.integers(1, 9)), max_size=120
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(trades, st.sampled_from([1000, 2000, 60_000]), st.integers(1, 8))
-def test_candles_equal_a_direct_recomputation(ts: list[tuple[int, int, int]], interval: int,
-                                              depth: int) -> None:
+def test_candles_equal_a_direct_recomputation(
+    ts: list[tuple[int, int, int]], interval: int, depth: int
+) -> None:
     series = CandleSeries(interval, depth)
     t = 0
     ordered = []
@@ -206,8 +232,15 @@ def test_candles_equal_a_direct_recomputation(ts: list[tuple[int, int, int]], in
     for t_ns, price, qty, _ in ordered:
         buckets[t_ns - t_ns % width].append((price, qty))
     expected = [
-        {"t_ns": k, "o": v[0][0], "h": max(p for p, _ in v), "l": min(p for p, _ in v),
-         "c": v[-1][0], "v": sum(q for _, q in v), "n": len(v)}
+        {
+            "t_ns": k,
+            "o": v[0][0],
+            "h": max(p for p, _ in v),
+            "l": min(p for p, _ in v),
+            "c": v[-1][0],
+            "v": sum(q for _, q in v),
+            "n": len(v),
+        }
         for k, v in sorted(buckets.items())
     ][-depth:]
     assert [c.to_dict() for c in series.candles] == expected
@@ -271,11 +304,23 @@ def test_exception_tree() -> None:
         SessionClosed,
     )
 
-    for cls in (GatewayError, AuthError, ConnectError, ConnectionLost, ReconnectFailed,
-                RequestTimeout, SessionClosed, EventOverflow):
+    for cls in (
+        GatewayError,
+        AuthError,
+        ConnectError,
+        ConnectionLost,
+        ReconnectFailed,
+        RequestTimeout,
+        SessionClosed,
+        EventOverflow,
+    ):
         assert issubclass(cls, MarketClientError)
     assert issubclass(RequestTimeout, TimeoutError)
     assert issubclass(AuthError, GatewayError)
     err = GatewayError("invalid_price", "off tick", "order.place", {"x": 1})
     assert (err.code, err.message, err.op, err.response) == (
-        "invalid_price", "off tick", "order.place", {"x": 1})
+        "invalid_price",
+        "off tick",
+        "order.place",
+        {"x": 1},
+    )

@@ -36,8 +36,18 @@ actions = st.lists(st.one_of(reqs, st.integers(0, 50)), max_size=80)  # int: can
 
 
 def run_engine(book: Book, req: Req) -> tuple[Order, list[tuple[str, int, int]]]:
-    order = Order(f"o{next(_ids)}", None, "u", "S", req.side, req.type,
-                  req.price if req.type == "limit" else None, req.qty, req.tif, 0)
+    order = Order(
+        f"o{next(_ids)}",
+        None,
+        "u",
+        "S",
+        req.side,
+        req.type,
+        req.price if req.type == "limit" else None,
+        req.qty,
+        req.tif,
+        0,
+    )
     if req.tif == "FOK" and book.available(req.side, order.price) < req.qty:
         return order, []
     executions, _ = book.match(order)
@@ -53,9 +63,12 @@ def reference(resting: list[Order], order: Order) -> list[tuple[str, int, int]]:
         opposite.sort(key=lambda o: -(o.price or 0))
     want = order.qty
     if order.tif == "FOK":
-        reachable = sum(o.qty - o.filled_qty for o in opposite
-                        if order.price is None
-                        or (o.price <= order.price if order.side == "buy" else o.price >= order.price))
+        reachable = sum(
+            o.qty - o.filled_qty
+            for o in opposite
+            if order.price is None
+            or (o.price <= order.price if order.side == "buy" else o.price >= order.price)
+        )
         if reachable < want:
             return []
     out = []
@@ -64,7 +77,8 @@ def reference(resting: list[Order], order: Order) -> list[tuple[str, int, int]]:
             break
         assert o.price is not None
         if order.price is not None and (
-                o.price > order.price if order.side == "buy" else o.price < order.price):
+            o.price > order.price if order.side == "buy" else o.price < order.price
+        ):
             break
         take = min(want, o.qty - o.filled_qty)
         out.append((o.order_id, o.price, take))
@@ -87,8 +101,12 @@ def test_matching_invariants(steps: list[Req | int]) -> None:
             continue
         # The reference sees the resting orders in arrival order.
         model = sorted(book.resting(), key=lambda o: int(o.order_id[1:]))
-        expected_copy = [Order(o.order_id, None, "u", "S", o.side, o.type, o.price, o.qty,
-                               o.tif, 0, o.filled_qty) for o in model]
+        expected_copy = [
+            Order(
+                o.order_id, None, "u", "S", o.side, o.type, o.price, o.qty, o.tif, 0, o.filled_qty
+            )
+            for o in model
+        ]
         order, fills = run_engine(book, step)
         orders.append(order)
         assert fills == reference(expected_copy, order)
@@ -98,8 +116,11 @@ def test_matching_invariants(steps: list[Req | int]) -> None:
         # Levels hold exactly what their orders leave.
         for side in ("buy", "sell"):
             for price, qty in book.levels(side):
-                assert qty == sum(o.qty - o.filled_qty for o in book.resting()
-                                  if o.side == side and o.price == price)
+                assert qty == sum(
+                    o.qty - o.filled_qty
+                    for o in book.resting()
+                    if o.side == side and o.price == price
+                )
     # Conservation: bought == sold, and every order's qty is filled + resting + gone.
     bought = sum(o.filled_qty for o in orders if o.side == "buy")
     sold = sum(o.filled_qty for o in orders if o.side == "sell")
@@ -175,8 +196,10 @@ def test_position_accounting_realizes_pnl() -> None:
     ex.dispatch(sb, "order.place", {"sym": "ABC", "side": "sell", "price": "12.00", "qty": 8})
     pa = ex.dispatch(sa, "portfolio.get", {})
     pb = ex.dispatch(sb, "portfolio.get", {})
-    assert pa["positions"] == [{"sym": "ABC", "qty": 3, "avg_price": "12",
-                                "realized_pnl": "-10.00"}]
-    assert pb["positions"] == [{"sym": "ABC", "qty": -3, "avg_price": "12",
-                                "realized_pnl": "10.00"}]
+    assert pa["positions"] == [
+        {"sym": "ABC", "qty": 3, "avg_price": "12", "realized_pnl": "-10.00"}
+    ]
+    assert pb["positions"] == [
+        {"sym": "ABC", "qty": -3, "avg_price": "12", "realized_pnl": "10.00"}
+    ]
     assert pa["cash"] == "999954.00" and pb["cash"] == "1000046.00"

@@ -44,16 +44,20 @@ async def test_admin_token_handshake_is_admin(sim: RunningSimulator) -> None:
 async def test_http_request_same_response_as_cmd(sim: RunningSimulator) -> None:
     token = await new_token(sim.url)
     async with httpx.AsyncClient(base_url=sim.url) as http:
-        reply = (await http.post("/api/request", headers={"X-Auth-Token": token},
-                                 json={"op": "book.get", "payload": {"sym": "ABC", "depth": 2}}))
+        reply = await http.post(
+            "/api/request",
+            headers={"X-Auth-Token": token},
+            json={"op": "book.get", "payload": {"sym": "ABC", "depth": 2}},
+        )
         assert reply.status_code == 200
         body = reply.json()
         assert body["type"] == "response" and body["status"] == "ok"
         assert len(body["payload"]["bids"]) == 2
         missing = await http.post("/api/request", json={"op": "symbols.list"})
         assert missing.status_code == 401
-        bad = await http.post("/api/request", headers={"X-Auth-Token": "x"},
-                              json={"op": "symbols.list"})
+        bad = await http.post(
+            "/api/request", headers={"X-Auth-Token": "x"}, json={"op": "symbols.list"}
+        )
         assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthorized"
 
 
@@ -108,9 +112,18 @@ async def test_every_read_op_happy_path(sim: RunningSimulator) -> None:
 
 async def test_place_list_cancel_history(sim: RunningSimulator) -> None:
     async with raw_cmd(sim.url) as cmd:
-        placed = await cmd.ok("order.place", {"sym": "ABC", "side": "buy", "type": "limit",
-                                              "price": "90.00", "qty": 2, "tif": "GTC",
-                                              "client_order_id": "c-1"})
+        placed = await cmd.ok(
+            "order.place",
+            {
+                "sym": "ABC",
+                "side": "buy",
+                "type": "limit",
+                "price": "90.00",
+                "qty": 2,
+                "tif": "GTC",
+                "client_order_id": "c-1",
+            },
+        )
         order = placed["order"]
         assert placed["fills"] == []
         assert order["status"] == "open" and order["leaves_qty"] == 2
@@ -124,8 +137,9 @@ async def test_place_list_cancel_history(sim: RunningSimulator) -> None:
         cancelled = await cmd.ok("order.cancel", {"client_order_id": "c-1"})
         assert cancelled["order"]["status"] == "cancelled"
         assert cancelled["order"]["leaves_qty"] == 0
-        assert (await cmd.event("order.cancelled"))["payload"]["order"]["order_id"] == \
-            order["order_id"]
+        assert (await cmd.event("order.cancelled"))["payload"]["order"]["order_id"] == order[
+            "order_id"
+        ]
         assert (await cmd.ok("order.list"))["orders"] == []
         assert len((await cmd.ok("order.list", {"status": "all"}))["orders"]) == 1
         history = await cmd.ok("order.history", {"order_id": order["order_id"]})
@@ -135,13 +149,14 @@ async def test_place_list_cancel_history(sim: RunningSimulator) -> None:
 
 async def test_fills_events_and_portfolio(sim: RunningSimulator) -> None:
     async with raw_cmd(sim.url) as maker, raw_cmd(sim.url) as taker:
-        await maker.ok("order.place", {"sym": "ABC", "side": "sell", "price": "100.50",
-                                       "qty": 5})
+        await maker.ok("order.place", {"sym": "ABC", "side": "sell", "price": "100.50", "qty": 5})
         await maker.event("order.accepted")
         # Ours is the only order at 100.50? Flow is off; the seeded book's asks are lower,
         # so cross through everything up to 100.50 and check our fill is among them.
-        result = await taker.ok("order.place", {"sym": "ABC", "side": "buy", "price": "100.50",
-                                                "qty": 1000, "tif": "IOC"})
+        result = await taker.ok(
+            "order.place",
+            {"sym": "ABC", "side": "buy", "price": "100.50", "qty": 1000, "tif": "IOC"},
+        )
         fills = result["fills"]
         assert fills and all(f["liquidity"] == "taker" for f in fills)
         assert sum(f["qty"] for f in fills) == result["order"]["filled_qty"]
@@ -152,8 +167,9 @@ async def test_fills_events_and_portfolio(sim: RunningSimulator) -> None:
         assert maker_fill["payload"]["fill"]["price"] == "100.50"
         assert maker_fill["payload"]["order"]["status"] == "filled"
         taker_events = [await taker.event("order.fill") for _ in fills]
-        assert [e["payload"]["fill"]["trade_id"] for e in taker_events] == \
-            [f["trade_id"] for f in fills]
+        assert [e["payload"]["fill"]["trade_id"] for e in taker_events] == [
+            f["trade_id"] for f in fills
+        ]
         seqs = [e["seq"] for e in taker.events] + [e["seq"] for e in taker_events]
         assert sorted(seqs) == list(range(min(seqs), max(seqs) + 1)) or seqs
         assert result["order"]["status"] == "cancelled"  # IOC remainder
@@ -163,8 +179,10 @@ async def test_fills_events_and_portfolio(sim: RunningSimulator) -> None:
         assert Decimal(portfolio["cash"]) == Decimal(1_000_000) - spent
         (position,) = portfolio["positions"]
         assert position["qty"] == result["order"]["filled_qty"]
-        assert Decimal(position["avg_price"]) == (spent / position["qty"]).quantize(
-            Decimal("0.000001")).normalize()
+        assert (
+            Decimal(position["avg_price"])
+            == (spent / position["qty"]).quantize(Decimal("0.000001")).normalize()
+        )
         seller = await maker.ok("portfolio.get")
         assert seller["positions"][0]["qty"] == -5
 
@@ -173,37 +191,41 @@ async def test_fok_and_ioc_and_market_semantics(sim: RunningSimulator) -> None:
     async with raw_cmd(sim.url) as cmd:
         before = await cmd.ok("book.get", {"sym": "QQQ", "depth": 100})
         total_asks = sum(q for _, q in before["asks"])
-        fok = await cmd.ok("order.place", {"sym": "QQQ", "side": "buy", "type": "market",
-                                           "qty": total_asks + 1, "tif": "FOK"})
+        fok = await cmd.ok(
+            "order.place",
+            {"sym": "QQQ", "side": "buy", "type": "market", "qty": total_asks + 1, "tif": "FOK"},
+        )
         assert fok["order"]["status"] == "cancelled" and fok["fills"] == []
         assert (await cmd.ok("book.get", {"sym": "QQQ", "depth": 100}))["asks"] == before["asks"]
         best_price, best_qty = before["asks"][0]
-        fok_ok = await cmd.ok("order.place", {"sym": "QQQ", "side": "buy", "price": best_price,
-                                              "qty": best_qty, "tif": "FOK"})
+        fok_ok = await cmd.ok(
+            "order.place",
+            {"sym": "QQQ", "side": "buy", "price": best_price, "qty": best_qty, "tif": "FOK"},
+        )
         assert fok_ok["order"]["status"] == "filled"
         assert sum(f["qty"] for f in fok_ok["fills"]) == best_qty
-        ioc = await cmd.ok("order.place", {"sym": "QQQ", "side": "sell", "price": "1.00",
-                                           "qty": 3, "tif": "IOC"})
+        ioc = await cmd.ok(
+            "order.place", {"sym": "QQQ", "side": "sell", "price": "1.00", "qty": 3, "tif": "IOC"}
+        )
         assert ioc["order"]["filled_qty"] == 3 and ioc["order"]["status"] == "filled"
         # An IOC that cannot reach the book is cancelled whole; nothing rests.
-        far = await cmd.ok("order.place", {"sym": "QQQ", "side": "buy", "price": "1.00",
-                                           "qty": 3, "tif": "IOC"})
+        far = await cmd.ok(
+            "order.place", {"sym": "QQQ", "side": "buy", "price": "1.00", "qty": 3, "tif": "IOC"}
+        )
         assert far["order"]["status"] == "cancelled" and far["order"]["filled_qty"] == 0
         assert ["1.00", 3] not in (await cmd.ok("book.get", {"sym": "QQQ", "depth": 1000}))["bids"]
 
 
 async def test_price_time_priority_over_the_wire(sim: RunningSimulator) -> None:
-    async with raw_cmd(sim.url) as first, raw_cmd(sim.url) as second, \
-            raw_cmd(sim.url) as taker:
+    async with raw_cmd(sim.url) as first, raw_cmd(sim.url) as second, raw_cmd(sim.url) as taker:
         for who in (first, second):
-            await who.ok("order.place", {"sym": "ETH", "side": "sell", "price": "2500.0",
-                                         "qty": 2})
-        await taker.ok("order.place", {"sym": "ETH", "side": "sell", "price": "2500.0",
-                                       "qty": 1})
+            await who.ok("order.place", {"sym": "ETH", "side": "sell", "price": "2500.0", "qty": 2})
+        await taker.ok("order.place", {"sym": "ETH", "side": "sell", "price": "2500.0", "qty": 1})
         # The seeded quotes leave the fair price 2500.0 empty (bids below, asks above):
         # the three orders rest there, and a buy at 2500.0 takes them oldest first.
-        result = await taker.ok("order.place", {"sym": "ETH", "side": "buy", "price": "2500.0",
-                                                "qty": 3, "tif": "IOC"})
+        result = await taker.ok(
+            "order.place", {"sym": "ETH", "side": "buy", "price": "2500.0", "qty": 3, "tif": "IOC"}
+        )
         assert [f["qty"] for f in result["fills"]] == [2, 1]
         assert (await first.event("order.fill"))["payload"]["order"]["status"] == "filled"
         partial = await second.event("order.fill")
@@ -222,8 +244,9 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(sim: RunningSimul
         await cmd.send_raw(orjson.dumps({"type": "request", "msg_id": "x-7"}).decode())
         reply = await cmd.response()
         assert reply["corr_id"] == "x-7" and reply["error"]["code"] == "bad_request"
-        await cmd.send_raw(orjson.dumps({"msg_id": "x-8", "op": "book.get",
-                                         "payload": [1]}).decode())
+        await cmd.send_raw(
+            orjson.dumps({"msg_id": "x-8", "op": "book.get", "payload": [1]}).decode()
+        )
         assert (await cmd.response())["error"]["code"] == "bad_request"
         assert await cmd.error("no.such.op") == "unknown_op"
         assert (await cmd.ok("symbols.list"))["symbols"]
@@ -240,8 +263,10 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(sim: RunningSimul
         ({"sym": "ABC", "side": "buy", "price": "-1", "qty": 1}, "invalid_price"),
         ({"sym": "ABC", "side": "buy", "price": "abc", "qty": 1}, "invalid_price"),
         ({"sym": "ABC", "side": "buy", "qty": 1}, "invalid_price"),
-        ({"sym": "ABC", "side": "buy", "type": "market", "price": "1.00", "qty": 1},
-         "invalid_price"),
+        (
+            {"sym": "ABC", "side": "buy", "type": "market", "price": "1.00", "qty": 1},
+            "invalid_price",
+        ),
         ({"sym": "ABC", "side": "buy", "price": "1.00", "qty": 0}, "invalid_qty"),
         ({"sym": "ABC", "side": "buy", "price": "1.00", "qty": 1.5}, "invalid_qty"),
         ({"sym": "XYZ", "side": "buy", "price": "1.00", "qty": 15}, "invalid_qty"),
@@ -249,8 +274,9 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(sim: RunningSimul
         ({"side": "buy", "price": "1.00", "qty": 1}, "bad_request"),
     ],
 )
-async def test_order_validation_codes(sim: RunningSimulator, payload: dict[str, object],
-                                      code: str) -> None:
+async def test_order_validation_codes(
+    sim: RunningSimulator, payload: dict[str, object], code: str
+) -> None:
     async with raw_cmd(sim.url) as cmd:
         assert await cmd.error("order.place", payload) == code
         assert (await cmd.ok("order.list", {"status": "all"}))["orders"] == []
@@ -278,8 +304,7 @@ async def test_duplicate_client_order_id_and_not_found(sim: RunningSimulator) ->
 
 async def test_candles_get_validation_and_last_seq(sim: RunningSimulator) -> None:
     async with raw_cmd(sim.url) as cmd:
-        assert await cmd.error("candles.get", {"sym": "ABC", "interval_ms": 1500}) == \
-            "bad_request"
+        assert await cmd.error("candles.get", {"sym": "ABC", "interval_ms": 1500}) == "bad_request"
         assert await cmd.error("candles.get", {"sym": "ABC", "interval_ms": 0}) == "bad_request"
         await cmd.ok("order.place", {"sym": "ABC", "side": "buy", "type": "market", "qty": 4})
         reply = await cmd.ok("candles.get", {"sym": "ABC", "interval_ms": 60_000})
@@ -300,17 +325,25 @@ async def test_admin_ops_need_admin(sim: RunningSimulator) -> None:
 
 
 async def test_halt_and_resume(sim: RunningSimulator) -> None:
-    async with raw_cmd(sim.url) as cmd, raw_cmd(sim.url, ADMIN_TOKEN) as admin, \
-            raw_md(sim.url, symbols="ABC") as md:
+    async with (
+        raw_cmd(sim.url) as cmd,
+        raw_cmd(sim.url, ADMIN_TOKEN) as admin,
+        raw_md(sim.url, symbols="ABC") as md,
+    ):
         snapshot = await md_next(md)
         assert snapshot["ch"] == "book.snapshot"
-        resting = await cmd.ok("order.place", {"sym": "ABC", "side": "buy", "price": "10.00",
-                                               "qty": 1})
+        resting = await cmd.ok(
+            "order.place", {"sym": "ABC", "side": "buy", "price": "10.00", "qty": 1}
+        )
         await admin.ok("admin.halt", {"sym": "ABC"}, as_="admin")
         cancelled = await cmd.event("order.cancelled")
         assert cancelled["payload"]["order"]["order_id"] == resting["order"]["order_id"]
-        assert await cmd.error("order.place", {"sym": "ABC", "side": "buy", "price": "10.00",
-                                               "qty": 1}) == "halted"
+        assert (
+            await cmd.error(
+                "order.place", {"sym": "ABC", "side": "buy", "price": "10.00", "qty": 1}
+            )
+            == "halted"
+        )
         symbols = (await cmd.ok("symbols.list"))["symbols"]
         assert next(s for s in symbols if s["sym"] == "ABC")["status"] == "halted"
         book = await cmd.ok("book.get", {"sym": "ABC"})
@@ -320,8 +353,9 @@ async def test_halt_and_resume(sim: RunningSimulator) -> None:
         assert msg["status"] == "halted"
         await admin.ok("admin.resume", {"sym": "ABC"}, as_="admin")
         assert (await md_next(md))["status"] == "trading"
-        assert (await cmd.ok("order.place", {"sym": "ABC", "side": "buy", "price": "10.00",
-                                             "qty": 1}))["order"]["status"] == "open"
+        assert (
+            await cmd.ok("order.place", {"sym": "ABC", "side": "buy", "price": "10.00", "qty": 1})
+        )["order"]["status"] == "open"
 
 
 async def test_internal_error_and_rate_limit(anyio_backend: str) -> None:
@@ -335,7 +369,8 @@ async def test_internal_error_and_rate_limit(anyio_backend: str) -> None:
 
 # -- market data -------------------------------------------------------------------
 async def test_md_snapshot_then_contiguous_increments_matching_trades(
-        busy_sim: RunningSimulator) -> None:
+    busy_sim: RunningSimulator,
+) -> None:
     async with raw_md(busy_sim.url, symbols="ABC,XYZ") as md:
         first = [await md_next(md), await md_next(md)]
         assert [m["ch"] for m in first] == ["book.snapshot", "book.snapshot"]
@@ -355,15 +390,20 @@ async def test_md_snapshot_then_contiguous_increments_matching_trades(
 async def test_trade_messages_match_fills(sim: RunningSimulator) -> None:
     async with raw_md(sim.url, symbols="ABC") as md, raw_cmd(sim.url) as cmd:
         snapshot = await md_next(md)
-        result = await cmd.ok("order.place", {"sym": "ABC", "side": "buy", "type": "market",
-                                              "qty": 20})
+        result = await cmd.ok(
+            "order.place", {"sym": "ABC", "side": "buy", "type": "market", "qty": 20}
+        )
         seq = snapshot["seq"]
         for fill in result["fills"]:
             trade = await md_next(md)
             assert trade["ch"] == "trade" and trade["seq"] == seq + 1
             seq += 1
-            assert (trade["trade_id"], trade["price"], trade["qty"], trade["aggressor"]) == \
-                (fill["trade_id"], fill["price"], fill["qty"], "buy")
+            assert (trade["trade_id"], trade["price"], trade["qty"], trade["aggressor"]) == (
+                fill["trade_id"],
+                fill["price"],
+                fill["qty"],
+                "buy",
+            )
         delta = await md_next(md)
         assert delta["ch"] == "book.delta" and delta["seq"] == seq + 1
 
@@ -380,8 +420,7 @@ async def test_md_gap_is_visible(sim: RunningSimulator) -> None:
         snapshot = await md_next(md)
         await admin.ok("admin.md_gap", {"sym": "ABC", "count": 2}, as_="admin")
         for price in ("10.00", "10.01", "10.02"):
-            await admin.ok("order.place", {"sym": "ABC", "side": "buy", "price": price,
-                                           "qty": 1})
+            await admin.ok("order.place", {"sym": "ABC", "side": "buy", "price": price, "qty": 1})
         msg = await md_next(md)
         assert msg["ch"] == "book.delta" and msg["seq"] == snapshot["seq"] + 3
 
@@ -400,8 +439,11 @@ async def test_oversized_frame_closes_with_1009(sim: RunningSimulator) -> None:
 
 async def test_admin_disconnect_closes_with_1012(sim: RunningSimulator) -> None:
     token = await new_token(sim.url)
-    async with raw_cmd(sim.url, token) as cmd, raw_md(sim.url, token, "ABC") as md, \
-            raw_cmd(sim.url, ADMIN_TOKEN) as admin:
+    async with (
+        raw_cmd(sim.url, token) as cmd,
+        raw_md(sim.url, token, "ABC") as md,
+        raw_cmd(sim.url, ADMIN_TOKEN) as admin,
+    ):
         await md_next(md)
         user_id = (await cmd.ok("auth.login"))["user_id"]
         await admin.ok("admin.disconnect", {"user_id": user_id}, as_="admin")
@@ -411,8 +453,11 @@ async def test_admin_disconnect_closes_with_1012(sim: RunningSimulator) -> None:
 
 
 async def test_slow_md_subscriber_is_cut_off_with_1013(anyio_backend: str) -> None:
-    async with serve(flow_hz=1000, queue_size=300, seed=3, send_buffer=4096) as sim, raw_md(sim.url) as slow, \
-            raw_md(sim.url) as fast:
+    async with (
+        serve(flow_hz=1000, queue_size=300, seed=3, send_buffer=4096) as sim,
+        raw_md(sim.url) as slow,
+        raw_md(sim.url) as fast,
+    ):
         # `slow` never reads; `fast` keeps reading and is not disturbed.
         cut_off = False
         while not cut_off:
@@ -423,8 +468,7 @@ async def test_slow_md_subscriber_is_cut_off_with_1013(anyio_backend: str) -> No
             await md_next(fast)
 
 
-async def test_events_go_to_every_logged_in_connection_of_the_user(
-        sim: RunningSimulator) -> None:
+async def test_events_go_to_every_logged_in_connection_of_the_user(sim: RunningSimulator) -> None:
     token = await new_token(sim.url)
     async with raw_cmd(sim.url, token) as one, raw_cmd(sim.url, token) as two:
         await one.ok("order.place", {"sym": "ABC", "side": "buy", "price": "20.00", "qty": 1})

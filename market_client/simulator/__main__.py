@@ -15,29 +15,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The simulator's options, shared with ``market-client sim``."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any (default 8000)")
-    parser.add_argument("--admin-token", default=None, metavar="TOKEN",
-                        help="handshaking with this token yields the admin user")
-    parser.add_argument("--seed", type=int, default=None, metavar="N", help="seed of the order flow")
-    parser.add_argument("--flow-hz", type=float, default=20.0, metavar="RATE",
-                        help="background flow actions per second, 0 for none (default 20)")
-    parser.add_argument("--symbols", default=None,
-                        help="ABC,XYZ or SYM:tick:price[:lot] specs (default ABC,XYZ,QQQ,ETH)")
-    parser.add_argument("--secret", default=None,
-                        help="token signing key; restart with the same one to resume users")
-    parser.add_argument("--rate-limit", type=float, default=None, metavar="HZ",
-                        help="requests per second per user (default: no limit)")
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        metavar="TOKEN",
+        help="handshaking with this token yields the admin user",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="seed of the order flow"
+    )
+    parser.add_argument(
+        "--flow-hz",
+        type=float,
+        default=20.0,
+        metavar="RATE",
+        help="background flow actions per second, 0 for none (default 20)",
+    )
+    parser.add_argument(
+        "--symbols",
+        default=None,
+        help="ABC,XYZ or SYM:tick:price[:lot] specs (default ABC,XYZ,QQQ,ETH)",
+    )
+    parser.add_argument(
+        "--secret",
+        default=None,
+        help="token signing key; restart with the same one to resume users",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help="requests per second per user (default: no limit)",
+    )
     parser.add_argument("--certfile", default=None, help="PEM certificate, to serve https/wss")
     parser.add_argument("--keyfile", default=None, help="PEM private key, with --certfile")
-    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio",
-                        help="event loop to run on (default trio)")
+    parser.add_argument(
+        "--backend",
+        choices=("trio", "asyncio"),
+        default="trio",
+        help="event loop to run on (default trio)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> SimulatorConfig:
     """Build a :class:`SimulatorConfig` from parsed arguments."""
     return SimulatorConfig(
-        host=args.host, port=args.port, admin_token=args.admin_token, seed=args.seed,
-        flow_hz=args.flow_hz, symbols=args.symbols, secret=args.secret,
-        rate_limit_hz=args.rate_limit, certfile=args.certfile, keyfile=args.keyfile,
+        host=args.host,
+        port=args.port,
+        admin_token=args.admin_token,
+        seed=args.seed,
+        flow_hz=args.flow_hz,
+        symbols=args.symbols,
+        secret=args.secret,
+        rate_limit_hz=args.rate_limit,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
     )
 
 
@@ -54,16 +87,20 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"market-client sim: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(
+            f"market-client sim: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m market_client.simulator``."""
-    parser = argparse.ArgumentParser(prog="python -m market_client.simulator",
-                                     description="Serve the market_client simulator gateway.")
+    parser = argparse.ArgumentParser(
+        prog="python -m market_client.simulator",
+        description="Serve the market_client simulator gateway.",
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

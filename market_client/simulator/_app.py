@@ -112,8 +112,9 @@ class Gateway:
         rate_limit_hz: float | None = None,
         queue_size: int = 10_000,
     ) -> None:
-        self.exchange = Exchange(symbols, self, secret=secret, admin_token=admin_token,
-                                 rate_limit_hz=rate_limit_hz)
+        self.exchange = Exchange(
+            symbols, self, secret=secret, admin_token=admin_token, rate_limit_hz=rate_limit_hz
+        )
         self.queue_size = queue_size
         self.stats = GatewayStats()
         self._md: dict[str, set[_Conn]] = {sym: set() for sym in self.exchange.symbols}
@@ -178,8 +179,9 @@ class Gateway:
     async def _heartbeats(self) -> None:
         while True:
             await anyio.sleep(HEARTBEAT_S)
-            text = orjson.dumps({"type": "md", "ch": "heartbeat",
-                                 "ts_ns": self.exchange.now_ns()}).decode()
+            text = orjson.dumps(
+                {"type": "md", "ch": "heartbeat", "ts_ns": self.exchange.now_ns()}
+            ).decode()
             for conn in tuple(self._md_all):
                 conn.push(text)
 
@@ -204,7 +206,8 @@ class Gateway:
         user = self.exchange.user_for_token(request.headers.get("x-auth-token"))
         if user is None:
             return _json_response(
-                _error_body("unauthorized", "missing or invalid X-Auth-Token header"), 401)
+                _error_body("unauthorized", "missing or invalid X-Auth-Token header"), 401
+            )
         try:
             frame: Any = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
@@ -222,8 +225,9 @@ class Gateway:
             return None
         return user.user_id
 
-    async def _serve_conn(self, ws: WebSocket, conn: _Conn,
-                          on_frame: Callable[[Any], Awaitable[None]] | None) -> None:
+    async def _serve_conn(
+        self, ws: WebSocket, conn: _Conn, on_frame: Callable[[Any], Awaitable[None]] | None
+    ) -> None:
         """Run the writer and the reader of one socket until either ends."""
 
         async def writer() -> None:

@@ -186,7 +186,8 @@ class Book:
 
     def _level(self, side: str, ticks: int) -> Level:
         tree = self.bids if side == "buy" else self.asks
-        return tree[-ticks if side == "buy" else ticks]
+        level: Level = tree[-ticks if side == "buy" else ticks]
+        return level
 
     def _rest(self, order: Order, ticks: int) -> None:
         tree = self.bids if order.side == "buy" else self.asks

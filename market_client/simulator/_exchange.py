@@ -395,9 +395,8 @@ class Exchange:
             raise OpError("unknown_op", f"unknown op {op!r}")
         if not session.logged_in and op != "auth.login":
             raise OpError("not_logged_in", "send auth.login first")
-        if op.startswith("admin."):
-            if not as_admin or not session.user.is_admin:
-                raise OpError("forbidden", f"{op} needs an admin token and \"as\": \"admin\"")
+        if op.startswith("admin.") and (not as_admin or not session.user.is_admin):
+            raise OpError("forbidden", f'{op} needs an admin token and "as": "admin"')
         self._rate_limit(session.user)
         if op in self.faults.fail:
             raise OpError("internal", f"internal error in {op} (fault injected)")
@@ -408,8 +407,9 @@ class Exchange:
         except Exception as exc:  # a bug in the engine must not kill the connection
             raise OpError("internal", f"internal error in {op}: {type(exc).__name__}") from exc
 
-    def _response(self, corr_id: Any, op: Any, *, payload: Json | None = None,
-                  error: OpError | None = None) -> Json:
+    def _response(
+        self, corr_id: Any, op: Any, *, payload: Json | None = None, error: OpError | None = None
+    ) -> Json:
         frame: Json = {
             "type": "response",
             "ver": PROTOCOL_VERSION,
@@ -455,7 +455,7 @@ class Exchange:
 
     def _price(self, state: _SymbolState, value: Any) -> int:
         if not isinstance(value, str):
-            raise OpError("invalid_price", "price must be a decimal string such as \"100.25\"")
+            raise OpError("invalid_price", 'price must be a decimal string such as "100.25"')
         try:
             price = Decimal(value)
         except InvalidOperation:
@@ -490,8 +490,11 @@ class Exchange:
             session.logged_in = True
             session.session_id = f"s-{next(self._session_ids)}"
         user = session.user
-        return {"user_id": user.user_id, "session_id": session.session_id,
-                "is_admin": user.is_admin}
+        return {
+            "user_id": user.user_id,
+            "session_id": session.session_id,
+            "is_admin": user.is_admin,
+        }
 
     def _op_symbols(self, session: Session, payload: Json) -> Json:
         return {"symbols": [self.symbol_json(s) for s in self.symbols.values()]}
@@ -500,8 +503,13 @@ class Exchange:
     def symbol_json(state: _SymbolState) -> Json:
         """Wire form of a symbol."""
         spec = state.spec
-        return {"sym": spec.sym, "tick": str(spec.tick), "min_qty": spec.min_qty,
-                "lot": spec.lot, "status": state.status}
+        return {
+            "sym": spec.sym,
+            "tick": str(spec.tick),
+            "min_qty": spec.min_qty,
+            "lot": spec.lot,
+            "status": state.status,
+        }
 
     def _op_book(self, session: Session, payload: Json) -> Json:
         state = self._sym(payload)
@@ -510,10 +518,16 @@ class Exchange:
         if side not in ("both", "buy", "sell", "bids", "asks"):
             raise OpError("invalid_side", "side must be 'both', 'buy' or 'sell'")
         fmt = state.fmt
-        bids = [] if side in ("sell", "asks") else [
-            [fmt(p), q] for p, q in state.book.levels("buy", depth)]
-        asks = [] if side in ("buy", "bids") else [
-            [fmt(p), q] for p, q in state.book.levels("sell", depth)]
+        bids = (
+            []
+            if side in ("sell", "asks")
+            else [[fmt(p), q] for p, q in state.book.levels("buy", depth)]
+        )
+        asks = (
+            []
+            if side in ("buy", "bids")
+            else [[fmt(p), q] for p, q in state.book.levels("sell", depth)]
+        )
         return {"sym": state.spec.sym, "seq": state.seq, "bids": bids, "asks": asks}
 
     def snapshot(self, sym: str) -> Json:
@@ -521,7 +535,10 @@ class Exchange:
         state = self.symbols[sym]
         fmt = state.fmt
         return {
-            "type": "md", "ch": "book.snapshot", "sym": sym, "seq": state.seq,
+            "type": "md",
+            "ch": "book.snapshot",
+            "sym": sym,
+            "seq": state.seq,
             "bids": [[fmt(p), q] for p, q in state.book.levels("buy")],
             "asks": [[fmt(p), q] for p, q in state.book.levels("sell")],
             "ts_ns": self.now_ns(),
@@ -545,10 +562,17 @@ class Exchange:
         if tif not in ("GTC", "IOC", "FOK"):
             raise OpError("invalid_tif", "tif must be 'GTC', 'IOC' or 'FOK'")
         qty = payload.get("qty")
-        if not isinstance(qty, int) or isinstance(qty, bool) or qty < spec.min_qty \
-                or qty % spec.lot or qty > 10**9:
-            raise OpError("invalid_qty", f"qty must be an integer >= {spec.min_qty}, "
-                                         f"a multiple of the lot {spec.lot}")
+        if (
+            not isinstance(qty, int)
+            or isinstance(qty, bool)
+            or qty < spec.min_qty
+            or qty % spec.lot
+            or qty > 10**9
+        ):
+            raise OpError(
+                "invalid_qty",
+                f"qty must be an integer >= {spec.min_qty}, a multiple of the lot {spec.lot}",
+            )
         raw_price = payload.get("price")
         if otype == "limit":
             price: int | None = self._price(state, raw_price)
@@ -557,23 +581,39 @@ class Exchange:
         else:
             price = None
         coid = payload.get("client_order_id")
-        if coid is not None and (not isinstance(coid, str) or not 0 < len(coid) <= MAX_CLIENT_ORDER_ID):
-            raise OpError("bad_request", f"client_order_id must be a string of 1 to "
-                                         f"{MAX_CLIENT_ORDER_ID} characters")
+        if coid is not None and (
+            not isinstance(coid, str) or not 0 < len(coid) <= MAX_CLIENT_ORDER_ID
+        ):
+            raise OpError(
+                "bad_request",
+                f"client_order_id must be a string of 1 to {MAX_CLIENT_ORDER_ID} characters",
+            )
         now = self.now_ns()
-        order = Order(f"o-{next(self._order_ids)}", coid, user.user_id, spec.sym, side, otype,
-                      price, qty, tif, now)
+        order = Order(
+            f"o-{next(self._order_ids)}",
+            coid,
+            user.user_id,
+            spec.sym,
+            side,
+            otype,
+            price,
+            qty,
+            tif,
+            now,
+        )
         reason = None
         if state.status != "trading":
             reason = OpError("halted", f"{spec.sym} is halted")
         elif coid is not None and coid in user.live_by_coid:
-            reason = OpError("duplicate_client_order_id",
-                             f"client_order_id {coid!r} is already on a live order")
+            reason = OpError(
+                "duplicate_client_order_id", f"client_order_id {coid!r} is already on a live order"
+            )
         if reason is not None:
             order.status = "rejected"
             self._remember(user, order)
-            self._event(user, "order.rejected",
-                        {"order": self.order_json(order), "reason": reason.code})
+            self._event(
+                user, "order.rejected", {"order": self.order_json(order), "reason": reason.code}
+            )
             raise reason
 
         self._remember(user, order)
@@ -633,14 +673,31 @@ class Exchange:
             state.seq += 1
             seq = state.seq
             state.add_trade(now, ex.price, ex.qty, seq)
-            self._publish(state, {
-                "type": "md", "ch": "trade", "sym": sym, "seq": seq, "trade_id": trade_id,
-                "price": price_text, "qty": ex.qty, "aggressor": ex.taker.side, "ts_ns": now,
-            })
+            self._publish(
+                state,
+                {
+                    "type": "md",
+                    "ch": "trade",
+                    "sym": sym,
+                    "seq": seq,
+                    "trade_id": trade_id,
+                    "price": price_text,
+                    "qty": ex.qty,
+                    "aggressor": ex.taker.side,
+                    "ts_ns": now,
+                },
+            )
             for order, liquidity in ((ex.maker, "maker"), (ex.taker, "taker")):
-                fill = {"trade_id": trade_id, "order_id": order.order_id, "sym": sym,
-                        "side": order.side, "price": price_text, "qty": ex.qty,
-                        "liquidity": liquidity, "ts_ns": now}
+                fill = {
+                    "trade_id": trade_id,
+                    "order_id": order.order_id,
+                    "sym": sym,
+                    "side": order.side,
+                    "price": price_text,
+                    "qty": ex.qty,
+                    "liquidity": liquidity,
+                    "ts_ns": now,
+                }
                 owner = self.users.get(order.user_id)
                 if owner is None:
                     continue
@@ -664,10 +721,17 @@ class Exchange:
     def _md_delta(self, state: _SymbolState, changes: dict[tuple[str, int], int], now: int) -> None:
         state.seq += 1
         fmt = state.fmt
-        self._publish(state, {
-            "type": "md", "ch": "book.delta", "sym": state.spec.sym, "seq": state.seq,
-            "changes": [[side, fmt(p), q] for (side, p), q in changes.items()], "ts_ns": now,
-        })
+        self._publish(
+            state,
+            {
+                "type": "md",
+                "ch": "book.delta",
+                "sym": state.spec.sym,
+                "seq": state.seq,
+                "changes": [[side, fmt(p), q] for (side, p), q in changes.items()],
+                "ts_ns": now,
+            },
+        )
 
     def _publish(self, state: _SymbolState, msg: Json) -> None:
         if state.gap > 0:  # admin.md_gap: the seq is used, the message is not sent
@@ -679,10 +743,17 @@ class Exchange:
         if user.simulated:  # background-flow participants have no connections
             return
         user.event_seq += 1
-        self.sink.event(user.user_id, {
-            "type": "event", "ver": PROTOCOL_VERSION, "event": kind, "seq": user.event_seq,
-            "ts": rfc3339_now(), "payload": payload,
-        })
+        self.sink.event(
+            user.user_id,
+            {
+                "type": "event",
+                "ver": PROTOCOL_VERSION,
+                "event": kind,
+                "seq": user.event_seq,
+                "ts": rfc3339_now(),
+                "payload": payload,
+            },
+        )
 
     def _op_cancel(self, session: Session, payload: Json) -> Json:
         user = session.user
@@ -720,8 +791,12 @@ class Exchange:
         return {
             "cash": str(user.cash),
             "positions": [
-                {"sym": sym, "qty": p.qty, "avg_price": str(p.avg_price.quantize(q).normalize()),
-                 "realized_pnl": str(p.realized_pnl)}
+                {
+                    "sym": sym,
+                    "qty": p.qty,
+                    "avg_price": str(p.avg_price.quantize(q).normalize()),
+                    "realized_pnl": str(p.realized_pnl),
+                }
                 for sym, p in user.positions.items()
             ],
         }
@@ -739,8 +814,14 @@ class Exchange:
                 raise OpError("bad_request", f"'{key}' must be an integer (nanoseconds)")
         return self.candles(state.spec.sym, interval_ms, limit, since, until)
 
-    def candles(self, sym: str, interval_ms: int, limit: int = 50,
-                since_ns: int | None = None, until_ns: int | None = None) -> Json:
+    def candles(
+        self,
+        sym: str,
+        interval_ms: int,
+        limit: int = 50,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> Json:
         """Candles of ``sym`` built from its trades, oldest first.
 
         Only intervals with at least one trade appear. A candle is included
@@ -774,10 +855,19 @@ class Exchange:
         if until_ns is None:
             last_seq = state.last_trade_seq
         return {
-            "sym": sym, "interval_ms": interval_ms, "last_seq": last_seq,
+            "sym": sym,
+            "interval_ms": interval_ms,
+            "last_seq": last_seq,
             "candles": [
-                {"t_ns": m[0], "o": fmt(m[1]), "h": fmt(m[2]), "l": fmt(m[3]), "c": fmt(m[4]),
-                 "v": m[5], "n": m[6]}
+                {
+                    "t_ns": m[0],
+                    "o": fmt(m[1]),
+                    "h": fmt(m[2]),
+                    "l": fmt(m[3]),
+                    "c": fmt(m[4]),
+                    "v": m[5],
+                    "n": m[6],
+                }
                 for m in reversed(merged)
             ],
         }
@@ -798,14 +888,24 @@ class Exchange:
                 self.cancel(owner, order)
             else:  # pragma: no cover - every resting order has an owner
                 state.book.cancel(order)
-        self.sink.md(sym, {"type": "md", "ch": "status", "sym": sym, "status": "halted",
-                           "ts_ns": self.now_ns()})
+        self.sink.md(
+            sym,
+            {"type": "md", "ch": "status", "sym": sym, "status": "halted", "ts_ns": self.now_ns()},
+        )
 
     def _op_resume(self, session: Session, payload: Json) -> Json:
         state = self._sym(payload)
         state.status = "trading"
-        self.sink.md(state.spec.sym, {"type": "md", "ch": "status", "sym": state.spec.sym,
-                                      "status": "trading", "ts_ns": self.now_ns()})
+        self.sink.md(
+            state.spec.sym,
+            {
+                "type": "md",
+                "ch": "status",
+                "sym": state.spec.sym,
+                "status": "trading",
+                "ts_ns": self.now_ns(),
+            },
+        )
         return {"sym": state.spec.sym, "status": state.status}
 
     def _op_disconnect(self, session: Session, payload: Json) -> Json:
@@ -834,11 +934,19 @@ class Exchange:
         """Wire form of an order."""
         fmt = self.symbols[order.sym].fmt
         return {
-            "order_id": order.order_id, "client_order_id": order.client_order_id,
-            "user_id": order.user_id, "sym": order.sym, "side": order.side,
-            "type": order.type, "price": None if order.price is None else fmt(order.price),
-            "qty": order.qty, "filled_qty": order.filled_qty, "leaves_qty": order.leaves_qty,
-            "status": order.status, "tif": order.tif, "ts_ns": order.ts_ns,
+            "order_id": order.order_id,
+            "client_order_id": order.client_order_id,
+            "user_id": order.user_id,
+            "sym": order.sym,
+            "side": order.side,
+            "type": order.type,
+            "price": None if order.price is None else fmt(order.price),
+            "qty": order.qty,
+            "filled_qty": order.filled_qty,
+            "leaves_qty": order.leaves_qty,
+            "status": order.status,
+            "tif": order.tif,
+            "ts_ns": order.ts_ns,
         }
 
 

@@ -36,7 +36,9 @@ class Flow:
         self._wake = anyio.Event()
         syms = list(exchange.symbols)
         self._syms = syms
-        self._fair = {s: int(st.spec.start_price / st.spec.tick) for s, st in exchange.symbols.items()}
+        self._fair = {
+            s: int(st.spec.start_price / st.spec.tick) for s, st in exchange.symbols.items()
+        }
         self._mm: dict[str, User] = {s: exchange.new_user(simulated=True) for s in syms}
         self._mm_orders: dict[str, dict[str, deque[Order]]] = {
             s: {"buy": deque(), "sell": deque()} for s in syms
@@ -65,9 +67,15 @@ class Flow:
             fair = self._fair[sym]
             for i in range(1, levels + 1):
                 for side, ticks in (("buy", fair - i), ("sell", fair + i)):
-                    self._place(self._mm[sym], {"sym": sym, "side": side,
-                                                "price": self._price(sym, ticks),
-                                                "qty": self._qty(sym, 10)})
+                    self._place(
+                        self._mm[sym],
+                        {
+                            "sym": sym,
+                            "side": side,
+                            "price": self._price(sym, ticks),
+                            "qty": self._qty(sym, 10),
+                        },
+                    )
 
     async def run(self) -> None:
         """Act at the configured rate until cancelled."""
@@ -131,8 +139,15 @@ class Flow:
                 if old.live:
                     self.exchange.cancel(mm, old)
             offset = self.rng.randint(1, 2 * LADDER)
-            order = self._place(mm, {"sym": sym, "side": side, "price": self._price(sym, fair + sign * offset),
-                                     "qty": self._qty(sym, 10)})
+            order = self._place(
+                mm,
+                {
+                    "sym": sym,
+                    "side": side,
+                    "price": self._price(sym, fair + sign * offset),
+                    "qty": self._qty(sym, 10),
+                },
+            )
             if order is not None:
                 queue.append(order)
 
@@ -146,8 +161,10 @@ class Flow:
         side = self.rng.choice(("buy", "sell"))
         offset = self.rng.randint(0, 6)
         ticks = self._fair[sym] + (-offset if side == "buy" else offset)
-        order = self._place(trader, {"sym": sym, "side": side, "price": self._price(sym, ticks),
-                                     "qty": self._qty(sym, 5)})
+        order = self._place(
+            trader,
+            {"sym": sym, "side": side, "price": self._price(sym, ticks), "qty": self._qty(sym, 5)},
+        )
         if order is not None:
             queue.append(order)
 
@@ -155,11 +172,20 @@ class Flow:
         trader = self.rng.choice(self._traders)
         side = self.rng.choice(("buy", "sell"))
         if self.rng.random() < 0.3:
-            payload: dict[str, object] = {"sym": sym, "side": side, "type": "market",
-                                          "qty": self._qty(sym, 3)}
+            payload: dict[str, object] = {
+                "sym": sym,
+                "side": side,
+                "type": "market",
+                "qty": self._qty(sym, 3),
+            }
         else:
             through = self.rng.randint(1, 4)
             ticks = self._fair[sym] + (through if side == "buy" else -through)
-            payload = {"sym": sym, "side": side, "price": self._price(sym, ticks), "tif": "IOC",
-                       "qty": self._qty(sym, 4)}
+            payload = {
+                "sym": sym,
+                "side": side,
+                "price": self._price(sym, ticks),
+                "tif": "IOC",
+                "qty": self._qty(sym, 4),
+            }
         self._place(trader, payload)

@@ -9,6 +9,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, cast
 
 import anyio
 import sniffio
@@ -125,7 +126,9 @@ def _hypercorn_config(config: SimulatorConfig) -> HypercornConfig:
 
 
 @contextlib.asynccontextmanager
-async def serve(config: SimulatorConfig | None = None, **options: object) -> AsyncIterator[RunningSimulator]:
+async def serve(
+    config: SimulatorConfig | None = None, **options: object
+) -> AsyncIterator[RunningSimulator]:
     """Run the simulator gateway for the duration of an ``async with`` block.
 
     Binds before yielding (port 0 picks a free port), so ``sim.url`` accepts
@@ -175,13 +178,23 @@ async def serve(config: SimulatorConfig | None = None, **options: object) -> Asy
     if sniffio.current_async_library() == "trio":
         from hypercorn.trio.run import worker_serve as trio_serve
 
-        runner = partial(trio_serve, wrap_app(gateway.app, hc.wsgi_max_body_size, "asgi"), hc,
-                         sockets=sockets, shutdown_trigger=sim._shutdown.wait)
+        runner = partial(
+            trio_serve,
+            wrap_app(cast(Any, gateway.app), hc.wsgi_max_body_size, "asgi"),
+            hc,
+            sockets=sockets,
+            shutdown_trigger=sim._shutdown.wait,
+        )
     else:
         from hypercorn.asyncio.run import worker_serve as asyncio_serve
 
-        runner = partial(asyncio_serve, wrap_app(gateway.app, hc.wsgi_max_body_size, "asgi"), hc,
-                         sockets=sockets, shutdown_trigger=sim._shutdown.wait)
+        runner = partial(
+            asyncio_serve,
+            wrap_app(cast(Any, gateway.app), hc.wsgi_max_body_size, "asgi"),
+            hc,
+            sockets=sockets,
+            shutdown_trigger=sim._shutdown.wait,
+        )
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner)
