@@ -170,16 +170,19 @@ async def _demo(url: str | None, duration: float | None, flow_hz: float) -> dict
             "requests": stats["requests"],
             "resyncs": sum(stats["resyncs"].values()),
             "order_events": stats["cmd_events"],
-            "best_bid_ask": {
-                s: {
-                    k: (None if v is None else str(v["price"]))
-                    for k, v in client.best_bid_ask(s).items()
-                }
-                for s in syms
-            },
+            "best_bid_ask": {s: _top_prices(client, s) for s in syms},
             "candles": {s: len(client.get_candles(s)) for s in syms},
         }
     return summary
+
+
+def _top_prices(client: MarketClient, sym: str) -> dict[str, str | None]:
+    top = client.best_bid_ask(sym)
+    bid, ask = top["bid"], top["ask"]
+    return {
+        "bid": None if bid is None else str(bid["price"]),
+        "ask": None if ask is None else str(ask["price"]),
+    }
 
 
 async def _query(args: argparse.Namespace) -> Any:
