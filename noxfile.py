@@ -34,7 +34,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
-@nox.session(python="3.12")
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.8")
@@ -42,28 +42,28 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python="3.12")
+@nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict over market_client/."""
     session.install("-e", ".[types]")
     session.run("mypy")
 
 
-@nox.session(python="3.12")
+@nox.session
 def demo(session: nox.Session) -> None:
     """The demo against the embedded simulator (``nox -s demo -- --duration 10``)."""
     session.install("-e", ".")
     session.run("market-client", "demo", *session.posargs)
 
 
-@nox.session(python="3.12")
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; prints tables and rewrites docs/benchmarks.md."""
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
-@nox.session(python="3.12")
+@nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with warnings as errors."""
     session.install("-e", ".[docs]")

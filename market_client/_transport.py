@@ -129,8 +129,31 @@ class _TrioWebsocket:
         await self._ws.aclose(code)  # type: ignore[attr-defined]
 
 
+async def _close_leftover_stream(opened: list[Any]) -> None:
+    """Close trio-websocket's TCP stream after its own cleanup has run.
+
+    trio-websocket 0.12 ends its reader on EOF without closing the stream when
+    the peer closed the WebSocket first, which leaks the socket (a
+    ``ResourceWarning``). ``trio.SocketStream.aclose`` is idempotent.
+    """
+    for ws in opened:
+        stream = getattr(ws, "_stream", None)
+        if stream is not None:
+            await stream.aclose()
+
+
 def default_transport() -> TransportName:
-    """The transport used when none is named: ``websockets`` on either backend."""
+    """The transport used when none is named.
+
+    ``websockets`` on both backends; under Trio it needs the library's native
+    Trio client (websockets 17 or newer, which needs Python 3.11+), and falls
+    back to ``trio-websocket`` where that is not installed.
+    """
+    if sniffio.current_async_library() == "trio":
+        try:
+            import websockets.trio.client  # noqa: F401
+        except ImportError:
+            return "trio-websocket"
     return "websockets"
 
 
@@ -186,12 +209,10 @@ async def connect_websocket(
                     "transport 'trio-websocket' runs only under Trio; "
                     "use the default 'websockets' on asyncio"
                 )
-            try:
-                import trio_websocket
-            except ImportError as exc:  # pragma: no cover - an optional extra
-                raise ValueError(
-                    "transport 'trio-websocket' needs: pip install 'market-client[trio-websocket]'"
-                ) from exc
+            import trio_websocket
+
+            opened: list[Any] = []
+            stack.push_async_callback(_close_leftover_stream, opened)
             try:
                 ws2 = await stack.enter_async_context(
                     trio_websocket.open_websocket_url(
@@ -209,4 +230,5 @@ async def connect_websocket(
                 ) from exc
             except (trio_websocket.HandshakeError, OSError) as exc:
                 raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
+            opened.append(ws2)
             yield _TrioWebsocket(ws2, trio_websocket.ConnectionClosed)

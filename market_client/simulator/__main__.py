@@ -53,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=("trio", "asyncio"),
-        default="trio",
-        help="event loop to run on (default trio)",
+        default="asyncio",
+        help="event loop to serve on (default asyncio: measured about twice "
+        "as fast for this server, see docs/benchmarks.md)",
     )
 
 
