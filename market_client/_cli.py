@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from ._client import MarketClient
-from ._exceptions import MarketClientError
+from ._exceptions import GatewayError, MarketClientError
 from .simulator import __main__ as sim_main
 from .simulator._server import serve
 
@@ -146,7 +146,12 @@ async def _demo(url: str | None, duration: float | None, flow_hz: float) -> dict
                         board.latency_ms = (time.perf_counter() - t0) * 1000
                         await anyio.sleep(0.7)
                         if placed["order"]["status"] == "open":
-                            await client.cancel_order(placed["order"]["order_id"])
+                            try:
+                                await client.cancel_order(placed["order"]["order_id"])
+                            except GatewayError as exc:
+                                # It filled while we waited: the normal race of a live market.
+                                if exc.code != "not_found":
+                                    raise
                     await client.place_order(sym, "sell", type="market", qty=lot)
                     await anyio.sleep(0.5)
 

@@ -175,26 +175,18 @@ async def serve(
         host = f"[{host}]"
     scheme = "https" if sockets.secure_sockets else "http"
     sim = RunningSimulator(f"{scheme}://{host}:{port}", gateway, config)
+    worker_serve: Any
     if sniffio.current_async_library() == "trio":
-        from hypercorn.trio.run import worker_serve as trio_serve
-
-        runner = partial(
-            trio_serve,
-            wrap_app(cast(Any, gateway.app), hc.wsgi_max_body_size, "asgi"),
-            hc,
-            sockets=sockets,
-            shutdown_trigger=sim._shutdown.wait,
-        )
+        from hypercorn.trio.run import worker_serve
     else:
-        from hypercorn.asyncio.run import worker_serve as asyncio_serve
-
-        runner = partial(
-            asyncio_serve,
-            wrap_app(cast(Any, gateway.app), hc.wsgi_max_body_size, "asgi"),
-            hc,
-            sockets=sockets,
-            shutdown_trigger=sim._shutdown.wait,
-        )
+        from hypercorn.asyncio.run import worker_serve
+    runner = partial(
+        worker_serve,
+        wrap_app(cast(Any, gateway.app), hc.wsgi_max_body_size, "asgi"),
+        hc,
+        sockets=sockets,
+        shutdown_trigger=sim._shutdown.wait,
+    )
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner)
