@@ -377,3 +377,55 @@ async def test_malformed_frames_are_counted_not_fatal(
         assert stats["unsolicited_responses"] == 1
         assert (await client.get_book("ABC"))["sym"] == "ABC"
         assert "malformed" in caplog.text
+
+
+async def test_md_gap_causes_exactly_one_resync_and_a_right_book(sim: RunningSimulator) -> None:
+    async with (
+        MarketClient.session(sim.url, symbols=["ABC"]) as client,
+        MarketClient.session(sim.url, token=ADMIN_TOKEN, md=False) as admin,
+    ):
+        await admin.send("admin.md_gap", {"sym": "ABC", "count": 1}, as_role="admin")
+        await admin.place_order("ABC", "buy", "10.00", 1)  # its delta is never sent
+        await admin.place_order("ABC", "buy", "10.01", 1)  # this one shows the gap
+        truth = await client.get_book("ABC", depth=1000)
+        with anyio.fail_after(5):
+            while client.book_snapshot("ABC")["seq"] < truth["seq"]:
+                await anyio.sleep(0.01)
+        local = client.book_snapshot("ABC", depth=1000)
+        assert local["bids"] == [(Decimal(p), q) for p, q in truth["bids"]]
+        assert local["asks"] == [(Decimal(p), q) for p, q in truth["asks"]]
+        assert (Decimal("10.00"), 1) in local["bids"]
+        assert client.stats()["resyncs"] == {"ABC": 1}
+
+
+async def test_candles_equal_the_gateway_once_the_market_is_quiet(anyio_backend: str) -> None:
+    async with (
+        serve(seed=4, flow_hz=400) as sim,
+        MarketClient.session(sim.url, symbols=["ABC"]) as client,
+    ):
+        await client.configure_candles("ABC", interval_ms=1000, depth=50)
+        await client.configure_candles("ABC", interval_ms=2000, depth=3)
+        await anyio.sleep(2.5)
+        sim.set_flow(0)
+        truth = await client.get_book("ABC")
+        with anyio.fail_after(5):
+            while client.book_snapshot("ABC")["seq"] < truth["seq"]:
+                await anyio.sleep(0.01)
+        for interval, depth in ((1000, 50), (2000, 3)):
+            reply = await client.send(
+                "candles.get", {"sym": "ABC", "interval_ms": interval, "limit": depth}
+            )
+            expected = [
+                {
+                    "t_ns": c["t_ns"],
+                    "o": Decimal(c["o"]),
+                    "h": Decimal(c["h"]),
+                    "l": Decimal(c["l"]),
+                    "c": Decimal(c["c"]),
+                    "v": c["v"],
+                    "n": c["n"],
+                }
+                for c in reply["candles"]
+            ]
+            assert expected
+            assert client.get_candles("ABC", interval) == expected
