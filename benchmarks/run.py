@@ -52,7 +52,8 @@ def main() -> None:
         'second to one subscriber. "flow" is background order-flow actions per second; '
         'each action makes about 2.5 MD messages. "cut off (1013)" means the gateway '
         "produced more than it could write and closed the subscriber, as its policy "
-        "says, instead of buffering without bound.\n\n" + table(rows) + "\n"
+        "says, instead of buffering without bound; the rate in such a row counts only "
+        "until the close and is not sustained.\n\n" + table(rows) + "\n"
     )
     start = text.find("## Simulator gateway throughput")
     if start == -1:
