@@ -31,6 +31,7 @@ __all__ = ["Event", "EventHub", "EventStream", "Hook", "HookRunner"]
 
 log = logging.getLogger("market_client")
 Hook = Callable[[dict[str, Any]], Any]
+_Call = tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,20 +195,15 @@ class HookRunner:
     def __init__(self, buffer: int = 1000) -> None:
         self.errors = 0
         self.dropped = 0
-        self._running = False
-        self._tx, self._rx = anyio.create_memory_object_stream[
-            tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
-        ](buffer)
+        self._buffer = buffer
+        self._tx: MemoryObjectSendStream[_Call] | None = None
 
     def call(self, hook: Hook | None, data: dict[str, Any]) -> None:
         """Call ``hook(data)`` now if it is sync, or queue it if it is async."""
         if hook is None:
             return
         if inspect.iscoroutinefunction(hook):
-            try:
-                self._tx.send_nowait((hook, data))
-            except anyio.WouldBlock:
-                self.dropped += 1
+            self._queue((hook, data))
             return
         try:
             result = hook(data)
@@ -215,19 +211,32 @@ class HookRunner:
             self.errors += 1
             log.exception("event hook %r raised; the session goes on", hook)
             return
-        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
-            try:
-                self._tx.send_nowait((_awaiting(result), data))
-            except anyio.WouldBlock:
-                self.dropped += 1
-                if inspect.iscoroutine(result):
-                    result.close()
+        # A sync callable that returned an awaitable: run it like an async hook; a
+        # coroutine that finds no room is closed so it does not warn "never awaited".
+        queued = inspect.isawaitable(result) and self._queue((_awaiting(result), data))
+        if inspect.iscoroutine(result) and not queued:
+            result.close()
+
+    def _queue(self, call: _Call) -> bool:
+        try:
+            if self._tx is None:
+                raise anyio.WouldBlock
+            self._tx.send_nowait(call)
+        except (anyio.WouldBlock, anyio.ClosedResourceError):
+            self.dropped += 1
+            return False
+        return True
 
     async def run(self) -> None:
-        """Run queued async hooks one at a time, until cancelled or closed."""
-        self._running = True
-        async with self._rx:
-            async for hook, data in self._rx:
+        """Run queued async hooks one at a time until cancelled or closed.
+
+        The queue exists only while this runs, so a runner that never ran
+        leaves nothing open.
+        """
+        tx, rx = anyio.create_memory_object_stream[_Call](self._buffer)
+        self._tx = tx
+        with tx, rx:
+            async for hook, data in rx:
                 try:
                     await hook(data)
                 except Exception:
@@ -236,9 +245,8 @@ class HookRunner:
 
     def close(self) -> None:
         """Stop accepting calls; :meth:`run` finishes the queued ones and returns."""
-        self._tx.close()
-        if not self._running:
-            self._rx.close()
+        if self._tx is not None:
+            self._tx.close()
 
 
 def _awaiting(awaitable: Awaitable[Any]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
