@@ -661,12 +661,10 @@ class MarketClient:
                 log.warning("malformed MD frame ignored: %.200r", raw)
                 continue
             ch = market.on_md(msg)
-            if ch is None or ch == "heartbeat":
-                if market._resync_queue:
-                    self._start_resyncs()
-                continue
-            if market._resync_queue:
+            if market.resync_wanted:
                 self._start_resyncs()
+            if ch is None or ch == "heartbeat":
+                continue
             if ready is not None and not ready.is_set() and ch == "book.snapshot":
                 expected.discard(msg["sym"])
                 if not expected:
@@ -716,7 +714,7 @@ class MarketClient:
             await anyio.sleep(0.5)
             self._market.resync_failed(sym)
             self._start_resyncs()
-        if self._market._resync_queue:
+        if self._market.resync_wanted:
             self._start_resyncs()
 
     def _on_cmd_frame(self, frame: dict[str, Any]) -> None:

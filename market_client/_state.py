@@ -164,6 +164,11 @@ class MarketState:
             state.resyncs += 1
             self._resync_queue.append(sym)
 
+    @property
+    def resync_wanted(self) -> bool:
+        """Whether some symbol waits for :meth:`take_resyncs`."""
+        return bool(self._resync_queue)
+
     def take_resyncs(self) -> list[str]:
         """Symbols that need a fresh snapshot now (each reported once per resync)."""
         queue, self._resync_queue = self._resync_queue, []

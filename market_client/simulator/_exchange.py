@@ -16,10 +16,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from .._protocol import PROTOCOL_VERSION, rfc3339_now
 from ._engine import Book, Execution, Order
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "parse_symbols",
 ]
 
-PROTOCOL_VERSION = "1.0"
 STARTING_CASH = Decimal("1000000")
 MAX_CLIENT_ORDER_ID = 64
 MAX_FINISHED_ORDERS = 10_000  # per user; oldest finished orders are forgotten
@@ -193,11 +192,6 @@ class Sink(Protocol):
 
     def set_flow(self, rate_hz: float) -> None:
         """Change the background order-flow rate."""
-
-
-def rfc3339_now() -> str:
-    """Current UTC time as RFC 3339 with milliseconds (``2026-11-24T10:00:00.123Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _SymbolState:

@@ -46,11 +46,6 @@ class Flow:
         self._traders = [exchange.new_user(simulated=True) for _ in range(4)]
         self._trader_orders: dict[str, deque[Order]] = {t.user_id: deque() for t in self._traders}
 
-    @property
-    def user_ids(self) -> set[str]:
-        """Ids of the simulated participants."""
-        return {u.user_id for u in self._mm.values()} | set(self._trader_orders)
-
     def set_rate(self, rate_hz: float) -> None:
         """Change the rate; takes effect at once, 0 stops the flow."""
         self.rate_hz = rate_hz
