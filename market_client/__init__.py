@@ -36,6 +36,7 @@ from ._models import (
     Quote,
     SymbolDict,
 )
+from ._reconnect import ReconnectPolicy
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "PositionDict",
     "Quote",
     "ReconnectFailed",
+    "ReconnectPolicy",
     "RequestSession",
     "RequestTimeout",
     "SessionClosed",

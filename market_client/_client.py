@@ -23,6 +23,7 @@ from ._exceptions import (
     ConnectionLost,
     GatewayError,
     MarketClientError,
+    ReconnectFailed,
     RequestTimeout,
     SessionClosed,
 )
@@ -39,6 +40,7 @@ from ._models import (
     SymbolDict,
 )
 from ._protocol import Correlator, decode_frame, encode_request
+from ._reconnect import LinkState, ReconnectPolicy
 from ._ring import TransactionLog
 from ._state import MarketState
 from ._transport import (
@@ -297,6 +299,10 @@ class MarketClient:
         on_cmd_event: Called with every CMD event frame (sync or async).
         transactions: Capacity of the transactions ring buffer.
         max_pending: Most requests in flight at once.
+        reconnect: ``True`` (default) reconnects a dropped channel with the
+            default :class:`ReconnectPolicy`; a policy tunes the backoff and
+            the deadline; ``False`` ends the session with
+            :class:`ConnectionLost` at the first drop (fail-fast).
     """
 
     def __init__(
@@ -314,6 +320,7 @@ class MarketClient:
         on_cmd_event: Hook | None = None,
         transactions: int = 1000,
         max_pending: int = 10_000,
+        reconnect: bool | ReconnectPolicy = True,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -323,6 +330,11 @@ class MarketClient:
             symbols = list(symbols)
             if not symbols or not all(isinstance(s, str) and s for s in symbols):
                 raise ValueError("symbols must be a non-empty list of symbol names")
+        if reconnect is True:
+            reconnect = ReconnectPolicy()
+        elif reconnect is not False and not isinstance(reconnect, ReconnectPolicy):
+            raise TypeError("reconnect must be True, False or a ReconnectPolicy")
+        self._policy: ReconnectPolicy | None = reconnect or None
         self._base_url = base_url.rstrip("/")
         self._ws_base = "ws" + self._base_url[4:]
         self._token = token
@@ -345,14 +357,21 @@ class MarketClient:
         self._tg: TaskGroup | None = None
         self._http: httpx.AsyncClient | None = None
         self._cmd: RequestSession | None = None
+        self._cmd_retired = dict.fromkeys(
+            ("requests", "frames", "malformed", "late", "unsolicited"), 0
+        )
+        self._links = {"cmd": LinkState("cmd"), "md": LinkState("md")}
+        self._link_changed: anyio.Event | None = None  # created once a backend runs
+        self._ended: MarketClientError | None = None
         self._md_open = False
-        self._md_ready: anyio.Event | None = None  # created once a backend runs
+        self._md_symbols: list[str] | None = None
         self._expected_syms: set[str] = set()
         self._symbols_cache: list[SymbolDict] | None = None
         self._candle_defaults: dict[str, int] = {}
         self.user_id: str | None = None
         self.is_admin = False
         self._event_seq = 0
+        self._gateway_resets = 0
         self._counts = {
             "md_messages": 0,
             "cmd_events": 0,
@@ -416,6 +435,8 @@ class MarketClient:
             return False
         self._state = "closed"
         closed = SessionClosed("the session was closed")
+        self._ended = closed
+        self._links_changed()
         if self._cmd is not None:
             self._cmd.fail(closed)
         self._hub.close()
@@ -447,6 +468,7 @@ class MarketClient:
             self._http = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=self._base_url, timeout=self.timeout, verify=verify)
             )
+            self._link_changed = anyio.Event()
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             self._tg.start_soon(self._hooks.run)
         except BaseException:
@@ -559,18 +581,23 @@ class MarketClient:
         return _payload_or_raise(frame, op)
 
     async def open_cmd(self) -> RequestSession:
-        """Open the CMD WebSocket, start its reader, log in; returns the request session."""
+        """Open the CMD WebSocket, start its reader, log in; returns the request session.
+
+        The channel is then supervised for the whole session: when it drops
+        it is reconnected (see ``reconnect``) and the user logged in again,
+        and the session object is replaced by a new one.
+        """
         tg = self._require_open()
-        if self._cmd is not None and self._cmd.closed is None:
+        if self._cmd is not None:
             return self._cmd
         if self._token is None:
             await self.handshake()
-        self._cmd = cast(RequestSession, await tg.start(self._run_cmd))
-        login = await self._cmd.request("auth.login", {}, timeout=self.timeout)
-        self._cmd.login = cast(LoginReply, login)
+        await tg.start(self._supervise, "cmd", self._cmd_link)
+        assert self._cmd is not None
         return self._cmd
 
-    async def _run_cmd(self, *, task_status: TaskStatus[RequestSession]) -> None:
+    async def _cmd_link(self, *, task_status: TaskStatus[None]) -> None:
+        """One CMD connection: open, read, log in; returns only by raising."""
         url = f"{self._ws_base}/ws/cmd?token={self._token}"
         try:
             async with connect_websocket(
@@ -582,9 +609,13 @@ class MarketClient:
                     timeout=self.timeout,
                     max_pending=self._max_pending,
                 )
-                task_status.started(session)
                 try:
-                    await session.run()
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(session.run)
+                        login = await session.request("auth.login", {}, timeout=self.timeout)
+                        session.login = cast(LoginReply, login)
+                        self._logged_in(session)
+                        task_status.started()
                 finally:
                     await session.aclose()
         except TransportOpenError as exc:
@@ -599,8 +630,184 @@ class MarketClient:
             )
         return ConnectError(f"cannot open the {channel} WebSocket at {self._ws_base}: {exc}")
 
+    def _logged_in(self, session: RequestSession) -> None:
+        """A CMD connection is logged in: make it current; check the private event ``seq``."""
+        old = self._cmd
+        if old is not None:
+            retired = self._cmd_retired
+            retired["requests"] += old.requests
+            retired["frames"] += old.frames
+            retired["malformed"] += old.malformed
+            retired["late"] += old.correlator.late
+            retired["unsolicited"] += old.correlator.unsolicited
+        self._cmd = session
+        seq = session.login.get("event_seq") if session.login else None
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return  # a gateway that does not say: gaps show at the next event
+        if old is not None and seq > self._event_seq:
+            self._missed_events(self._event_seq + 1, seq)
+        elif seq < self._event_seq:
+            # The gateway forgot events it had sent: it restarted, and the
+            # user's orders there are gone.
+            self._gateway_resets += 1
+            log.warning(
+                "the gateway restarted and lost this user's orders: reconcile with list_orders()"
+            )
+        self._event_seq = seq
+
+    def _missed_events(self, first: int, last: int) -> None:
+        missed = last - first + 1
+        self._counts["missed_private_events"] += missed
+        log.warning("missed %d private event(s) (seq %d to %d)", missed, first, last)
+        self._hub.publish(
+            Event("events.missed", {"from_seq": first, "to_seq": last, "count": missed})
+        )
+
+    async def _supervise(
+        self,
+        name: Literal["cmd", "md"],
+        run_link: Callable[..., Any],
+        *,
+        task_status: TaskStatus[None],
+    ) -> None:
+        """Run one channel for the whole session, reconnecting it when it drops.
+
+        ``run_link`` opens one connection, calls ``task_status.started()``
+        once it is usable, and runs until it fails. The first connection's
+        errors are raised as they are (the session does not open); later
+        drops are retried with the policy's backoff until its deadline.
+        """
+        link = self._links[name]
+        policy = self._policy
+        started = False
+        while True:
+            try:
+                if link.down_since is not None:
+                    await self._resume()
+                async with anyio.create_task_group() as tg:
+                    await tg.start(run_link)
+                    downtime = link.restored(anyio.current_time())
+                    self._links_changed()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    else:
+                        self._on_restored(name, downtime)
+            except BaseException as exc:
+                err = _unwrap(exc)
+                retry = (
+                    started
+                    and policy is not None
+                    and isinstance(err, (ConnectionLost, ConnectError, RequestTimeout))
+                    and not isinstance(err, ReconnectFailed)
+                ) or (
+                    link.down_since is not None
+                    and isinstance(err, GatewayError)
+                    and not isinstance(err, AuthError)
+                )
+                if not retry:
+                    if err is exc:
+                        raise
+                    raise err from err.__cause__
+                assert policy is not None
+                now = anyio.current_time()
+                if link.up:
+                    link.lost(now)
+                    self._links_changed()
+                    self._on_lost(name, err)
+                else:
+                    link.failed_attempt()
+                    log.info("reconnecting %s: attempt %d failed: %s", name, link.attempts, err)
+                if link.overdue(now, policy):
+                    raise ReconnectFailed(
+                        f"could not reconnect the {name.upper()} channel to {self._base_url} "
+                        f"within {policy.deadline:g} s ({link.attempts} attempts; last error: "
+                        f"{err}); is the gateway running?",
+                        getattr(err, "code", None),
+                    ) from err
+                await anyio.sleep(policy.delay(link.attempts))
+            else:
+                raise ConnectionLost(f"the {name.upper()} connection ended")  # pragma: no cover
+
+    async def _resume(self) -> None:
+        """Handshake again with the held token: the same user, or :class:`AuthError`."""
+        user_id = self.user_id
+        await self.handshake()
+        if user_id is not None and self.user_id != user_id:
+            raise AuthError(
+                "unauthorized",
+                f"the gateway resumed the token as {self.user_id}, not {user_id}",
+                "handshake",
+            )
+
+    def _links_changed(self) -> None:
+        """Wake every task waiting for a channel to come back."""
+        if self._link_changed is not None:
+            self._link_changed.set()
+            self._link_changed = anyio.Event()
+
+    def _on_lost(self, name: str, err: BaseException) -> None:
+        code = getattr(err, "code", None)
+        log.warning("%s connection lost (%s); reconnecting", name.upper(), err)
+        if name == "md":
+            self._market.unsync_all()
+        self._hub.publish(
+            Event("connection.lost", {"channel": name, "code": code, "reason": str(err)})
+        )
+
+    def _on_restored(self, name: str, downtime: float) -> None:
+        link = self._links[name]
+        log.info("%s connection restored after %.3f s", name.upper(), downtime)
+        if name == "md":
+            tg = self._tg
+            if tg is not None:
+                for sym, state in self._market.symbols.items():
+                    if state.series:
+                        tg.start_soon(self._reseed_candles, sym)
+        self._hub.publish(
+            Event(
+                "connection.restored",
+                {
+                    "channel": name,
+                    "downtime_s": downtime,
+                    "reconnects": link.reconnects,
+                    "gateway_resets": self._gateway_resets,
+                },
+            )
+        )
+
+    async def _current_cmd(self, op: str, limit: float) -> tuple[RequestSession, float]:
+        """The logged-in CMD session, waiting up to ``limit`` s while it reconnects.
+
+        Returns it and the time left of ``limit``.
+        """
+        cmd = self._cmd
+        if cmd is None:
+            raise RuntimeError("the CMD channel is not open: call open_cmd() first")
+        if cmd.closed is None or self._policy is None:
+            return cmd, limit
+        start = anyio.current_time()
+        with anyio.move_on_after(limit):
+            while True:
+                if self._ended is not None:
+                    raise _fresh(self._ended)
+                cmd = cast(RequestSession, self._cmd)
+                if cmd.closed is None:
+                    return cmd, max(limit - (anyio.current_time() - start), 0.001)
+                assert self._link_changed is not None
+                await self._link_changed.wait()
+        raise ConnectionLost(
+            f"{op} was not sent: the CMD connection is down and did not come back "
+            f"within {limit:g} s; it is still reconnecting"
+        )
+
     async def open_md(self, symbols: Sequence[str] | None = None) -> None:
-        """Open the MD WebSocket for ``symbols`` (None: all) and wait for their snapshots."""
+        """Open the MD WebSocket for ``symbols`` (None: all) and wait for their snapshots.
+
+        The channel is then supervised for the whole session: when it drops
+        it is reconnected, every book is reloaded from a fresh snapshot and
+        every candle series re-seeded.
+        """
         tg = self._require_open()
         if self._md_open:
             return
@@ -610,41 +817,43 @@ class MarketClient:
             self._expected_syms = {s["sym"] for s in await self.get_symbols()}
         else:
             self._expected_syms = set(symbols)
-        self._md_ready = anyio.Event()
-        await tg.start(self._run_md, list(symbols) if symbols is not None else None)
+        self._md_symbols = list(symbols) if symbols is not None else None
+        await tg.start(self._supervise, "md", self._md_link)
         self._md_open = True
-        try:
-            with anyio.fail_after(self.timeout):
-                await self._md_ready.wait()
-        except TimeoutError:
-            raise RequestTimeout("md.snapshot", self.timeout) from None
 
-    async def _run_md(self, symbols: list[str] | None, *, task_status: TaskStatus[None]) -> None:
+    async def _md_link(self, *, task_status: TaskStatus[None]) -> None:
+        """One MD connection: ready once every symbol's snapshot came; returns only by raising."""
         url = f"{self._ws_base}/ws/md?token={self._token}"
-        if symbols:
-            url += "&symbols=" + ",".join(symbols)
+        if self._md_symbols:
+            url += "&symbols=" + ",".join(self._md_symbols)
         try:
             async with connect_websocket(
                 url, transport=self._transport, ssl=self._ssl, open_timeout=self.timeout
             ) as ws:
-                task_status.started()
+                ready = anyio.Event()
                 try:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._watch_heartbeats)
-                        await self._read_md(ws)
+                        tg.start_soon(self._read_md, ws, ready, set(self._expected_syms))
+                        try:
+                            with anyio.fail_after(self.timeout):
+                                await ready.wait()
+                        except TimeoutError:
+                            raise RequestTimeout("md.snapshot", self.timeout) from None
+                        task_status.started()
                 finally:
                     with anyio.move_on_after(1, shield=True):
                         await ws.aclose()
         except TransportOpenError as exc:
             raise self._open_error("MD", exc) from exc
 
-    async def _read_md(self, ws: WebSocket) -> None:
+    async def _read_md(self, ws: WebSocket, ready: anyio.Event, expected: set[str]) -> None:
         market = self._market
         counts = self._counts
         hub = self._hub
         hooks = self._hooks
-        ready = self._md_ready
-        expected = self._expected_syms
+        if not expected:
+            ready.set()
         while True:
             try:
                 raw = await ws.recv()
@@ -665,7 +874,7 @@ class MarketClient:
                 self._start_resyncs()
             if ch is None or ch == "heartbeat":
                 continue
-            if ready is not None and not ready.is_set() and ch == "book.snapshot":
+            if expected and ch == "book.snapshot":
                 expected.discard(msg["sym"])
                 if not expected:
                     ready.set()
@@ -705,37 +914,43 @@ class MarketClient:
             if not isinstance(seq, int):
                 raise GatewayError("bad_response", "book.get reply has no seq", "book.get")
             self._market.load_book(sym, reply.get("bids", ()), reply.get("asks", ()), seq)
-            for interval_ms in list(self._market.sym(sym).series):
-                await self._seed_candles(sym, interval_ms)
-        except (ConnectionLost, SessionClosed):
-            return  # the session is ending; the reader reports why
-        except (GatewayError, RequestTimeout) as exc:
+        except SessionClosed:
+            return
+        except MarketClientError as exc:
+            if self._ended is not None or (
+                self._policy is None and isinstance(exc, ConnectionLost)
+            ):
+                return  # the session is ending; its supervisor reports why
             log.warning("resync of %s failed (%s); retrying", sym, exc)
             await anyio.sleep(0.5)
             self._market.resync_failed(sym)
             self._start_resyncs()
+            return
+        await self._reseed_candles(sym)
         if self._market.resync_wanted:
             self._start_resyncs()
+
+    async def _reseed_candles(self, sym: str) -> None:
+        """Seed every candle series of ``sym`` again, retrying while the session lives."""
+        for interval_ms in list(self._market.sym(sym).series):
+            while True:
+                try:
+                    await self._seed_candles(sym, interval_ms)
+                    break
+                except SessionClosed:
+                    return
+                except MarketClientError as exc:
+                    if self._ended is not None or self._policy is None:
+                        return
+                    log.warning("re-seeding %s candles failed (%s); retrying", sym, exc)
+                    await anyio.sleep(0.5)
 
     def _on_cmd_frame(self, frame: dict[str, Any]) -> None:
         self._counts["cmd_events"] += 1
         seq = frame.get("seq")
         if isinstance(seq, int) and not isinstance(seq, bool):
             if self._event_seq and seq > self._event_seq + 1:
-                missed = seq - self._event_seq - 1
-                self._counts["missed_private_events"] += missed
-                log.warning(
-                    "missed %d private event(s) (seq %d to %d)",
-                    missed,
-                    self._event_seq + 1,
-                    seq - 1,
-                )
-                self._hub.publish(
-                    Event(
-                        "events.missed",
-                        {"from_seq": self._event_seq + 1, "to_seq": seq - 1, "count": missed},
-                    )
-                )
+                self._missed_events(self._event_seq + 1, seq - 1)
             self._event_seq = max(self._event_seq, seq)
         self._transactions.append(frame)
         kind = frame.get("event")
@@ -786,10 +1001,8 @@ class MarketClient:
         if as_role is not None and as_role != "admin":
             raise ValueError(f"as_role must be 'admin' or None, got {as_role!r}")
         self._require_open()
-        cmd = self._cmd
-        if cmd is None:
-            raise RuntimeError("the CMD channel is not open: call open_cmd() first")
-        return await cmd.request(op, payload, as_role=as_role, timeout=limit)
+        cmd, left = await self._current_cmd(op, self.timeout if limit is None else limit)
+        return await cmd.request(op, payload, as_role=as_role, timeout=left)
 
     async def get_symbols(self, force_refresh: bool = False) -> list[SymbolDict]:
         """Tradable symbols (cached): ``[{sym, tick, min_qty, lot, status}]``."""
@@ -1000,28 +1213,40 @@ class MarketClient:
         self._event_hook = handler
 
     def stats(self) -> dict[str, Any]:
-        """Counters of this session (no secrets): requests, frames, drops, resyncs."""
+        """Counters of this session (no secrets): requests, frames, drops, resyncs, links.
+
+        Counters of CMD connections replaced by a reconnect are included.
+        ``links`` tells, per channel, whether it is up and how often it
+        dropped and came back; ``out_of_sync`` lists the books that wait for
+        a snapshot (they show their last known state meanwhile).
+        """
         cmd = self._cmd
+        retired = self._cmd_retired
         return {
             "state": self._state,
             "user_id": self.user_id,
-            "requests": cmd.requests if cmd else 0,
+            "requests": retired["requests"] + (cmd.requests if cmd else 0),
             "pending_requests": len(cmd.correlator) if cmd else 0,
-            "late_responses": cmd.correlator.late if cmd else 0,
-            "unsolicited_responses": cmd.correlator.unsolicited if cmd else 0,
-            "cmd_frames": cmd.frames if cmd else 0,
-            "malformed_frames": (cmd.malformed if cmd else 0)
+            "late_responses": retired["late"] + (cmd.correlator.late if cmd else 0),
+            "unsolicited_responses": retired["unsolicited"]
+            + (cmd.correlator.unsolicited if cmd else 0),
+            "cmd_frames": retired["frames"] + (cmd.frames if cmd else 0),
+            "malformed_frames": retired["malformed"]
+            + (cmd.malformed if cmd else 0)
             + self._counts["md_malformed"]
             + self._market.malformed,
             "md_messages": self._counts["md_messages"],
             "cmd_events": self._counts["cmd_events"],
             "http_requests": self._counts["http_requests"],
             "missed_private_events": self._counts["missed_private_events"],
+            "gateway_resets": self._gateway_resets,
             "events_dropped_md": self._hub.dropped_md,
             "events_missed_private": self._hub.missed_private,
             "hook_errors": self._hooks.errors,
             "hooks_dropped": self._hooks.dropped,
             "resyncs": {sym: st.resyncs for sym, st in self._market.symbols.items()},
+            "out_of_sync": self._market.out_of_sync(),
+            "links": {name: link.stats() for name, link in self._links.items()},
             "transactions": len(self._transactions),
         }
 

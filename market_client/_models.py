@@ -139,8 +139,12 @@ class HandshakeReply(TypedDict):
     is_admin: bool
 
 
-class LoginReply(TypedDict):
-    """Reply of ``auth.login``."""
+class _LoginExtras(TypedDict, total=False):
+    event_seq: int  # the simulator's extension: seq of the user's last private event
+
+
+class LoginReply(_LoginExtras):
+    """Reply of ``auth.login`` (``event_seq``: the simulator's extension, may be absent)."""
 
     user_id: str
     session_id: str

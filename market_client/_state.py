@@ -182,11 +182,26 @@ class MarketState:
         self._want_resync(sym, state)
 
     def unsync_all(self) -> None:
-        """The MD link dropped: every book waits for a fresh snapshot."""
+        """The MD link dropped: every book waits for a fresh snapshot.
+
+        Books stay readable at their last known state (see
+        :meth:`out_of_sync`). Trades seen so far are forgotten for candle
+        replay: a gateway that restarted numbers its ``seq`` afresh, and the
+        candles are re-seeded from ``candles.get`` anyway.
+        """
         for state in self.symbols.values():
             state.sequencer.unsync()
-            state.has_snapshot = False
             state.resync_pending = False
+            state.recent_trades.clear()
+        self._resync_queue.clear()
+
+    def out_of_sync(self) -> list[str]:
+        """Symbols whose book waits for a snapshot (it shows its last known state)."""
+        return sorted(
+            sym
+            for sym, state in self.symbols.items()
+            if state.has_snapshot and not state.sequencer.synced
+        )
 
     # -- candles -----------------------------------------------------------
     def add_series(self, sym: str, interval_ms: int, depth: int) -> CandleSeries:

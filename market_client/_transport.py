@@ -75,9 +75,10 @@ class _Websockets:
         self._closed_exc = closed_exc
 
     def _closed(self, exc: Exception) -> TransportClosed:
-        rcvd = getattr(exc, "rcvd", None)
+        # The peer's close frame; else ours (1009 when a frame was too big).
+        close = getattr(exc, "rcvd", None) or getattr(exc, "sent", None)
         return TransportClosed(
-            rcvd.code if rcvd is not None else 1006, rcvd.reason if rcvd is not None else ""
+            close.code if close is not None else 1006, close.reason if close is not None else ""
         )
 
     async def send(self, text: str) -> None:

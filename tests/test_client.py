@@ -273,19 +273,19 @@ async def test_admin_session(sim: RunningSimulator) -> None:
         assert next(s for s in symbols if s["sym"] == "XYZ")["status"] == "halted"
 
 
-async def test_gateway_disconnect_ends_the_session_with_connection_lost(
+async def test_fail_fast_session_ends_with_connection_lost(
     sim: RunningSimulator,
 ) -> None:
     with pytest.raises(ConnectionLost) as info:
-        async with MarketClient.session(sim.url) as client:
+        async with MarketClient.session(sim.url, reconnect=False) as client:
             sim.disconnect(client.user_id)
             await anyio.sleep_forever()
     assert info.value.code == 1012
 
 
-async def test_heartbeat_silence_ends_the_session(sim: RunningSimulator) -> None:
+async def test_heartbeat_silence_ends_a_fail_fast_session(sim: RunningSimulator) -> None:
     with pytest.raises(ConnectionLost, match="heartbeat"):
-        async with MarketClient.session(sim.url, heartbeat_timeout=0.2):
+        async with MarketClient.session(sim.url, heartbeat_timeout=0.2, reconnect=False):
             await anyio.sleep_forever()  # heartbeats come every 0.5 s: too slow for 0.2
 
 

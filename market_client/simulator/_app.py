@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ._exchange import Exchange, Json, OpError, Session, SymbolSpec
+from ._exchange import FRAME_FAULTS, Exchange, Json, OpError, Session, SymbolSpec
 from ._flow import Flow
 
 __all__ = ["Gateway", "GatewayStats"]
@@ -35,6 +35,26 @@ CLOSE_SERVICE_RESTART = 1012  # admin.disconnect
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
 HEARTBEAT_S = 0.5
+OVERSIZED_BYTES = 2 * 1024 * 1024  # over any client's sane frame limit (websockets: 1 MiB)
+
+#: The malformed frames of ``admin.fault`` (``bad_price`` is made by the exchange).
+_BAD_FRAMES: dict[str, dict[str, str]] = {
+    "cmd": {
+        "not_json": '{"type": "event", oops',
+        "not_object": "[1, 2, 3]",
+        "wrong_types": '{"type": "event", "event": 7, "seq": "x", "payload": []}',
+        "unknown_type": '{"type": "surprise", "ver": "1.0"}',
+        "unknown_corr_id": '{"type": "response", "ver": "1.0", "corr_id": "no-such-request",'
+        ' "op": "order.place", "status": "ok", "payload": {}}',
+    },
+    "md": {
+        "not_json": '{"type": "md", oops',
+        "not_object": '"just a string"',
+        "wrong_types": '{"type": "md", "ch": "book.delta", "sym": 5, "seq": "x", "changes": 1}',
+        "unknown_type": '{"type": "md", "ch": "surprise", "sym": "ABC", "ts_ns": 0}',
+        "unknown_corr_id": '{"type": "response", "corr_id": "no-such-request", "status": "ok"}',
+    },
+}
 
 
 def _json_response(body: Json, status: int = 200) -> Response:
@@ -120,6 +140,7 @@ class Gateway:
         self._md: dict[str, set[_Conn]] = {sym: set() for sym in self.exchange.symbols}
         self._md_all: set[_Conn] = set()
         self._cmd: dict[str, set[_Conn]] = {}
+        self._md_stall_until = 0.0
         self.flow = Flow(self.exchange, flow_hz, seed)
         self.flow.seed_books()
         self.app = Starlette(
@@ -137,7 +158,7 @@ class Gateway:
     def md(self, sym: str, msg: Json) -> None:
         """Fan one MD message out to its subscribers (encoded once)."""
         subs = self._md[sym]
-        if not subs:
+        if not subs or (self._md_stall_until and self._md_stalled()):
             return
         text = orjson.dumps(msg).decode()
         for conn in tuple(subs):
@@ -167,6 +188,38 @@ class Gateway:
         """Change the background flow rate."""
         self.flow.set_rate(rate_hz)
 
+    def stall_md(self, seconds: float) -> None:
+        """Send no MD and no heartbeats for ``seconds`` (0 ends a stall); the link stays open."""
+        self._md_stall_until = anyio.current_time() + seconds if seconds > 0 else 0.0
+
+    def _md_stalled(self) -> bool:
+        if anyio.current_time() < self._md_stall_until:
+            return True
+        self._md_stall_until = 0.0
+        return False
+
+    def inject(self, channel: str, kind: str, user_id: str | None) -> int:
+        """Send one malformed frame of ``kind`` on ``channel`` to the user (or everyone).
+
+        Kinds are :data:`FRAME_FAULTS` but ``bad_price``. Returns how many
+        sockets got it.
+        """
+        if kind not in FRAME_FAULTS or kind == "bad_price":
+            raise ValueError(f"no frame fault {kind!r} here")
+        if kind == "oversized":
+            text = '{"type": "md", "pad": "' + "x" * OVERSIZED_BYTES + '"}'
+        else:
+            text = _BAD_FRAMES[channel][kind]
+        if channel == "cmd":
+            targets = [c for conns in self._cmd.values() for c in conns]
+        else:
+            targets = list(self._md_all)
+        sent = 0
+        for conn in targets:
+            if (user_id is None or conn.user_id == user_id) and conn.push(text):
+                sent += 1
+        return sent
+
     # -- lifespan ----------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -179,6 +232,8 @@ class Gateway:
     async def _heartbeats(self) -> None:
         while True:
             await anyio.sleep(HEARTBEAT_S)
+            if self._md_stall_until and self._md_stalled():
+                continue
             text = orjson.dumps(
                 {"type": "md", "ch": "heartbeat", "ts_ns": self.exchange.now_ns()}
             ).decode()

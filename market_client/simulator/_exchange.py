@@ -25,6 +25,7 @@ from ._engine import Book, Execution, Order
 __all__ = [
     "DEFAULT_SYMBOLS",
     "Exchange",
+    "FRAME_FAULTS",
     "Faults",
     "OpError",
     "Session",
@@ -164,7 +165,9 @@ class Faults:
 
     ``delay`` (seconds per op) and ``drop`` (ops never answered) are applied
     by the I/O layer; ``fail`` makes an op raise inside the engine, which the
-    client sees as error code ``internal``.
+    client sees as error code ``internal``. Stalling market data and sending
+    malformed frames are done by the gateway (``RunningSimulator.stall_md``
+    and ``RunningSimulator.inject``, or the ``admin.fault`` op).
     """
 
     delay: dict[str, float] = field(default_factory=dict)
@@ -176,6 +179,18 @@ class Faults:
         self.delay.clear()
         self.drop.clear()
         self.fail.clear()
+
+
+#: Malformed frames the gateway can send on purpose (``admin.fault``).
+FRAME_FAULTS = (
+    "not_json",
+    "not_object",
+    "wrong_types",
+    "unknown_type",
+    "unknown_corr_id",
+    "oversized",
+    "bad_price",
+)
 
 
 class Sink(Protocol):
@@ -192,6 +207,15 @@ class Sink(Protocol):
 
     def set_flow(self, rate_hz: float) -> None:
         """Change the background order-flow rate."""
+
+    def stall_md(self, seconds: float) -> None:
+        """Send no market data (nor heartbeats) for ``seconds``; their ``seq`` is used."""
+
+    def inject(self, channel: str, kind: str, user_id: str | None) -> int:
+        """Send one malformed frame of ``kind`` on the user's (or every) socket of ``channel``.
+
+        Returns how many sockets got it.
+        """
 
 
 class _SymbolState:
@@ -286,6 +310,7 @@ class Exchange:
             "admin.disconnect": self._op_disconnect,
             "admin.md_gap": self._op_md_gap,
             "admin.flow": self._op_flow,
+            "admin.fault": self._op_fault,
         }
 
     # -- time ----------------------------------------------------------
@@ -488,6 +513,7 @@ class Exchange:
             "user_id": user.user_id,
             "session_id": session.session_id,
             "is_admin": user.is_admin,
+            "event_seq": user.event_seq,
         }
 
     def _op_symbols(self, session: Session, payload: Json) -> Json:
@@ -923,6 +949,65 @@ class Exchange:
         self.sink.set_flow(float(rate))
         return {"rate_hz": rate}
 
+    def _op_fault(self, session: Session, payload: Json) -> Json:
+        fault = payload.get("fault")
+        if fault == "clear":
+            self.faults.clear()
+            self.sink.stall_md(0)
+            return {"fault": fault}
+        if fault == "md_stall":
+            seconds = payload.get("seconds")
+            if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+                raise OpError("bad_request", "md_stall needs 'seconds', a number")
+            if not 0 <= seconds <= 3600:
+                raise OpError("bad_request", "'seconds' must be from 0 to 3600")
+            self.sink.stall_md(float(seconds))
+            return {"fault": fault, "seconds": seconds}
+        if fault in ("delay", "drop", "fail"):
+            op = payload.get("op")
+            if not isinstance(op, str) or op not in self._ops or op.startswith("admin."):
+                raise OpError("bad_request", "'op' must name a non-admin op")
+            if fault == "delay":
+                seconds = payload.get("seconds")
+                if not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+                    raise OpError("bad_request", "delay needs 'seconds' from 0 to 3600")
+                self.faults.delay[op] = float(seconds)
+            else:
+                getattr(self.faults, fault).add(op)
+            return {"fault": fault, "op": op}
+        if fault == "frame":
+            kind = payload.get("kind")
+            channel = payload.get("channel", "cmd")
+            user_id = payload.get("user_id")
+            if kind not in FRAME_FAULTS:
+                raise OpError("bad_request", f"'kind' must be one of {', '.join(FRAME_FAULTS)}")
+            if channel not in ("cmd", "md"):
+                raise OpError("bad_request", "'channel' must be 'cmd' or 'md'")
+            if user_id is not None and not isinstance(user_id, str):
+                raise OpError("bad_request", "'user_id' must be a string")
+            if kind == "bad_price":
+                # A real seq, so that a client's sequencer accepts it and must
+                # find the bad price itself.
+                state = self._sym(payload)
+                state.seq += 1
+                self._publish(
+                    state,
+                    {
+                        "type": "md",
+                        "ch": "book.delta",
+                        "sym": state.spec.sym,
+                        "seq": state.seq,
+                        "changes": [["buy", "not-a-price", 1]],
+                        "ts_ns": self.now_ns(),
+                    },
+                )
+                return {"fault": fault, "kind": kind, "sockets": -1}
+            sent = self.sink.inject(channel, kind, user_id)
+            return {"fault": fault, "kind": kind, "sockets": sent}
+        raise OpError(
+            "bad_request", "'fault' must be one of clear, md_stall, delay, drop, fail, frame"
+        )
+
     # -- wire forms --------------------------------------------------------
     def order_json(self, order: Order) -> Json:
         """Wire form of an order."""
@@ -956,3 +1041,9 @@ class _NullSink:
 
     def set_flow(self, rate_hz: float) -> None:
         pass
+
+    def stall_md(self, seconds: float) -> None:
+        pass
+
+    def inject(self, channel: str, kind: str, user_id: str | None) -> int:
+        return 0

@@ -106,6 +106,17 @@ class RunningSimulator:
         """Close one user's (or every) socket with 1012, like ``admin.disconnect``."""
         self.gateway.disconnect(user_id)
 
+    def stall_md(self, seconds: float) -> None:
+        """Send no market data nor heartbeats for ``seconds``, like ``admin.fault md_stall``."""
+        self.gateway.stall_md(seconds)
+
+    def inject(self, kind: str, *, channel: str = "cmd", user_id: str | None = None) -> int:
+        """Send one malformed frame (``not_json``, ``oversized``, ...) on ``channel``.
+
+        Returns how many sockets got it. See ``admin.fault`` in docs/protocol.md.
+        """
+        return self.gateway.inject(channel, kind, user_id)
+
     def close(self) -> None:
         """Ask the server to stop; :func:`serve` returns once it has."""
         self._shutdown.set()
