@@ -47,6 +47,15 @@ def _qty(value: Any) -> int:
     return value
 
 
+def _levels(levels: Any) -> Iterable[Level]:
+    if not isinstance(levels, (list, tuple)):
+        raise BookError(f"levels must be a list of [price, qty], got {levels!r:.50}")
+    for level in levels:
+        if not isinstance(level, (list, tuple)) or len(level) != 2:
+            raise BookError(f"a level is [price, qty], got {level!r:.50}")
+        yield _price(level[0]), _qty(level[1])
+
+
 class LocalBook:
     """One symbol's order book as built from snapshots and deltas."""
 
@@ -63,8 +72,8 @@ class LocalBook:
         Raises:
             BookError: A level is malformed; the book is left unchanged.
         """
-        new_bids = SortedDict({-_price(lv[0]): _qty(lv[1]) for lv in bids if lv[1]})
-        new_asks = SortedDict({_price(lv[0]): _qty(lv[1]) for lv in asks if lv[1]})
+        new_bids = SortedDict({-price: qty for price, qty in _levels(bids) if qty})
+        new_asks = SortedDict({price: qty for price, qty in _levels(asks) if qty})
         self.bids, self.asks, self.seq = new_bids, new_asks, seq
 
     def apply(self, changes: Iterable[Sequence[Any]], seq: int) -> None:
@@ -74,8 +83,10 @@ class LocalBook:
             BookError: A change is malformed; no change of this delta is applied.
         """
         parsed = []
+        if not isinstance(changes, (list, tuple)):
+            raise BookError(f"changes must be a list, got {changes!r:.50}")
         for change in changes:
-            if len(change) != 3:
+            if not isinstance(change, (list, tuple)) or len(change) != 3:
                 raise BookError(f"a change is [side, price, qty], got {change!r}")
             side, price, qty = change
             if side == "buy":

@@ -102,16 +102,21 @@ def _unwrap(exc: BaseException) -> BaseException:
     """What to raise at the session boundary instead of an exception group.
 
     Cancellations are dropped; one remaining exception is raised as itself;
-    several that all report the link going down (CMD and MD sockets closing
-    together) are reported as the first. Anything else stays a group.
+    several of one type (the CMD and MD channels failing together, say with
+    ``AuthError``) are reported as the first; several that all report the
+    link going down as the one that ended the session (``ReconnectFailed``)
+    or else the first. Anything else stays a group.
     """
     if not isinstance(exc, BaseExceptionGroup):
         return exc
     cancelled = anyio.get_cancelled_exc_class()
     real = [e for e in _leaves(exc) if not isinstance(e, cancelled)]
-    if len(real) == 1 or (real and all(isinstance(e, ConnectionLost) for e in real)):
-        first: BaseException = real[0]
-        return first
+    if not real:
+        return exc
+    if all(type(e) is type(real[0]) for e in real):
+        return real[0]
+    if all(isinstance(e, ConnectionLost) for e in real):
+        return next((e for e in real if isinstance(e, ReconnectFailed)), real[0])
     return exc
 
 
@@ -216,7 +221,7 @@ class RequestSession:
                 raw = await ws.recv()
             except TransportClosed as exc:
                 lost = ConnectionLost(
-                    f"CMD connection closed by the gateway (code {exc.code}"
+                    f"CMD connection closed (code {exc.code}"
                     + (f": {exc.reason})" if exc.reason else ")"),
                     exc.code,
                 )
@@ -227,7 +232,7 @@ class RequestSession:
             kind = frame.get("type") if frame is not None else None
             if kind == "response":
                 correlator.resolve(cast(dict[str, Any], frame))
-            elif kind == "event":
+            elif kind == "event" and _is_event(cast(dict[str, Any], frame)):
                 on_event(cast(dict[str, Any], frame))
             else:
                 self.malformed += 1
@@ -242,6 +247,17 @@ class RequestSession:
         """Close the socket."""
         with anyio.move_on_after(1, shield=True):
             await self._ws.aclose()
+
+
+def _is_event(frame: dict[str, Any]) -> bool:
+    """Whether an ``event`` frame has the fields every consumer relies on."""
+    seq = frame.get("seq")
+    return (
+        isinstance(frame.get("event"), str)
+        and isinstance(seq, int)
+        and not isinstance(seq, bool)
+        and isinstance(frame.get("payload"), dict)
+    )
 
 
 def _fresh(exc: BaseException) -> BaseException:
@@ -859,7 +875,7 @@ class MarketClient:
                 raw = await ws.recv()
             except TransportClosed as exc:
                 raise ConnectionLost(
-                    f"MD connection closed by the gateway (code {exc.code}"
+                    f"MD connection closed (code {exc.code}"
                     + (f": {exc.reason})" if exc.reason else ")"),
                     exc.code,
                 ) from exc

@@ -14,6 +14,7 @@ import market_client
 from market_client._book import BookError, LocalBook, Sequencer
 from market_client._candles import CandleSeries
 from market_client._protocol import Correlator, decode_frame, encode_request
+from market_client._reconnect import LinkState, ReconnectPolicy
 from market_client._ring import TransactionLog
 from market_client._state import MarketState
 
@@ -260,6 +261,90 @@ def test_candle_seed_then_only_newer_trades() -> None:
 
 
 # -- ring buffer -------------------------------------------------------------------
+def test_sequencer_buffer_is_bounded_and_a_dropped_hole_is_seen() -> None:
+    seq = Sequencer(max_buffer=100)
+    seq.reset(0)
+    for n in range(2, 100_002):  # seq 1 never comes: everything is buffered
+        seq.feed({"seq": n})
+    assert len(seq.buffer) == 100
+    assert seq.reset(1) == []  # 2..99_901 were dropped: still a hole
+    assert seq.need_resync and not seq.synced
+    assert len(seq.reset(100_001 - 1)) == 1 and seq.synced
+
+
+def test_market_state_memory_is_bounded_under_a_flood_of_gaps() -> None:
+    market = MarketState(max_buffer=50)
+    market.load_book("ABC", [], [], 0)
+    for n in range(2, 10_000):
+        market.on_md(
+            {
+                "type": "md",
+                "ch": "trade",
+                "sym": "ABC",
+                "seq": n,
+                "price": "1.00",
+                "qty": 1,
+                "ts_ns": n,
+            }
+        )
+    state = market.symbols["ABC"]
+    assert len(state.sequencer.buffer) == 50
+    assert len(state.recent_trades) <= state.recent_trades.maxlen  # type: ignore[operator]
+    assert market.take_resyncs() == ["ABC"] and market.take_resyncs() == []
+    market.unsync_all()
+    assert not state.recent_trades and not state.sequencer.buffer
+    assert market.out_of_sync() == ["ABC"]  # readable at its last state meanwhile
+    market.load_book("ABC", [["1.00", 3]], [], 5)
+    assert market.out_of_sync() == []
+
+
+# -- reconnection ---------------------------------------------------------------
+def test_backoff_doubles_to_the_cap_with_jitter_below() -> None:
+    policy = ReconnectPolicy()  # 0.1 s doubling to 5 s
+    top = [policy.delay(n, rand=lambda: 0.0) for n in range(10)]
+    assert top == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0, 5.0]
+    low = [policy.delay(n, rand=lambda: 1.0) for n in range(3)]
+    assert low == [pytest.approx(0.05), pytest.approx(0.1), pytest.approx(0.2)]
+    assert policy.delay(10_000) <= 5.0  # no float overflow on a long outage
+    assert ReconnectPolicy(jitter=0).delay(2) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"initial": 0},
+        {"maximum": float("inf")},
+        {"initial": 2, "maximum": 1},
+        {"factor": 0.5},
+        {"jitter": 1.5},
+        {"deadline": -1},
+        {"initial": "1"},
+    ],
+)
+def test_reconnect_policy_refuses_bad_settings(kwargs: dict[str, Any]) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        ReconnectPolicy(**kwargs)
+
+
+def test_link_state_counts_outages_and_deadline() -> None:
+    policy = ReconnectPolicy(deadline=10)
+    link = LinkState("md")
+    assert link.restored(0.0) == 0.0 and link.reconnects == 0  # the first connection
+    link.lost(100.0)
+    assert not link.up and link.disconnects == 1
+    assert link.failed_attempt() == 1 and link.failed_attempt() == 2
+    assert not link.overdue(109.9, policy) and link.overdue(110.0, policy)
+    assert link.restored(100.25) == pytest.approx(0.25)
+    assert link.stats() == {
+        "up": True,
+        "disconnects": 1,
+        "reconnects": 1,
+        "last_downtime_s": pytest.approx(0.25),
+        "max_downtime_s": pytest.approx(0.25),
+    }
+    assert link.attempts == 0 and not link.overdue(1e9, policy)
+
+
 def test_ring_buffer_keeps_the_newest() -> None:
     log = TransactionLog(3)
     for i in range(5):

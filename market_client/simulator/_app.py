@@ -35,7 +35,7 @@ CLOSE_SERVICE_RESTART = 1012  # admin.disconnect
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
 HEARTBEAT_S = 0.5
-OVERSIZED_BYTES = 2 * 1024 * 1024  # over any client's sane frame limit (websockets: 1 MiB)
+OVERSIZED_BYTES = 17 * 1024 * 1024  # over the client's 16 MiB frame limit
 
 #: The malformed frames of ``admin.fault`` (``bad_price`` is made by the exchange).
 _BAD_FRAMES: dict[str, dict[str, str]] = {

@@ -1,0 +1,140 @@
+"""Test helpers: compare local state with the gateway's; run the simulator as a process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import Process
+
+from market_client import BookSnapshot, MarketClient
+
+
+class BookProbe:
+    """Catches the local book at an exact ``seq``, even while the market moves.
+
+    Pass :meth:`hook` as ``on_md_event``: sync hooks run in the MD reader
+    right after a message is applied, so the copy is the book at that seq.
+    """
+
+    def __init__(self) -> None:
+        self.client: MarketClient | None = None
+        self.sym = ""
+        self.target = -1
+        self.caught: BookSnapshot | None = None
+        self.done: anyio.Event | None = None
+
+    def hook(self, msg: dict[str, Any]) -> None:
+        if self.client is None or msg.get("sym") != self.sym or self.done is None:
+            return
+        snap = self.client.book_snapshot(self.sym, depth=1000)
+        if snap["seq"] == self.target:
+            self.caught = snap
+            self.done.set()
+
+    async def assert_matches(self, client: MarketClient, sym: str, tries: int = 50) -> int:
+        """Assert that the local book equals ``book.get`` at the same ``seq``; returns it.
+
+        Retries when the local book had already moved past the reply's seq.
+        """
+        for _ in range(tries):
+            self.client, self.sym, self.caught = client, sym, None
+            self.done = anyio.Event()
+            truth = await client.get_book(sym, depth=1000)
+            self.target = truth["seq"]
+            local = client.book_snapshot(sym, depth=1000)
+            if local["seq"] == truth["seq"]:
+                self.caught = local
+            elif local["seq"] < truth["seq"]:
+                with anyio.fail_after(5):
+                    await self.done.wait()
+            self.done = None
+            if self.caught is None:
+                continue  # the local book was already newer: ask again
+            assert self.caught["bids"] == [(Decimal(p), q) for p, q in truth["bids"]]
+            assert self.caught["asks"] == [(Decimal(p), q) for p, q in truth["asks"]]
+            return truth["seq"]
+        raise AssertionError(f"never caught the local {sym} book at the gateway's seq")
+
+
+async def assert_candles_match(client: MarketClient, sym: str, interval: int, depth: int) -> None:
+    """Assert the client's candles equal ``candles.get`` (call once the market is quiet)."""
+    truth = await client.get_book(sym)
+    with anyio.fail_after(5):
+        while client.book_snapshot(sym)["seq"] < truth["seq"]:
+            await anyio.sleep(0.01)
+    reply = await client.send("candles.get", {"sym": sym, "interval_ms": interval, "limit": depth})
+    expected = [
+        {
+            "t_ns": c["t_ns"],
+            "o": Decimal(c["o"]),
+            "h": Decimal(c["h"]),
+            "l": Decimal(c["l"]),
+            "c": Decimal(c["c"]),
+            "v": c["v"],
+            "n": c["n"],
+        }
+        for c in reply["candles"]
+    ]
+    assert client.get_candles(sym, interval) == expected
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SimProcess:
+    """The simulator in its own process, to kill and start again on the same port."""
+
+    def __init__(self, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = args
+        self.process: Process | None = None
+        self.starts = 0
+
+    async def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = await anyio.open_process(
+            [sys.executable, "-m", "market_client.simulator", "--port", str(self.port), *self.args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.starts += 1
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        if (await http.get("/healthz")).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    if self.process.returncode is not None:
+                        raise RuntimeError(f"the simulator exited with {self.process.returncode}")
+                    await anyio.sleep(0.05)
+
+    async def kill(self) -> None:
+        if self.process is not None:
+            with anyio.CancelScope(shield=True):
+                if self.process.returncode is None:
+                    self.process.kill()
+                await self.process.wait()
+                await self.process.aclose()
+            self.process = None
+
+    async def __aenter__(self) -> SimProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.kill()
