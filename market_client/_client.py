@@ -1127,13 +1127,16 @@ class MarketClient:
     def book_snapshot(self, sym: str, depth: int = 20) -> BookSnapshot:
         """The local book: ``{sym, seq, bids, asks}`` of ``(Decimal price, qty)`` best first.
 
+        ``seq`` is the last increment (``book.delta`` or ``trade``) applied, so
+        it compares with a ``book.get`` reply's ``seq``.
+
         Raises:
             LookupError: No market data for ``sym`` in this session.
         """
         _check_positive_int("depth", depth)
         state = self._book_state(sym)
         bids, asks = state.book.levels(depth)
-        return {"sym": sym, "seq": state.book.seq, "bids": bids, "asks": asks}
+        return {"sym": sym, "seq": state.sequencer.seq, "bids": bids, "asks": asks}
 
     def best_bid_ask(self, sym: str) -> BestBidAsk:
         """Top of the local book: ``{bid, ask}``, each ``{price, qty}`` or None when empty."""

@@ -1,0 +1,297 @@
+"""Client benchmarks: MD ingest, request overhead and round trips, book costs, memory.
+
+Everything is measured in one run, side by side, on Trio and asyncio:
+
+* MD ingest: a flood gateway (``_flood.py``, its own process, pre-framed
+  bytes) sends N ``book.delta``/``trade`` messages; we time a session turning
+  them into book and candle state, a bare ``websockets`` loop with
+  ``json.loads``, and the fastest bare loop built here (``websockets`` with
+  ``orjson``), plus the other transports in the session.
+* Client overhead per request: sequential requests to the flood gateway's
+  echo CMD (pre-built ``ok``, no engine) through ``send()`` vs a bare loop on
+  the same library (no correlation, no envelope).
+* Round trips to the simulator: CMD WebSocket ``send()`` vs HTTP
+  ``api_request()`` for ``book.get``: p50/p99 and throughput with 1, 10 and
+  100 requests in flight.
+* Book: cost per delta at 10, 1,000 and 100,000 levels; ``book_snapshot(20)``
+  and ``best_bid_ask``.
+* Memory: RSS after 1,000,000 MD messages, with and without a stalled
+  ``events()`` consumer.
+
+    python benchmarks/bench_client.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import rss_mib
+
+from market_client import MarketClient
+from market_client._book import LocalBook
+from market_client._state import MarketState
+from market_client._transport import connect_websocket
+
+HERE = Path(__file__).resolve().parent
+BACKENDS = ("asyncio", "trio")
+
+
+@contextlib.asynccontextmanager
+async def subprocess_url(*argv: str) -> AsyncIterator[str]:
+    """Run a server process that prints its URL on its first line."""
+    proc = await anyio.open_process(
+        [sys.executable, *argv],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = b""
+        with anyio.fail_after(120):
+            while b"\n" not in line:
+                line += await proc.stdout.receive()
+        match = re.search(r"(http://\S+)", line.decode())
+        if match is None:
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield match.group(1)
+    finally:
+        proc.kill()
+        with anyio.CancelScope(shield=True):
+            await proc.wait()
+            await proc.aclose()
+
+
+def flood(messages: int) -> contextlib.AbstractAsyncContextManager[str]:
+    return subprocess_url(str(HERE / "_flood.py"), "--messages", str(messages))
+
+
+def simulator() -> contextlib.AbstractAsyncContextManager[str]:
+    return subprocess_url(
+        "-m", "market_client.simulator", "--port", "0", "--flow-hz", "0", "--seed", "1"
+    )
+
+
+# -- MD ingest ------------------------------------------------------------------
+async def ingest_session(
+    url: str, n: int, transport: Any = None, stalled_consumer: bool = False
+) -> tuple[float, float]:
+    """Messages per second a session turns into state; and RSS (MiB) at the end."""
+    start = time.perf_counter()
+    async with MarketClient.session(
+        url, symbols=["ABC"], transport=transport, heartbeat_timeout=60
+    ) as client:
+        await client.configure_candles("ABC", interval_ms=1000, depth=50)
+        stream = client.events(buffer=1000) if stalled_consumer else None
+        while client.stats()["md_messages"] < n + 1:
+            await anyio.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        gc.collect()
+        rss = rss_mib()
+        assert client.book_snapshot("ABC")["seq"] == n, client.book_snapshot("ABC")["seq"]
+        if stream is not None:
+            stream.close()
+    return n / elapsed, rss
+
+
+async def ingest_bare(url: str, n: int, loads: Callable[[Any], Any], transport: Any) -> float:
+    """A bare receive loop: the same library, a decode per message, nothing else."""
+    ws_url = "ws" + url[4:] + "/ws/md?token=x&symbols=ABC"
+    start = time.perf_counter()
+    async with connect_websocket(ws_url, transport=transport) as ws:
+        for _ in range(n + 1):
+            loads(await ws.recv())
+    return n / (time.perf_counter() - start)
+
+
+# -- request overhead and round trips -----------------------------------------------
+async def echo_session(url: str, count: int) -> float:
+    """Microseconds per sequential request through ``send()``."""
+    async with MarketClient.session(url, md=False) as client:
+        for _ in range(200):
+            await client.send("echo")
+        start = time.perf_counter()
+        for _ in range(count):
+            await client.send("echo")
+        return (time.perf_counter() - start) / count * 1e6
+
+
+async def echo_bare(url: str, count: int) -> float:
+    """Microseconds per request for a bare send/recv loop on the same library."""
+    ws_url = "ws" + url[4:] + "/ws/cmd?token=x"
+    text = json.dumps({"type": "request", "msg_id": "1", "op": "echo", "payload": {}})
+    async with connect_websocket(ws_url) as ws:
+        for _ in range(200):
+            await ws.send(text)
+            await ws.recv()
+        start = time.perf_counter()
+        for _ in range(count):
+            await ws.send(text)
+            await ws.recv()
+        return (time.perf_counter() - start) / count * 1e6
+
+
+async def round_trips(url: str, count: int, in_flight: int, http: bool) -> dict[str, float]:
+    """Latency percentiles and throughput of ``book.get`` with ``in_flight`` at once."""
+    latencies: list[float] = []
+    async with MarketClient.session(url, md=False) as client:
+        call = client.api_request if http else client.send
+        await call("book.get", {"sym": "ABC", "depth": 5})
+        per_task = max(count // in_flight, 1)
+
+        async def worker() -> None:
+            for _ in range(per_task):
+                t = time.perf_counter()
+                await call("book.get", {"sym": "ABC", "depth": 5})
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(in_flight):
+                tg.start_soon(worker)
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "p50_us": latencies[len(latencies) // 2] * 1e6,
+        "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
+        "rps": len(latencies) / elapsed,
+    }
+
+
+# -- book ---------------------------------------------------------------------------
+def book_costs() -> list[list[str]]:
+    rows = []
+    rng = random.Random(1)
+    for levels in (10, 1_000, 100_000):
+        book = LocalBook()
+        bids = [[f"{10_000 - i * 0.01:.2f}", 5] for i in range(1, levels + 1)]
+        asks = [[f"{10_000 + i * 0.01:.2f}", 5] for i in range(1, levels + 1)]
+        book.load(bids, asks, 0)
+        changes = [
+            [[("buy", b[0], rng.randint(1, 9))] if i % 2 else [("sell", a[0], rng.randint(1, 9))]]
+            for i, (b, a) in enumerate(
+                zip(rng.choices(bids, k=20_000), rng.choices(asks, k=20_000), strict=True)
+            )
+        ]
+        start = time.perf_counter()
+        for seq, change in enumerate(changes, 1):
+            book.apply(change[0], seq)
+        per_delta = (time.perf_counter() - start) / len(changes) * 1e6
+        client = MarketClient("http://127.0.0.1:9")
+        client._market.load_book("ABC", bids, asks, 0)
+        reps = 20_000
+        start = time.perf_counter()
+        for _ in range(reps):
+            client.book_snapshot("ABC", 20)
+        snap = (time.perf_counter() - start) / reps * 1e6
+        start = time.perf_counter()
+        for _ in range(reps):
+            client.best_bid_ask("ABC")
+        top = (time.perf_counter() - start) / reps * 1e6
+        rows.append(
+            [f"{levels:,} levels a side", f"{per_delta:.2f} µs", f"{snap:.2f} µs", f"{top:.2f} µs"]
+        )
+    # The whole per-message path after decoding: sequencer, book, candles.
+    market = MarketState()
+    market.load_book("ABC", [["99.99", 5]], [["100.01", 5]], 0)
+    market.add_series("ABC", 1000, 50)
+    msgs = []
+    for seq in range(1, 50_001):
+        if seq % 3:
+            msgs.append(
+                {
+                    "type": "md",
+                    "ch": "book.delta",
+                    "sym": "ABC",
+                    "seq": seq,
+                    "changes": [["buy", f"{99 + rng.randint(1, 99) / 100:.2f}", 3]],
+                    "ts_ns": seq,
+                }
+            )
+        else:
+            msgs.append(
+                {
+                    "type": "md",
+                    "ch": "trade",
+                    "sym": "ABC",
+                    "seq": seq,
+                    "price": "100.01",
+                    "qty": 1,
+                    "ts_ns": seq * 1_000_000,
+                }
+            )
+    start = time.perf_counter()
+    for msg in msgs:
+        market.on_md(msg)
+    per_msg = (time.perf_counter() - start) / len(msgs) * 1e6
+    rows.append(["`MarketState.on_md` (delta or trade, decoded)", f"{per_msg:.2f} µs", "", ""])
+    return rows
+
+
+# -- the run -------------------------------------------------------------------------
+async def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": backend}
+    n = args.messages
+    transports: list[Any] = [None]
+    if backend == "trio":
+        transports.append("trio-websocket")
+    async with flood(n) as url:
+        out["bare_json"] = max([await ingest_bare(url, n, json.loads, None) for _ in range(2)])
+        out["bare_orjson"] = max([await ingest_bare(url, n, orjson.loads, None) for _ in range(2)])
+        for transport in transports:
+            rate = max([(await ingest_session(url, n, transport))[0] for _ in range(2)])
+            out[f"session_{transport or 'default'}"] = rate
+        if backend == "trio":
+            out["bare_trio_websocket"] = await ingest_bare(url, n, orjson.loads, "trio-websocket")
+        out["echo_session_us"] = min([await echo_session(url, args.requests) for _ in range(2)])
+        out["echo_bare_us"] = min([await echo_bare(url, args.requests) for _ in range(2)])
+    async with flood(args.memory_messages) as url:
+        out["rss_1m"] = (await ingest_session(url, args.memory_messages))[1]
+        out["rss_1m_stalled"] = (await ingest_session(url, args.memory_messages, None, True))[1]
+    async with simulator() as url:
+        for in_flight in (1, 10, 100):
+            for http in (False, True):
+                key = f"{'http' if http else 'ws'}_{in_flight}"
+                out[key] = await round_trips(url, args.round_trips, in_flight, http)
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description="client benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    args = parser.parse_args(argv)
+    args.messages = 30_000 if args.quick else 300_000
+    args.memory_messages = 50_000 if args.quick else 1_000_000
+    args.requests = 2_000 if args.quick else 20_000
+    args.round_trips = 500 if args.quick else 5_000
+    results = []
+    for backend in BACKENDS:
+        print(f"-- {backend}", flush=True)
+        result = anyio.run(run_backend, args, backend, backend=backend)
+        print(json.dumps(result, indent=1, default=str), flush=True)
+        results.append(result)
+    results.append({"book": book_costs()})
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=1, default=str))
