@@ -10,11 +10,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_client
 import bench_simulator
 from _report import measured, table, write_section
 
 
 def main() -> None:
+    if "--client-only" not in sys.argv:
+        simulator()
+    bench_client.report(bench_client.main([]), "nox -s bench")
+    print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
+
+
+def simulator() -> None:
     rows = bench_simulator.main()
     grid = table(
         ["benchmark", "gateway backend", "result", "detail"],

@@ -21,15 +21,36 @@ from .simulator._server import serve
 
 __all__ = ["main"]
 
-SPARK = "▁▂▃▄▅▆▇█"
 
+def _candle_chart(candles: Sequence[Any], height: int = 6, width: int = 30) -> Any:
+    """A small OHLC chart as Rich text: a column per candle, body ``┃`` and wick ``│``."""
+    from rich.text import Text
 
-def _spark(values: Sequence[Decimal]) -> str:
-    if not values:
-        return ""
-    lo, hi = min(values), max(values)
+    shown = list(candles)[-width:]
+    if not shown:
+        return Text("waiting for trades…", style="dim")
+    lo = min(c["l"] for c in shown)
+    hi = max(c["h"] for c in shown)
     span = (hi - lo) or Decimal(1)
-    return "".join(SPARK[int((v - lo) / span * (len(SPARK) - 1))] for v in values)
+
+    def row_of(price: Decimal) -> int:
+        return int((price - lo) / span * (height - 1))
+
+    text = Text()
+    for row in range(height - 1, -1, -1):
+        label = lo + span * row / (height - 1) if height > 1 else lo
+        text.append(f"{label:>9.2f} ", style="dim")
+        for c in shown:
+            body_lo, body_hi = sorted((row_of(c["o"]), row_of(c["c"])))
+            style = "green" if c["c"] >= c["o"] else "red"
+            if body_lo <= row <= body_hi:
+                text.append("┃", style=style)
+            elif row_of(c["l"]) <= row <= row_of(c["h"]):
+                text.append("│", style=style)
+            else:
+                text.append(" ")
+        text.append("\n")
+    return text
 
 
 class _Dashboard:
@@ -63,7 +84,6 @@ class _Dashboard:
             "ask",
             "ask qty",
             "ladder (5 levels a side)",
-            "candles (1 s close)",
         ):
             books.add_column(col)
         for sym in self.syms:
@@ -74,7 +94,6 @@ class _Dashboard:
                 + " | "
                 + " ".join(f"{q}" for _, q in asks)
             )
-            closes = [c["c"] for c in self.client.get_candles(sym)]
             books.add_row(
                 sym,
                 str(bids[0][1]) if bids else "-",
@@ -82,8 +101,11 @@ class _Dashboard:
                 str(asks[0][0]) if asks else "-",
                 str(asks[0][1]) if asks else "-",
                 ladder,
-                _spark(closes[-30:]),
             )
+        charts = Table(title="Candles (1 s): body ┃ open to close, wick │ low to high", expand=True)
+        for sym in self.syms:
+            charts.add_column(sym)
+        charts.add_row(*(_candle_chart(self.client.get_candles(sym)) for sym in self.syms))
         side = Table.grid(expand=True)
         side.add_column()
         side.add_column()
@@ -98,19 +120,26 @@ class _Dashboard:
         side.add_row(trades, orders)
         stats = self.client.stats()
         lat = f"{self.latency_ms:.2f} ms" if self.latency_ms is not None else "-"
+        links = "  ".join(
+            f"{name.upper()} {'up' if link['up'] else '[red]down[/red]'}"
+            f" ({link['reconnects']} reconnects)"
+            for name, link in stats["links"].items()
+        )
         health = (
-            f"[b]health[/b]  request latency {lat}   MD {self.rate:,.0f} msg/s   "
+            f"[b]health[/b]  {links}   request latency {lat}   MD {self.rate:,.0f} msg/s   "
             f"resyncs {sum(stats['resyncs'].values())}   requests {stats['requests']}   "
             f"malformed {stats['malformed_frames']}"
         )
-        return Group(books, side, health)
+        return Group(books, charts, side, health)
 
 
-async def _demo(url: str | None, duration: float | None, flow_hz: float) -> dict[str, Any]:
+async def _demo(
+    url: str | None, duration: float | None, flow_hz: float, console: Any = None
+) -> dict[str, Any]:
     from rich.console import Console
     from rich.live import Live
 
-    console = Console()
+    console = console or Console()
     summary: dict[str, Any] = {}
     async with contextlib.AsyncExitStack() as stack:
         if url is None:
@@ -158,26 +187,26 @@ async def _demo(url: str | None, duration: float | None, flow_hz: float) -> dict
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_events)
             tg.start_soon(trade_a_little)
-            with (
-                Live(
-                    board.render(), console=console, refresh_per_second=4, transient=False
-                ) as live,
-                anyio.move_on_after(duration or float("inf")),
-            ):
-                while True:
-                    await anyio.sleep(0.25)
-                    live.update(board.render())
+            with Live(
+                board.render(), console=console, refresh_per_second=4, transient=False
+            ) as live:
+                with anyio.move_on_after(duration or float("inf")):
+                    while True:
+                        await anyio.sleep(0.25)
+                        live.update(board.render())
+                # The last frame and the summary are taken together (no await between).
+                live.update(board.render())
+                stats = client.stats()
+                summary = {
+                    "symbols": syms,
+                    "md_messages": stats["md_messages"],
+                    "requests": stats["requests"],
+                    "resyncs": sum(stats["resyncs"].values()),
+                    "order_events": stats["cmd_events"],
+                    "best_bid_ask": {s: _top_prices(client, s) for s in syms},
+                    "candles": {s: len(client.get_candles(s)) for s in syms},
+                }
             tg.cancel_scope.cancel()
-        stats = client.stats()
-        summary = {
-            "symbols": syms,
-            "md_messages": stats["md_messages"],
-            "requests": stats["requests"],
-            "resyncs": sum(stats["resyncs"].values()),
-            "order_events": stats["cmd_events"],
-            "best_bid_ask": {s: _top_prices(client, s) for s in syms},
-            "candles": {s: len(client.get_candles(s)) for s in syms},
-        }
     return summary
 
 

@@ -117,3 +117,25 @@ def test_query_command_error_is_one_line() -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("market-client: cannot reach the gateway")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.time_limit(60)
+async def test_dashboard_shows_real_values_from_the_session(anyio_backend: str) -> None:
+    from rich.console import Console
+
+    from market_client._cli import _demo
+
+    console = Console(record=True, width=220, force_terminal=False, color_system=None)
+    summary = await _demo(None, duration=4, flow_hz=300, console=console)
+    screen = console.export_text()
+    for title in ("Top of book and depth", "Candles (1 s)", "Latest trades", "My orders and fills"):
+        assert title in screen
+    for sym, top in summary["best_bid_ask"].items():
+        assert sym in screen
+        assert top["bid"] is not None and top["bid"] in screen  # the book shown is the session's
+    assert "┃" in screen  # candle bodies were drawn
+    assert re.search(r"accepted\s+\w+ buy", screen)  # the demo's own orders
+    assert re.search(r"\w+ \d+ @ \d+\.\d+ \((buy|sell)\)", screen)  # trades printed
+    assert "CMD up" in screen and "MD up" in screen
+    assert summary["order_events"] > 0 and summary["md_messages"] > 0
