@@ -30,12 +30,10 @@ import json
 import os
 import random
 import re
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -211,10 +209,7 @@ def book_costs() -> list[list[str]]:
             [f"{levels:,} levels a side", f"{per_delta:.2f} µs", f"{snap:.2f} µs", f"{top:.2f} µs"]
         )
     # The whole per-message path after decoding: sequencer, book, candles.
-    market = MarketState()
-    market.load_book("ABC", [["99.99", 5]], [["100.01", 5]], 0)
-    market.add_series("ABC", 1000, 50)
-    msgs = []
+    msgs: list[dict[str, Any]] = []
     for seq in range(1, 50_001):
         if seq % 3:
             msgs.append(
@@ -239,11 +234,26 @@ def book_costs() -> list[list[str]]:
                     "ts_ns": seq * 1_000_000,
                 }
             )
-    start = time.perf_counter()
-    for msg in msgs:
-        market.on_md(msg)
-    per_msg = (time.perf_counter() - start) / len(msgs) * 1e6
-    rows.append(["`MarketState.on_md` (delta or trade, decoded)", f"{per_msg:.2f} µs", "", ""])
+    from market_client import _book
+
+    def on_md_cost(cache: bool) -> float:
+        market = MarketState()
+        market.load_book("ABC", [["99.99", 5]], [["100.01", 5]], 0)
+        market.add_series("ABC", 1000, 50)
+        saved = _book._PRICES_MAX
+        _book._PRICES_MAX = saved if cache else 0  # 0: cleared at every miss, i.e. off
+        _book._PRICES.clear()
+        try:
+            start = time.perf_counter()
+            for msg in msgs:
+                market.on_md(msg)
+            return (time.perf_counter() - start) / len(msgs) * 1e6
+        finally:
+            _book._PRICES_MAX = saved
+
+    off, on = on_md_cost(False), on_md_cost(True)
+    rows.append(["`MarketState.on_md`, decoded delta or trade", f"{on:.2f} µs", "", ""])
+    rows.append(["the same without the price cache (before)", f"{off:.2f} µs", "", ""])
     return rows
 
 
@@ -371,7 +381,11 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         ),
         "book": table(["book", "per delta", "book_snapshot(20)", "best_bid_ask"], book),
         "mem": table(
-            ["backend", "RSS after 1,000,000 MD messages", "same, with a stalled events() consumer"],
+            [
+                "backend",
+                "RSS after 1,000,000 MD messages",
+                "same, with a stalled events() consumer",
+            ],
             mem_rows,
         ),
     }
@@ -417,8 +431,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
     )
     write_section(
         "Client: memory",
-        measured(command)
-        + " RSS of the benchmark process at the end of a session that applied "
+        measured(command) + " RSS of the benchmark process at the end of a session that applied "
         "1,000,000 MD messages, without and with an `events()` subscriber that never "
         "reads (its buffer of 1,000 fills, then market data for it is dropped and "
         "counted). Flat means bounded.\n\n" + tables["mem"],

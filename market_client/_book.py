@@ -29,15 +29,25 @@ class BookError(ValueError):
     """A book message could not be applied (malformed price, side or quantity)."""
 
 
+_PRICES: dict[str, Decimal] = {}  # text -> validated price: books reuse a few thousand prices
+_PRICES_MAX = 100_000
+
+
 def _price(text: Any) -> Decimal:
     if not isinstance(text, str):
         raise BookError(f"price must be a decimal string, got {text!r}")
+    price = _PRICES.get(text)
+    if price is not None:
+        return price
     try:
         price = Decimal(text)
     except InvalidOperation:
         raise BookError(f"price {text!r} is not a decimal") from None
     if not price.is_finite() or price <= 0:
         raise BookError(f"price {text!r} is not a positive decimal")
+    if len(_PRICES) >= _PRICES_MAX:
+        _PRICES.clear()
+    _PRICES[text] = price
     return price
 
 
