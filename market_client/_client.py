@@ -307,7 +307,8 @@ class MarketClient:
         symbols: Market data for these symbols only (None: all).
         timeout: Default deadline of a request, in seconds.
         transport: WebSocket library: ``"websockets"`` (default, both
-            backends) or ``"trio-websocket"`` (Trio only).
+            backends), ``"trio-websocket"`` (Trio only) or ``"httpx-ws"``
+            (both; needs the httpx-ws package).
         ssl: TLS context for ``https``/``wss`` (default: system trust store).
         heartbeat_timeout: Market-data silence, in seconds, after which the
             link counts as dead.

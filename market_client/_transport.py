@@ -8,7 +8,8 @@ opened raises :class:`TransportOpenError`.
 
 Measured here (see docs/benchmarks.md), the ``websockets`` library's native
 clients are the fastest on both backends, so they are the default;
-``trio-websocket`` is a supported alternative under Trio.
+``trio-websocket`` is a supported alternative under Trio, and ``httpx-ws``
+(AnyIO-native, optional: ``pip install httpx-ws``) on both.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ __all__ = [
     "connect_websocket",
 ]
 
-TransportName = Literal["websockets", "trio-websocket"]
-TRANSPORTS: tuple[TransportName, ...] = ("websockets", "trio-websocket")
+TransportName = Literal["websockets", "trio-websocket", "httpx-ws"]
+TRANSPORTS: tuple[TransportName, ...] = ("websockets", "trio-websocket", "httpx-ws")
 MAX_MESSAGE = 16 * 1024 * 1024  # a full-depth snapshot can be large
 OPEN_TIMEOUT = 10.0
 
@@ -130,6 +131,37 @@ class _TrioWebsocket:
         await self._ws.aclose(code)  # type: ignore[attr-defined]
 
 
+class _HttpxWs:
+    """Adapter for ``httpx-ws`` (AnyIO-native: one code path for both backends)."""
+
+    __slots__ = ("_errors", "_ws")
+
+    def __init__(self, ws: Any, errors: Any) -> None:
+        self._ws = ws
+        self._errors = errors
+
+    def _closed(self, exc: Exception) -> TransportClosed:
+        if isinstance(exc, self._errors.WebSocketDisconnect):
+            return TransportClosed(exc.code, exc.reason)
+        return TransportClosed(1006, str(exc))
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send_text(text)
+        except (self._errors.WebSocketDisconnect, self._errors.WebSocketNetworkError) as exc:
+            raise self._closed(exc) from exc
+
+    async def recv(self) -> str | bytes:
+        try:
+            event = await self._ws.receive()
+        except (self._errors.WebSocketDisconnect, self._errors.WebSocketNetworkError) as exc:
+            raise self._closed(exc) from exc
+        return event.data  # type: ignore[no-any-return]
+
+    async def aclose(self, code: int = 1000) -> None:
+        await self._ws.close(code)
+
+
 async def _close_leftover_stream(opened: list[Any]) -> None:
     """Close trio-websocket's TCP stream after its own cleanup has run.
 
@@ -204,6 +236,36 @@ async def connect_websocket(
             except (InvalidHandshake, OSError, TimeoutError) as exc:
                 raise TransportOpenError(f"cannot open {where}: {exc}") from exc
             yield _Websockets(ws, ConnectionClosed)
+        elif name == "httpx-ws":
+            try:
+                import httpx
+                import httpx_ws
+            except ImportError:
+                raise ValueError(
+                    "transport 'httpx-ws' needs the httpx-ws package: pip install httpx-ws"
+                ) from None
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(verify=ssl if ssl is not None else True, timeout=open_timeout)
+            )
+            try:
+                ws3: Any = await stack.enter_async_context(
+                    httpx_ws.aconnect_ws(
+                        "http" + url[2:],
+                        http,
+                        max_message_size_bytes=MAX_MESSAGE,
+                        queue_size=256,
+                        keepalive_ping_interval_seconds=None,
+                    )
+                )
+            except httpx_ws.WebSocketUpgradeError as exc:
+                raise TransportOpenError(
+                    f"{where}: server rejected WebSocket connection: "
+                    f"HTTP {exc.response.status_code}",
+                    exc.response.status_code,
+                ) from exc
+            except (httpx.HTTPError, OSError) as exc:
+                raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
+            yield _HttpxWs(ws3, httpx_ws)
         else:
             if backend != "trio":
                 raise ValueError(

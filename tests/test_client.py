@@ -369,6 +369,21 @@ async def test_trio_websocket_transport(sim: RunningSimulator) -> None:
         assert client.best_bid_ask("ABC")["ask"] is not None
 
 
+async def test_httpx_ws_transport_on_both_backends(sim: RunningSimulator) -> None:
+    async with MarketClient.session(sim.url, symbols=["ABC"], transport="httpx-ws") as client:
+        await client.place_order("ABC", "buy", "9.00", 2)
+        truth = await client.get_book("ABC")
+        with anyio.fail_after(5):
+            while client.book_snapshot("ABC")["seq"] < truth["seq"]:
+                await anyio.sleep(0.01)
+        assert (Decimal("9.00"), 2) in client.book_snapshot("ABC", depth=100)["bids"]
+    with pytest.raises(ConnectionLost) as info:
+        async with MarketClient.session(sim.url, transport="httpx-ws", reconnect=False) as client:
+            sim.disconnect(client.user_id)
+            await anyio.sleep_forever()
+    assert info.value.code == 1012  # the close code made it through the adapter
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_trio_websocket_refused_on_asyncio(sim: RunningSimulator) -> None:
     with pytest.raises(ValueError, match="only under Trio"):
