@@ -1018,6 +1018,9 @@ class MarketClient:
         if as_role is not None and as_role != "admin":
             raise ValueError(f"as_role must be 'admin' or None, got {as_role!r}")
         self._require_open()
+        cmd = self._cmd
+        if cmd is not None and cmd.closed is None:  # the usual case: the link is up
+            return await cmd.request(op, payload, as_role=as_role, timeout=limit)
         cmd, left = await self._current_cmd(op, self.timeout if limit is None else limit)
         return await cmd.request(op, payload, as_role=as_role, timeout=left)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -30,9 +31,17 @@ PROTOCOL_VERSION = "1.0"
 log = logging.getLogger("market_client")
 
 
+_last_ts: list[Any] = [-1, ""]  # [millisecond, its text]: formatted once per millisecond
+
+
 def rfc3339_now() -> str:
     """Current UTC time as RFC 3339 with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    ms = time.time_ns() // 1_000_000
+    if ms != _last_ts[0]:
+        when = datetime.fromtimestamp(ms / 1000, timezone.utc)
+        _last_ts[0] = ms
+        _last_ts[1] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return str(_last_ts[1])
 
 
 def encode_request(
