@@ -275,6 +275,8 @@ async def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         out["bare_httpx_ws"] = await ingest_bare(url, n, orjson.loads, "httpx-ws")
         out["echo_session_us"] = min([await echo_session(url, args.requests) for _ in range(2)])
         out["echo_bare_us"] = min([await echo_bare(url, args.requests) for _ in range(2)])
+        # The client's own ceiling for pipelined requests: a server that costs nothing.
+        out["echo_100"] = await round_trips(url, args.requests, 100, False)
     async with flood(args.memory_messages) as url:
         out["rss_1m"] = (await ingest_session(url, args.memory_messages))[1]
         out["rss_1m_stalled"] = (await ingest_session(url, args.memory_messages, None, True))[1]
@@ -335,6 +337,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
             f"{r['echo_session_us']:.0f} µs",
             f"{r['echo_bare_us']:.0f} µs",
             f"{r['echo_session_us'] / r['echo_bare_us']:.2f}x",
+            _k(r["echo_100"]["rps"]),
         ]
         for r in runs
     ]
@@ -371,7 +374,10 @@ def report(results: list[dict[str, Any]], command: str) -> None:
             ],
             ingest_rows,
         ),
-        "echo": table(["backend", "send()", "bare send+recv", "ratio"], echo_rows),
+        "echo": table(
+            ["backend", "send()", "bare send+recv", "ratio", "send() req/s, 100 in flight"],
+            echo_rows,
+        ),
         "rt": table(
             [
                 "backend",
@@ -416,7 +422,9 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         + " Sequential requests to the flood gateway's echo CMD channel (a pre-built "
         "`ok`, no engine): `client.send()` (envelope, `msg_id`, correlation, deadline "
         "scope) vs a bare send-then-receive loop on the same library. Target: within "
-        "1.5x of the bare loop.\n\n" + tables["echo"],
+        "1.5x of the bare loop. The last column is the client's own ceiling for "
+        "pipelined requests (the echo gateway costs next to nothing): compare it with "
+        "the round trips to the simulator below to see which side limits.\n\n" + tables["echo"],
     )
     write_section(
         "Client: round trips to the simulator",
