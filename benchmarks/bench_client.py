@@ -121,6 +121,32 @@ async def ingest_bare(url: str, n: int, loads: Callable[[Any], Any], transport: 
     return n / (time.perf_counter() - start)
 
 
+async def ingest_picows(url: str, n: int) -> float:
+    """The fastest bare loop found for asyncio: picows (Cython) callbacks with orjson."""
+    import asyncio
+
+    from picows import WSListener, WSMsgType, ws_connect
+
+    done = asyncio.get_running_loop().create_future()
+
+    class Listener(WSListener):  # type: ignore[misc]
+        count = 0
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                orjson.loads(frame.get_payload_as_memoryview())
+                self.count += 1
+                if self.count == n + 1 and not done.done():
+                    done.set_result(time.perf_counter())
+
+    start = time.perf_counter()
+    transport, _ = await ws_connect(Listener, "ws" + url[4:] + "/ws/md?token=x&symbols=ABC")
+    end = await done
+    transport.send_close()
+    await transport.wait_disconnected()
+    return n / (end - start)
+
+
 # -- request overhead and round trips -----------------------------------------------
 async def echo_session(url: str, count: int) -> float:
     """Microseconds per sequential request through ``send()``."""
@@ -267,6 +293,9 @@ async def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     async with flood(n) as url:
         out["bare_json"] = max([await ingest_bare(url, n, json.loads, None) for _ in range(2)])
         out["bare_orjson"] = max([await ingest_bare(url, n, orjson.loads, None) for _ in range(2)])
+        if backend == "asyncio":
+            with contextlib.suppress(ImportError):
+                out["bare_picows"] = max([await ingest_picows(url, n) for _ in range(2)])
         for transport in transports:
             rate = max([(await ingest_session(url, n, transport))[0] for _ in range(2)])
             out[f"session_{transport or 'default'}"] = rate
@@ -323,6 +352,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
             r["backend"],
             _k(r["bare_json"]),
             _k(r["bare_orjson"]),
+            _k(r["bare_picows"]) if "bare_picows" in r else "n/a",
             _k(session),
             f"{session / r['bare_json']:.0%}",
             _k(r.get("session_trio-websocket", 0)) if r["backend"] == "trio" else "n/a",
@@ -365,6 +395,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
                 "backend",
                 "bare websockets + json.loads (a)",
                 "bare websockets + orjson (b)",
+                "bare picows + orjson (c)",
                 "session: books + candles",
                 "session / (a)",
                 "session on trio-websocket",
@@ -408,7 +439,9 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         + " A flood gateway (`benchmarks/_flood.py`, its own process) sends one snapshot "
         f"and then {runs[0]['n']:,} pre-framed `book.delta` and `trade` messages (2 to 1) as "
         "fast as the socket takes them, so the gateway is not the limit. Messages per "
-        "second, best of two: bare receive loops vs a `MarketClient` session that "
+        "second, best of two: bare receive loops (c: picows, a Cython WebSocket library "
+        "for asyncio only, the fastest receive loop found on PyPI; on Trio the fastest "
+        "is (b)) vs a `MarketClient` session that "
         "applies each to its book, sequencer and 1-second candles. Targets (issue 6): "
         "the session at least 60% of (a) on each backend, and above 50,000 msg/s on "
         "at least one.\n\n" + tables["ingest"] + "\n\n"
