@@ -797,13 +797,14 @@ class MarketClient:
     async def _current_cmd(self, op: str, limit: float) -> tuple[RequestSession, float]:
         """The logged-in CMD session, waiting up to ``limit`` s while it reconnects.
 
-        Returns it and the time left of ``limit``.
+        :meth:`send` calls it only when the link is not up. Returns the
+        session and the time left of ``limit``.
         """
         cmd = self._cmd
         if cmd is None:
             raise RuntimeError("the CMD channel is not open: call open_cmd() first")
-        if cmd.closed is None or self._policy is None:
-            return cmd, limit
+        if self._policy is None:
+            return cmd, limit  # fail-fast: the closed session raises its error
         start = anyio.current_time()
         with anyio.move_on_after(limit):
             while True:

@@ -739,8 +739,12 @@ class Exchange:
         return taker_fills
 
     def _md_delta(self, state: _SymbolState, changes: dict[tuple[str, int], int], now: int) -> None:
-        state.seq += 1
         fmt = state.fmt
+        self._publish_delta(state, [[side, fmt(p), q] for (side, p), q in changes.items()], now)
+
+    def _publish_delta(self, state: _SymbolState, changes: list[list[Any]], now: int) -> None:
+        """Publish one ``book.delta`` of wire-form changes under the symbol's next ``seq``."""
+        state.seq += 1
         self._publish(
             state,
             {
@@ -748,7 +752,7 @@ class Exchange:
                 "ch": "book.delta",
                 "sym": state.spec.sym,
                 "seq": state.seq,
-                "changes": [[side, fmt(p), q] for (side, p), q in changes.items()],
+                "changes": changes,
                 "ts_ns": now,
             },
         )
@@ -988,19 +992,7 @@ class Exchange:
             if kind == "bad_price":
                 # A real seq, so that a client's sequencer accepts it and must
                 # find the bad price itself.
-                state = self._sym(payload)
-                state.seq += 1
-                self._publish(
-                    state,
-                    {
-                        "type": "md",
-                        "ch": "book.delta",
-                        "sym": state.spec.sym,
-                        "seq": state.seq,
-                        "changes": [["buy", "not-a-price", 1]],
-                        "ts_ns": self.now_ns(),
-                    },
-                )
+                self._publish_delta(self._sym(payload), [["buy", "not-a-price", 1]], self.now_ns())
                 return {"fault": fault, "kind": kind, "sockets": -1}
             sent = self.sink.inject(channel, kind, user_id)
             return {"fault": fault, "kind": kind, "sockets": sent}
