@@ -27,13 +27,10 @@ import argparse
 import contextlib
 import gc
 import json
-import os
 import random
-import re
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import rss_mib
+from _servers import server_process, simulator_process
 
 from market_client import MarketClient
 from market_client._book import LocalBook
@@ -53,40 +51,12 @@ HERE = Path(__file__).resolve().parent
 BACKENDS = ("asyncio", "trio")
 
 
-@contextlib.asynccontextmanager
-async def subprocess_url(*argv: str) -> AsyncIterator[str]:
-    """Run a server process that prints its URL on its first line."""
-    proc = await anyio.open_process(
-        [sys.executable, *argv],
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stdout is not None
-        line = b""
-        with anyio.fail_after(120):
-            while b"\n" not in line:
-                line += await proc.stdout.receive()
-        match = re.search(r"(http://\S+)", line.decode())
-        if match is None:
-            raise RuntimeError(f"server did not start: {line!r}")
-        yield match.group(1)
-    finally:
-        proc.kill()
-        with anyio.CancelScope(shield=True):
-            await proc.wait()
-            await proc.aclose()
-
-
 def flood(messages: int) -> contextlib.AbstractAsyncContextManager[str]:
-    return subprocess_url(str(HERE / "_flood.py"), "--messages", str(messages))
+    return server_process(str(HERE / "_flood.py"), "--messages", str(messages))
 
 
 def simulator() -> contextlib.AbstractAsyncContextManager[str]:
-    return subprocess_url(
-        "-m", "market_client.simulator", "--port", "0", "--flow-hz", "0", "--seed", "1"
-    )
+    return simulator_process("--flow-hz", "0", "--seed", "1")
 
 
 # -- MD ingest ------------------------------------------------------------------
@@ -210,15 +180,15 @@ def book_costs() -> list[list[str]]:
         bids = [[f"{10_000 - i * 0.01:.2f}", 5] for i in range(1, levels + 1)]
         asks = [[f"{10_000 + i * 0.01:.2f}", 5] for i in range(1, levels + 1)]
         book.load(bids, asks, 0)
-        changes = [
-            [[("buy", b[0], rng.randint(1, 9))] if i % 2 else [("sell", a[0], rng.randint(1, 9))]]
+        changes = [  # one-level deltas, alternating sides
+            [("buy", b[0], rng.randint(1, 9)) if i % 2 else ("sell", a[0], rng.randint(1, 9))]
             for i, (b, a) in enumerate(
                 zip(rng.choices(bids, k=20_000), rng.choices(asks, k=20_000), strict=True)
             )
         ]
         start = time.perf_counter()
         for seq, change in enumerate(changes, 1):
-            book.apply(change[0], seq)
+            book.apply(change, seq)
         per_delta = (time.perf_counter() - start) / len(changes) * 1e6
         client = MarketClient("http://127.0.0.1:9")
         client._market.load_book("ABC", bids, asks, 0)

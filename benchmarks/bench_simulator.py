@@ -13,48 +13,20 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import re
-import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from _servers import simulator_process
 from websockets.asyncio.client import connect
 
 ADMIN = "bench-admin"
 
 
-@contextlib.asynccontextmanager
-async def gateway(backend: str, flow_hz: float = 0) -> AsyncIterator[str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "market_client.simulator",
-        "--port",
-        "0",
-        "--seed",
-        "1",
-        "--flow-hz",
-        str(flow_hz),
-        "--admin-token",
-        ADMIN,
-        "--backend",
-        backend,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+def gateway(backend: str, flow_hz: float = 0) -> contextlib.AbstractAsyncContextManager[str]:
+    return simulator_process(
+        "--seed", "1", "--flow-hz", str(flow_hz), "--admin-token", ADMIN, "--backend", backend
     )
-    try:
-        assert proc.stdout is not None
-        line = (await proc.stdout.readline()).decode()
-        match = re.search(r"(http://\S+)", line)
-        if match is None:
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def token(url: str, value: str | None = None) -> str:

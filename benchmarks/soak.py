@@ -15,110 +15,74 @@ under 1 s.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import measured, rss_mib, table, write_section
+from _servers import simulator_process
 
 from market_client import MarketClient, ReconnectPolicy
 
 ADMIN = "soak-admin"
 
 
-async def start_gateway(flow_hz: float) -> tuple[Process, str]:
-    proc = await anyio.open_process(
-        [
-            sys.executable,
-            "-m",
-            "market_client.simulator",
-            "--port",
-            "0",
-            "--seed",
-            "7",
-            "--flow-hz",
-            str(flow_hz),
-            "--admin-token",
-            ADMIN,
-        ],
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    line = (await proc.stdout.receive()).decode()
-    match = re.search(r"(http://\S+)", line)
-    if match is None:
-        raise RuntimeError(f"the simulator did not start: {line!r}")
-    return proc, match.group(1)
-
-
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
-    proc, url = await start_gateway(args.flow_hz)
     downtimes: list[float] = []
     samples: list[tuple[float, float]] = []  # (seconds, RSS MiB)
     events = 0
-    t0 = time.monotonic()
-    try:
-        async with (
-            MarketClient.session(url, reconnect=ReconnectPolicy(deadline=30)) as client,
-            MarketClient.session(url, token=ADMIN, md=False) as admin,
-        ):
-            symbols = [s["sym"] for s in await client.get_symbols()]
-            for sym in symbols:
-                await client.configure_candles(sym, interval_ms=1000, depth=60)
+    options = ("--seed", "7", "--flow-hz", str(args.flow_hz), "--admin-token", ADMIN)
+    async with (
+        simulator_process(*options) as url,
+        MarketClient.session(url, reconnect=ReconnectPolicy(deadline=30)) as client,
+        MarketClient.session(url, token=ADMIN, md=False) as admin,
+    ):
+        t0 = time.monotonic()
+        symbols = [s["sym"] for s in await client.get_symbols()]
+        for sym in symbols:
+            await client.configure_candles(sym, interval_ms=1000, depth=60)
 
-            async def consume() -> None:
-                nonlocal events
-                async for evt in client.events(buffer=10_000):
-                    events += 1
-                    if evt.kind == "connection.restored":
-                        downtimes.append(evt.data["downtime_s"])
+        async def consume() -> None:
+            nonlocal events
+            async for evt in client.events(buffer=10_000):
+                events += 1
+                if evt.kind == "connection.restored":
+                    downtimes.append(evt.data["downtime_s"])
 
-            async def disconnect() -> None:
-                while True:
-                    await anyio.sleep(args.disconnect_every)
-                    await admin.send(
-                        "admin.disconnect", {"user_id": client.user_id}, as_role="admin"
-                    )
+        async def disconnect() -> None:
+            while True:
+                await anyio.sleep(args.disconnect_every)
+                await admin.send("admin.disconnect", {"user_id": client.user_id}, as_role="admin")
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                tg.start_soon(disconnect)
-                last_md, last_t = 0, time.monotonic()
-                end = t0 + args.minutes * 60
-                while time.monotonic() < end:
-                    await anyio.sleep(min(10, max(end - time.monotonic(), 0.01)))
-                    now = time.monotonic()
-                    stats = client.stats()
-                    rss = rss_mib()
-                    samples.append((now - t0, rss))
-                    rate = (stats["md_messages"] - last_md) / (now - last_t)
-                    last_md, last_t = stats["md_messages"], now
-                    print(
-                        f"{now - t0:6.0f} s  RSS {rss:6.1f} MiB  MD {rate:8,.0f}/s  "
-                        f"reconnects {stats['links']['md']['reconnects']:3d} md "
-                        f"{stats['links']['cmd']['reconnects']:3d} cmd  "
-                        f"resyncs {sum(stats['resyncs'].values()):4d}  "
-                        f"max downtime {max(downtimes, default=0):.3f} s",
-                        flush=True,
-                    )
-                tg.cancel_scope.cancel()
-            final = client.stats()
-    finally:
-        proc.kill()
-        await proc.wait()
-        await proc.aclose()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            tg.start_soon(disconnect)
+            last_md, last_t = 0, time.monotonic()
+            end = t0 + args.minutes * 60
+            while time.monotonic() < end:
+                await anyio.sleep(min(10, max(end - time.monotonic(), 0.01)))
+                now = time.monotonic()
+                stats = client.stats()
+                rss = rss_mib()
+                samples.append((now - t0, rss))
+                rate = (stats["md_messages"] - last_md) / (now - last_t)
+                last_md, last_t = stats["md_messages"], now
+                print(
+                    f"{now - t0:6.0f} s  RSS {rss:6.1f} MiB  MD {rate:8,.0f}/s  "
+                    f"reconnects {stats['links']['md']['reconnects']:3d} md "
+                    f"{stats['links']['cmd']['reconnects']:3d} cmd  "
+                    f"resyncs {sum(stats['resyncs'].values()):4d}  "
+                    f"max downtime {max(downtimes, default=0):.3f} s",
+                    flush=True,
+                )
+            tg.cancel_scope.cancel()
+        final = client.stats()
     warm = [rss for t, rss in samples if t >= args.warmup]
     return {
         "backend": args.backend,
