@@ -308,8 +308,9 @@ class MarketClient:
         symbols: Market data for these symbols only (None: all).
         timeout: Default deadline of a request, in seconds.
         transport: WebSocket library: ``"websockets"`` (default, both
-            backends), ``"trio-websocket"`` (Trio only) or ``"httpx-ws"``
-            (both; needs the httpx-ws package).
+            backends), ``"trio-websocket"`` (Trio only), ``"httpx-ws"``
+            (both; needs the httpx-ws package) or ``"picows"`` (asyncio
+            only; needs the picows package; the fastest market-data reader).
         ssl: TLS context for ``https``/``wss`` (default: system trust store).
         heartbeat_timeout: Market-data silence, in seconds, after which the
             link counts as dead.

@@ -7,9 +7,12 @@ raises :class:`TransportClosed` with its close code, a socket that cannot be
 opened raises :class:`TransportOpenError`.
 
 Measured here (see docs/benchmarks.md), the ``websockets`` library's native
-clients are the fastest on both backends, so they are the default;
-``trio-websocket`` is a supported alternative under Trio, and ``httpx-ws``
-(AnyIO-native, optional: ``pip install httpx-ws``) on both.
+clients are the fastest pure-Python ones on both backends, so they are the
+default; ``trio-websocket`` is a supported alternative under Trio, and
+``httpx-ws`` (AnyIO-native, optional: ``pip install httpx-ws``) on both.
+``picows`` (Cython, asyncio only, optional: ``pip install picows``) is the
+fastest of all on asyncio; it is used through its ``websockets``-compatible
+API, so the ``websockets`` adapter serves it too.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ __all__ = [
     "connect_websocket",
 ]
 
-TransportName = Literal["websockets", "trio-websocket", "httpx-ws"]
-TRANSPORTS: tuple[TransportName, ...] = ("websockets", "trio-websocket", "httpx-ws")
+TransportName = Literal["websockets", "trio-websocket", "httpx-ws", "picows"]
+TRANSPORTS: tuple[TransportName, ...] = ("websockets", "trio-websocket", "httpx-ws", "picows")
 MAX_MESSAGE = 16 * 1024 * 1024  # a full-depth snapshot can be large
 OPEN_TIMEOUT = 10.0
 
@@ -67,7 +70,7 @@ class WebSocket(Protocol):
 
 
 class _Websockets:
-    """Adapter for ``websockets`` (its asyncio and its Trio client share the API)."""
+    """Adapter for ``websockets`` (its asyncio and Trio clients, and picows' copy of that API)."""
 
     __slots__ = ("_closed_exc", "_ws")
 
@@ -210,32 +213,46 @@ async def connect_websocket(
     backend = sniffio.current_async_library()
     where = url.split("?")[0]  # never the token
     async with contextlib.AsyncExitStack() as stack:
-        if name == "websockets":
-            from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-            options: dict[str, Any] = {
-                "ssl": ssl,
-                "compression": None,
-                "max_size": MAX_MESSAGE,
-                "max_queue": 256,
-                "open_timeout": open_timeout,
-                "proxy": None,
-            }
-            if backend == "trio":
-                from websockets.trio.client import connect as connect_trio
-
-                cm: Any = connect_trio(url, **options)
+        if name in ("websockets", "picows"):
+            library: Any
+            if name == "picows":
+                if backend != "asyncio":
+                    raise ValueError(
+                        "transport 'picows' runs only under asyncio; "
+                        "use the default 'websockets' on Trio"
+                    )
+                try:
+                    import picows.websockets as library
+                except ImportError:
+                    raise ValueError(
+                        "transport 'picows' needs the picows package: pip install picows"
+                    ) from None
+                connect: Any = library.connect
             else:
-                from websockets.asyncio.client import connect as connect_asyncio
+                import websockets as library
 
-                cm = connect_asyncio(url, **options)
+                if backend == "trio":
+                    from websockets.trio.client import connect
+                else:
+                    from websockets.asyncio.client import connect
+            errors = library.exceptions
             try:
-                ws = await stack.enter_async_context(cm)
-            except InvalidStatus as exc:
+                ws = await stack.enter_async_context(
+                    connect(
+                        url,
+                        ssl=ssl,
+                        compression=None,
+                        max_size=MAX_MESSAGE,
+                        max_queue=256,
+                        open_timeout=open_timeout,
+                        proxy=None,
+                    )
+                )
+            except errors.InvalidStatus as exc:
                 raise TransportOpenError(f"{where}: {exc}", exc.response.status_code) from exc
-            except (InvalidHandshake, OSError, TimeoutError) as exc:
+            except (errors.InvalidHandshake, OSError, TimeoutError) as exc:
                 raise TransportOpenError(f"cannot open {where}: {exc}") from exc
-            yield _Websockets(ws, ConnectionClosed)
+            yield _Websockets(ws, errors.ConnectionClosed)
         elif name == "httpx-ws":
             try:
                 import httpx

@@ -13,7 +13,19 @@ import anyio
 import httpx
 from anyio.abc import Process
 
-from market_client import BookSnapshot, MarketClient
+from market_client import BookSnapshot, Event, MarketClient, ReconnectPolicy
+
+# Reconnect quickly in tests, and give up within a test's time.
+FAST = ReconnectPolicy(initial=0.05, maximum=0.5, deadline=20)
+
+
+async def anext_kind(events: Any, kind: str) -> Event:
+    """The next event of ``kind`` from an ``events()`` stream (10 s at most)."""
+    with anyio.fail_after(10):
+        async for evt in events:
+            if evt.kind == kind:
+                return evt
+    raise AssertionError("the event stream ended")
 
 
 class BookProbe:

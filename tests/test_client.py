@@ -23,7 +23,7 @@ from market_client import (
 from market_client.simulator import RunningSimulator, serve
 
 from .conftest import ADMIN_TOKEN
-from .support import BookProbe, assert_candles_match
+from .support import FAST, BookProbe, anext_kind, assert_candles_match
 
 pytestmark = pytest.mark.anyio
 
@@ -382,6 +382,36 @@ async def test_httpx_ws_transport_on_both_backends(sim: RunningSimulator) -> Non
             sim.disconnect(client.user_id)
             await anyio.sleep_forever()
     assert info.value.code == 1012  # the close code made it through the adapter
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_picows_transport_on_asyncio(sim: RunningSimulator) -> None:
+    async with MarketClient.session(
+        sim.url, symbols=["ABC"], transport="picows", reconnect=FAST
+    ) as client:
+        await client.place_order("ABC", "buy", "9.00", 2)
+        truth = await client.get_book("ABC")
+        with anyio.fail_after(5):
+            while client.book_snapshot("ABC")["seq"] < truth["seq"]:
+                await anyio.sleep(0.01)
+        assert (Decimal("9.00"), 2) in client.book_snapshot("ABC", depth=100)["bids"]
+        # close codes come through the adapter, and the links come back
+        async with client.events("connection") as events:
+            sim.inject("oversized", channel="md", user_id=client.user_id)
+            lost = await anext_kind(events, "connection.lost")
+            assert (lost.data["channel"], lost.data["code"]) == ("md", 1009)
+            await anext_kind(events, "connection.restored")
+            sim.disconnect(client.user_id)
+            codes = {(await anext_kind(events, "connection.lost")).data["code"] for _ in "12"}
+            assert codes == {1012}
+        assert (await client.get_book("ABC"))["sym"] == "ABC"
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_picows_refused_on_trio(sim: RunningSimulator) -> None:
+    with pytest.raises(ValueError, match="only under asyncio"):
+        async with MarketClient.session(sim.url, transport="picows"):
+            pass
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

@@ -23,11 +23,9 @@ from market_client import (
 from market_client.simulator import RunningSimulator
 
 from .conftest import ADMIN_TOKEN
-from .support import BookProbe, SimProcess, assert_candles_match
+from .support import FAST, BookProbe, SimProcess, anext_kind, assert_candles_match
 
 pytestmark = pytest.mark.anyio
-
-FAST = ReconnectPolicy(initial=0.05, maximum=0.5, deadline=20)
 
 
 async def restored(events: Any, *channels: str) -> dict[str, Event]:
@@ -254,14 +252,6 @@ async def test_an_oversized_frame_drops_the_link_which_comes_back(sim: RunningSi
             back = await anext_kind(events, "connection.restored")
             assert back.data["channel"] == "md"
         assert client.book_snapshot("ABC")["seq"] >= 0
-
-
-async def anext_kind(events: Any, kind: str) -> Event:
-    with anyio.fail_after(10):
-        async for evt in events:
-            if evt.kind == kind:
-                return evt
-    raise AssertionError("the event stream ended")
 
 
 async def test_admin_fault_op_validates_its_payload(sim: RunningSimulator) -> None:
