@@ -17,13 +17,13 @@ import time
 from typing import Any
 
 import httpx
-from _servers import simulator_process
+from _servers import Server, simulator_process
 from websockets.asyncio.client import connect
 
 ADMIN = "bench-admin"
 
 
-def gateway(backend: str, flow_hz: float = 0) -> contextlib.AbstractAsyncContextManager[str]:
+def gateway(backend: str, flow_hz: float = 0) -> contextlib.AbstractAsyncContextManager[Server]:
     return simulator_process(
         "--seed", "1", "--flow-hz", str(flow_hz), "--admin-token", ADMIN, "--backend", backend
     )
@@ -122,7 +122,8 @@ async def md_per_second(url: str, flow_hz: float, seconds: float) -> dict[str, f
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for backend in ("trio", "asyncio"):
-        async with gateway(backend) as url:
+        async with gateway(backend) as server:
+            url = server.url
             for window in (1, 100):
                 r = await orders_per_second(
                     url, args.orders if window > 1 else args.orders // 10, window
@@ -136,7 +137,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     }
                 )
                 print(rows[-1], flush=True)
-        async with gateway(backend) as url:
+        async with gateway(backend) as server:
+            url = server.url
             for flow in (5_000, 10_000, 20_000):
                 r = await md_per_second(url, flow, args.seconds)
                 rows.append(

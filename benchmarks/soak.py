@@ -39,9 +39,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     events = 0
     options = ("--seed", "7", "--flow-hz", str(args.flow_hz), "--admin-token", ADMIN)
     async with (
-        simulator_process(*options) as url,
-        MarketClient.session(url, reconnect=ReconnectPolicy(deadline=30)) as client,
-        MarketClient.session(url, token=ADMIN, md=False) as admin,
+        simulator_process(*options) as server,
+        MarketClient.session(server.url, reconnect=ReconnectPolicy(deadline=30)) as client,
+        MarketClient.session(server.url, token=ADMIN, md=False) as admin,
     ):
         t0 = time.monotonic()
         symbols = [s["sym"] for s in await client.get_symbols()]

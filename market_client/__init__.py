@@ -20,6 +20,7 @@ from ._exceptions import (
     ReconnectFailed,
     RequestTimeout,
     SessionClosed,
+    TooManyInFlight,
 )
 from ._models import (
     BestBidAsk,
@@ -67,6 +68,7 @@ __all__ = [
     "RequestSession",
     "RequestTimeout",
     "SessionClosed",
+    "TooManyInFlight",
     "SymbolDict",
     "__version__",
 ]

@@ -10,12 +10,13 @@
     ├── ConnectionLost          the peer or the network broke the link; pending requests fail
     ├── SessionClosed           you closed the session; it cannot be used any more
     ├── ReconnectFailed         the link could not be restored in time (a ConnectionLost)
+    ├── TooManyInFlight         max_pending requests already wait for responses; nothing was sent
     └── EventOverflow           an events() consumer fell behind and private events were missed
 
-Misuse (opening a session twice, a transport on the wrong backend) raises
-``RuntimeError``; bad arguments raise ``ValueError`` or ``TypeError`` before
-anything is sent. A malformed frame from the gateway never raises: it is
-counted in ``client.stats()`` and logged.
+Misuse (opening a session twice) raises ``RuntimeError``; bad arguments (a
+float price, a transport that does not run on this backend) raise
+``ValueError`` or ``TypeError`` before anything is sent. A malformed frame
+from the gateway never raises: it is counted in ``client.stats()`` and logged.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "ReconnectFailed",
     "RequestTimeout",
     "SessionClosed",
+    "TooManyInFlight",
 ]
 
 
@@ -112,6 +114,25 @@ class ReconnectFailed(ConnectionLost):
 
 class SessionClosed(MarketClientError):
     """The session was closed by its owner and can no longer be used."""
+
+
+class TooManyInFlight(MarketClientError):
+    """``max_pending`` requests already wait for responses; this one was not sent.
+
+    The bound keeps memory flat when responses stop coming. Wait for some
+    requests to finish (or bound your own concurrency, e.g. with a
+    ``CapacityLimiter``), or open the session with a larger ``max_pending``.
+
+    Attributes:
+        limit: The ``max_pending`` of the session.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"{limit} requests already in flight, nothing was sent; wait for some "
+            "to finish, or open the session with a larger max_pending="
+        )
+        self.limit = limit
 
 
 class EventOverflow(MarketClientError):

@@ -18,6 +18,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
+from ._exceptions import TooManyInFlight
+
 __all__ = [
     "PROTOCOL_VERSION",
     "Correlator",
@@ -120,13 +122,10 @@ class Correlator(Generic[W]):
         """Register ``waiter``; returns its ``msg_id``.
 
         Raises:
-            RuntimeError: ``max_pending`` requests are already in flight.
+            TooManyInFlight: ``max_pending`` requests are already in flight.
         """
         if len(self._pending) >= self.max_pending:
-            raise RuntimeError(
-                f"{self.max_pending} requests already in flight; "
-                "wait for some to finish or raise max_pending"
-            )
+            raise TooManyInFlight(self.max_pending)
         msg_id = self.next_id()
         self._pending[msg_id] = waiter
         return msg_id

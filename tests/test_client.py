@@ -19,6 +19,7 @@ from market_client import (
     RequestSession,
     RequestTimeout,
     SessionClosed,
+    TooManyInFlight,
 )
 from market_client.simulator import RunningSimulator, serve
 
@@ -82,6 +83,22 @@ async def test_200_concurrent_requests_from_20_tasks(sim: RunningSimulator) -> N
         for sym, depth, book in results.values():
             assert book["sym"] == sym and len(book["bids"]) == depth
         assert client.stats()["pending_requests"] == 0
+
+
+async def test_requests_beyond_max_pending_raise_before_sending(sim: RunningSimulator) -> None:
+    sim.faults.delay["portfolio.get"] = 0.3
+    async with MarketClient.session(sim.url, md=False, max_pending=2) as client:
+        sent = client.stats()["requests"]
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(client.send, "portfolio.get")
+            await anyio.sleep(0.05)
+            with pytest.raises(TooManyInFlight) as info:
+                await client.get_symbols()
+            assert info.value.limit == 2
+            assert client.stats()["requests"] == sent + 2  # the third was not sent
+        assert client.stats()["pending_requests"] == 0
+        assert await client.get_symbols()  # room again
 
 
 async def test_timeout_removes_the_waiter_and_a_late_reply_is_dropped(

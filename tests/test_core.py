@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import market_client
+from market_client import MarketClientError, TooManyInFlight
 from market_client._book import BookError, LocalBook, Sequencer
 from market_client._candles import CandleSeries
 from market_client._protocol import Correlator, decode_frame, encode_request
@@ -55,8 +56,9 @@ def test_correlator_fails_everything_on_disconnect_and_is_bounded() -> None:
     slots = [Slot() for _ in range(3)]
     for slot in slots:
         table.add(slot)
-    with pytest.raises(RuntimeError, match="in flight"):
+    with pytest.raises(TooManyInFlight, match="3 requests already in flight") as info:
         table.add(Slot())
+    assert info.value.limit == 3 and isinstance(info.value, MarketClientError)
     boom = ConnectionError("gone")
     assert table.fail_all(boom) == 3
     assert all(s.error is boom for s in slots) and len(table) == 0
