@@ -533,7 +533,8 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         measured(command)
         + " 100 requests in flight on one CMD connection: `send()` from 100 tasks "
         "(`book.get`, depth 5) vs a bare loop on the same library (one task sends, "
-        "keeping 100 outstanding; one reads; no correlation or deadlines), against the "
+        "keeping 100 outstanding; one reads; no correlation, deadlines or decoding), "
+        "against the "
         "echo gateway (the client's own ceiling) and against the simulator (asyncio, "
         "its own process). The CPU columns are each process's CPU seconds over wall "
         "seconds; each has a core of its own, so the side near 100% is the limit. "
