@@ -62,3 +62,17 @@ async def test_self_signed_is_refused_by_default_and_accepted_with_a_context(
             assert (await client.get_book("ABC"))["sym"] == "ABC"
             assert client.best_bid_ask("ABC")["bid"] is not None
             assert client.stats()["http_requests"] == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_picows_transport_over_tls(
+    anyio_backend: str, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(cafile=str(cert))
+    async with (
+        serve(flow_hz=0, certfile=str(cert), keyfile=str(key)) as sim,
+        MarketClient.session(sim.url, ssl=context, symbols=["ABC"], transport="picows") as client,
+    ):
+        assert (await client.get_book("ABC"))["sym"] == "ABC"
+        assert client.best_bid_ask("ABC")["bid"] is not None
