@@ -68,7 +68,7 @@ __all__ = [
     "RequestSession",
     "RequestTimeout",
     "SessionClosed",
-    "TooManyInFlight",
     "SymbolDict",
+    "TooManyInFlight",
     "__version__",
 ]

@@ -386,14 +386,19 @@ async def test_trio_websocket_transport(sim: RunningSimulator) -> None:
         assert client.best_bid_ask("ABC")["ask"] is not None
 
 
+async def assert_own_order_reaches_the_local_book(client: MarketClient) -> None:
+    """An order placed over CMD shows in the book kept from MD (both links work)."""
+    await client.place_order("ABC", "buy", "9.00", 2)
+    truth = await client.get_book("ABC")
+    with anyio.fail_after(5):
+        while client.book_snapshot("ABC")["seq"] < truth["seq"]:
+            await anyio.sleep(0.01)
+    assert (Decimal("9.00"), 2) in client.book_snapshot("ABC", depth=100)["bids"]
+
+
 async def test_httpx_ws_transport_on_both_backends(sim: RunningSimulator) -> None:
     async with MarketClient.session(sim.url, symbols=["ABC"], transport="httpx-ws") as client:
-        await client.place_order("ABC", "buy", "9.00", 2)
-        truth = await client.get_book("ABC")
-        with anyio.fail_after(5):
-            while client.book_snapshot("ABC")["seq"] < truth["seq"]:
-                await anyio.sleep(0.01)
-        assert (Decimal("9.00"), 2) in client.book_snapshot("ABC", depth=100)["bids"]
+        await assert_own_order_reaches_the_local_book(client)
     with pytest.raises(ConnectionLost) as info:
         async with MarketClient.session(sim.url, transport="httpx-ws", reconnect=False) as client:
             sim.disconnect(client.user_id)
@@ -406,12 +411,7 @@ async def test_picows_transport_on_asyncio(sim: RunningSimulator) -> None:
     async with MarketClient.session(
         sim.url, symbols=["ABC"], transport="picows", reconnect=FAST
     ) as client:
-        await client.place_order("ABC", "buy", "9.00", 2)
-        truth = await client.get_book("ABC")
-        with anyio.fail_after(5):
-            while client.book_snapshot("ABC")["seq"] < truth["seq"]:
-                await anyio.sleep(0.01)
-        assert (Decimal("9.00"), 2) in client.book_snapshot("ABC", depth=100)["bids"]
+        await assert_own_order_reaches_the_local_book(client)
         # close codes come through the adapter, and the links come back
         async with client.events("connection") as events:
             sim.inject("oversized", channel="md", user_id=client.user_id)
