@@ -301,16 +301,17 @@ class Gateway:
                     await on_frame(raw)
             tg.cancel_scope.cancel()
 
-        with conn.scope:
-            try:
+        try:
+            with conn.scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(writer)
                     await reader()
-            except (WebSocketDisconnect, OSError, RuntimeError) as exc:
-                # The peer went away mid-send; nothing to report to anyone.
-                log.debug("socket of %s ended: %r", conn.user_id, exc)
-        conn.tx.close()
-        conn.rx.close()
+        except (WebSocketDisconnect, OSError, RuntimeError) as exc:
+            # The peer went away mid-send; nothing to report to anyone.
+            log.debug("socket of %s ended: %r", conn.user_id, exc)
+        finally:  # also when the server cancels the connection (the peer vanished)
+            conn.tx.close()
+            conn.rx.close()
         if conn.close_code != CLOSE_NORMAL:
             with contextlib.suppress(Exception):
                 await ws.close(conn.close_code, conn.close_reason)
