@@ -49,6 +49,7 @@ from market_client._state import MarketState
 from market_client._transport import connect_websocket
 
 HERE = Path(__file__).resolve().parent
+DOC_IMG = HERE.parent / "docs" / "img" / "bench-client.png"
 BACKENDS = ("asyncio", "trio")
 
 
@@ -383,6 +384,60 @@ def _k(rate: float) -> str:
     return f"{rate:,.0f}"
 
 
+def draw(runs: list[dict[str, Any]], path: Path) -> None:
+    """Two panels: MD ingest by reader, and pipelined requests by side and peer."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen needed
+    import matplotlib.pyplot as plt
+
+    fig, (ingest, pipe) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    readers = [
+        ("bare_picows", "bare picows + orjson"),
+        ("session_picows", "session, picows"),
+        ("bare_orjson", "bare websockets + orjson"),
+        ("session_default", "session, websockets"),
+        ("session_trio-websocket", "session, trio-websocket"),
+        ("session_httpx-ws", "session, httpx-ws"),
+    ]
+    labels, values, colors = [], [], []
+    for r in runs:
+        for key, name in readers:
+            if key in r:
+                labels.append(f"{r['backend']}: {name}")
+                values.append(r[key] / 1000)
+                colors.append("#9aa5b1" if key.startswith("bare") else "#2f6fb0")
+    ingest.barh(labels[::-1], values[::-1], color=colors[::-1])
+    ingest.set_xlabel("thousand MD messages per second (grey: bare loops)")
+    ingest.set_title("Market-data ingest")
+    groups = [(r, key) for r in runs for key in ("pipe_echo", "pipe_sim")]
+    names = [
+        f"{r['backend']}\n{'echo' if key == 'pipe_echo' else 'simulator'}" for r, key in groups
+    ]
+    xs = range(len(groups))
+    pipe.bar(
+        [x - 0.2 for x in xs],
+        [r[k]["session"] / 1000 for r, k in groups],
+        0.4,
+        label="session",
+        color="#2f6fb0",
+    )
+    pipe.bar(
+        [x + 0.2 for x in xs],
+        [r[k]["bare"] / 1000 for r, k in groups],
+        0.4,
+        label="bare loop",
+        color="#9aa5b1",
+    )
+    pipe.set_xticks(list(xs), names)
+    pipe.set_ylabel("thousand requests per second")
+    pipe.set_title("100 requests in flight")
+    pipe.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def report(results: list[dict[str, Any]], command: str) -> None:
     """Print the tables and write them into docs/benchmarks.md."""
     from _report import measured, table, write_section
@@ -502,6 +557,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
     }
     for name, text in tables.items():
         print(f"\n{name}\n{text}")
+    draw(runs, DOC_IMG)
     write_section(
         "Client: market-data ingest",
         measured(command)
@@ -513,7 +569,8 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         "is (b)) vs a `MarketClient` session that "
         "applies each to its book, sequencer and 1-second candles. Targets (issue 6): "
         "the session at least 60% of (a) on each backend, and above 50,000 msg/s on "
-        "at least one.\n\n" + tables["ingest"] + "\n\n"
+        "at least one.\n\n![MD ingest and pipelined requests, this run](img/bench-client.png)"
+        "\n\n" + tables["ingest"] + "\n\n"
         "The transport columns are the evidence for the default: `websockets` (its asyncio "
         "and its native Trio client) is the fastest pure-Python library on both backends "
         "and the default; trio-websocket and the AnyIO-native httpx-ws are supported "

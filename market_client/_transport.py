@@ -11,17 +11,19 @@ clients are the fastest pure-Python ones on both backends, so they are the
 default; ``trio-websocket`` is a supported alternative under Trio, and
 ``httpx-ws`` (AnyIO-native, optional: ``pip install httpx-ws``) on both.
 ``picows`` (Cython, asyncio only, optional: ``pip install picows``) is the
-fastest of all on asyncio; it is used through its ``websockets``-compatible
-API, so the ``websockets`` adapter serves it too.
+fastest of all on asyncio; its adapter is in ``_picows.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl as ssl_module
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol
 
+import anyio
+import anyio.lowlevel
 import sniffio
 
 __all__ = [
@@ -36,7 +38,9 @@ __all__ = [
 TransportName = Literal["websockets", "trio-websocket", "httpx-ws", "picows"]
 TRANSPORTS: tuple[TransportName, ...] = ("websockets", "trio-websocket", "httpx-ws", "picows")
 MAX_MESSAGE = 16 * 1024 * 1024  # a full-depth snapshot can be large
+MAX_QUEUE = 256  # messages received but not yet read, before the socket stops reading
 OPEN_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 0.5  # a closing handshake longer than this ends with an abort (picows)
 
 
 class TransportClosed(Exception):
@@ -70,7 +74,7 @@ class WebSocket(Protocol):
 
 
 class _Websockets:
-    """Adapter for ``websockets`` (its asyncio and Trio clients, and picows' copy of that API)."""
+    """Adapter for ``websockets`` (its asyncio and its Trio client share the API)."""
 
     __slots__ = ("_closed_exc", "_ws")
 
@@ -165,19 +169,6 @@ class _HttpxWs:
         await self._ws.close(code)
 
 
-async def _close_leftover_stream(opened: list[Any]) -> None:
-    """Close trio-websocket's TCP stream after its own cleanup has run.
-
-    trio-websocket 0.12 ends its reader on EOF without closing the stream when
-    the peer closed the WebSocket first, which leaks the socket (a
-    ``ResourceWarning``). ``trio.SocketStream.aclose`` is idempotent.
-    """
-    for ws in opened:
-        stream = getattr(ws, "_stream", None)
-        if stream is not None:
-            await stream.aclose()
-
-
 def default_transport() -> TransportName:
     """The transport used when none is named.
 
@@ -213,46 +204,49 @@ async def connect_websocket(
     backend = sniffio.current_async_library()
     where = url.split("?")[0]  # never the token
     async with contextlib.AsyncExitStack() as stack:
-        if name in ("websockets", "picows"):
-            library: Any
-            if name == "picows":
-                if backend != "asyncio":
-                    raise ValueError(
-                        "transport 'picows' runs only under asyncio; "
-                        "use the default 'websockets' on Trio"
-                    )
-                try:
-                    import picows.websockets as library
-                except ImportError:
-                    raise ValueError(
-                        "transport 'picows' needs the picows package: pip install picows"
-                    ) from None
-                connect: Any = library.connect
-            else:
-                import websockets as library
+        if name == "websockets":
+            from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-                if backend == "trio":
-                    from websockets.trio.client import connect
-                else:
-                    from websockets.asyncio.client import connect
-            errors = library.exceptions
+            options: dict[str, Any] = {
+                "ssl": ssl,
+                "compression": None,
+                "max_size": MAX_MESSAGE,
+                "max_queue": MAX_QUEUE,
+                "open_timeout": open_timeout,
+                "proxy": None,
+            }
+            if backend == "trio":
+                from websockets.trio.client import connect as connect_trio
+
+                cm: Any = connect_trio(url, **options)
+            else:
+                from websockets.asyncio.client import connect as connect_asyncio
+
+                cm = connect_asyncio(url, **options)
             try:
-                ws = await stack.enter_async_context(
-                    connect(
-                        url,
-                        ssl=ssl,
-                        compression=None,
-                        max_size=MAX_MESSAGE,
-                        max_queue=256,
-                        open_timeout=open_timeout,
-                        proxy=None,
-                    )
-                )
-            except errors.InvalidStatus as exc:
+                ws = await stack.enter_async_context(cm)
+            except InvalidStatus as exc:
                 raise TransportOpenError(f"{where}: {exc}", exc.response.status_code) from exc
-            except (errors.InvalidHandshake, OSError, TimeoutError) as exc:
+            except (InvalidHandshake, OSError, TimeoutError) as exc:
                 raise TransportOpenError(f"cannot open {where}: {exc}") from exc
-            yield _Websockets(ws, errors.ConnectionClosed)
+            yield _Websockets(ws, ConnectionClosed)
+        elif name == "picows":
+            if backend != "asyncio":
+                raise ValueError(
+                    "transport 'picows' runs only under asyncio; "
+                    "use the default 'websockets' on Trio"
+                )
+            try:
+                from ._picows import open_picows
+            except ImportError:
+                raise ValueError(
+                    "transport 'picows' needs the picows package: pip install picows"
+                ) from None
+            ws4 = await open_picows(
+                url, ssl=ssl, open_timeout=open_timeout, max_size=MAX_MESSAGE, max_queue=MAX_QUEUE
+            )
+            stack.push_async_callback(ws4.aclose)
+            yield ws4
         elif name == "httpx-ws":
             try:
                 import httpx
@@ -270,7 +264,7 @@ async def connect_websocket(
                         "http" + url[2:],
                         http,
                         max_message_size_bytes=MAX_MESSAGE,
-                        queue_size=256,
+                        queue_size=MAX_QUEUE,
                         keepalive_ping_interval_seconds=None,
                     )
                 )
@@ -289,26 +283,46 @@ async def connect_websocket(
                     "transport 'trio-websocket' runs only under Trio; "
                     "use the default 'websockets' on asyncio"
                 )
+            import trio
             import trio_websocket
 
-            opened: list[Any] = []
-            stack.push_async_callback(_close_leftover_stream, opened)
+            # trio-websocket's own open_websocket_url leaves the socket to the
+            # garbage collector when it is cancelled half-way through the
+            # handshake; so the TCP (or TLS) stream is opened and closed here,
+            # and trio-websocket only runs the WebSocket over it.
+            parts = urllib.parse.urlsplit(url)
+            host = parts.hostname or "localhost"
+            secure = parts.scheme == "wss"
+            port = parts.port or (443 if secure else 80)
+            resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            nursery = await stack.enter_async_context(trio.open_nursery())
             try:
-                ws2 = await stack.enter_async_context(
-                    trio_websocket.open_websocket_url(
-                        url,
-                        ssl_context=ssl,
-                        message_queue_size=256,
+                with anyio.fail_after(open_timeout):
+                    stream: Any
+                    if secure:
+                        stream = await trio.open_ssl_over_tcp_stream(
+                            host,
+                            port,
+                            ssl_context=ssl or ssl_module.create_default_context(),
+                            https_compatible=True,
+                        )
+                    else:
+                        stream = await trio.open_tcp_stream(host, port)
+                    stack.push_async_callback(stream.aclose)
+                    ws2 = await trio_websocket.wrap_client_stream(
+                        nursery,
+                        stream,
+                        host if port in (80, 443) else f"{host}:{port}",
+                        resource,
+                        message_queue_size=MAX_QUEUE,
                         max_message_size=MAX_MESSAGE,
-                        connect_timeout=open_timeout,
                     )
-                )
             except trio_websocket.ConnectionRejected as exc:
                 raise TransportOpenError(
                     f"{where}: server rejected WebSocket connection: HTTP {exc.status_code}",
                     exc.status_code,
                 ) from exc
-            except (trio_websocket.HandshakeError, OSError) as exc:
+            except (trio_websocket.HandshakeError, OSError, TimeoutError) as exc:
                 raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
-            opened.append(ws2)
+            stack.push_async_callback(ws2.aclose)
             yield _TrioWebsocket(ws2, trio_websocket.ConnectionClosed)

@@ -21,9 +21,11 @@ from market_client import (
     SessionClosed,
     TooManyInFlight,
 )
+from market_client._transport import TransportName, connect_websocket
 from market_client.simulator import RunningSimulator, serve
 
 from .conftest import ADMIN_TOKEN
+from .rawws import new_token
 from .support import FAST, BookProbe, anext_kind, assert_candles_match
 
 pytestmark = pytest.mark.anyio
@@ -422,6 +424,26 @@ async def test_picows_transport_on_asyncio(sim: RunningSimulator) -> None:
             codes = {(await anext_kind(events, "connection.lost")).data["code"] for _ in "12"}
             assert codes == {1012}
         assert (await client.get_book("ABC"))["sym"] == "ABC"
+    # every socket of the session is closed, the one dropped for 1009 too
+    with anyio.fail_after(3):
+        while sim.stats.md_connections or sim.stats.cmd_connections:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("transport", ["websockets", "picows", "trio-websocket", "httpx-ws"])
+async def test_an_open_cancelled_half_way_leaves_no_connection_behind(
+    sim: RunningSimulator, anyio_backend: str, transport: TransportName
+) -> None:
+    if (transport, anyio_backend) in {("picows", "trio"), ("trio-websocket", "asyncio")}:
+        pytest.skip(f"{transport} does not run on {anyio_backend}")
+    url = "ws" + sim.url[4:] + f"/ws/md?token={await new_token(sim.url)}&symbols=ABC"
+    for step in range(40):  # cancelled at every stage of the TCP and WebSocket handshakes
+        with anyio.move_on_after(step * 0.0001):
+            async with connect_websocket(url, transport=transport):
+                await anyio.sleep(1)
+        with anyio.fail_after(2):
+            while sim.stats.md_connections:
+                await anyio.sleep(0.005)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from market_client import ConnectError, MarketClient
+from market_client._transport import TransportName
 from market_client.simulator import serve
 
 pytestmark = [
@@ -64,15 +65,22 @@ async def test_self_signed_is_refused_by_default_and_accepted_with_a_context(
             assert client.stats()["http_requests"] == 1
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_picows_transport_over_tls(
-    anyio_backend: str, certificate: tuple[Path, Path]
+@pytest.mark.parametrize("transport", ["picows", "trio-websocket", "httpx-ws"])
+async def test_other_transports_over_tls(
+    anyio_backend: str, transport: TransportName, certificate: tuple[Path, Path]
 ) -> None:
+    if (transport, anyio_backend) in {("picows", "trio"), ("trio-websocket", "asyncio")}:
+        pytest.skip(f"{transport} does not run on {anyio_backend}")
     cert, key = certificate
     context = ssl.create_default_context(cafile=str(cert))
     async with (
         serve(flow_hz=0, certfile=str(cert), keyfile=str(key)) as sim,
-        MarketClient.session(sim.url, ssl=context, symbols=["ABC"], transport="picows") as client,
+        MarketClient.session(
+            sim.url,
+            ssl=context,
+            symbols=["ABC"],
+            transport=transport,  # type: ignore[arg-type]
+        ) as client,
     ):
         assert (await client.get_book("ABC"))["sym"] == "ABC"
         assert client.best_bid_ask("ABC")["bid"] is not None
