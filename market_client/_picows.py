@@ -65,6 +65,8 @@ class _Listener(WSListener):
         self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self.failure is not None:  # frames already read when we gave up on the socket
+            return
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if self.parts:
