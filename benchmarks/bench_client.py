@@ -574,8 +574,9 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         "The transport columns are the evidence for the default: `websockets` (its asyncio "
         "and its native Trio client) is the fastest pure-Python library on both backends "
         "and the default; trio-websocket and the AnyIO-native httpx-ws are supported "
-        "alternatives, and picows (Cython, asyncio only, through its `websockets`-"
-        "compatible API) the fastest choice for market data on asyncio (`transport=`).",
+        "alternatives, and picows (Cython, asyncio only, through its own callback API, "
+        "`market_client/_picows.py`) the fastest choice for market data on asyncio "
+        "(`transport=`).",
     )
     write_section(
         "Client: overhead per request",

@@ -169,6 +169,66 @@ class _HttpxWs:
         await self._ws.close(code)
 
 
+@contextlib.asynccontextmanager
+async def _open_trio_websocket(
+    url: str, ssl: ssl_module.SSLContext | None, open_timeout: float
+) -> AsyncIterator[_TrioWebsocket]:
+    """trio-websocket over a TCP (or TLS) stream opened and closed here.
+
+    Its own ``open_websocket_url`` leaves the socket to the garbage collector
+    when it is cancelled half-way through the handshake, so the stream is ours
+    and trio-websocket only runs the WebSocket over it. Like trio-websocket,
+    this lets an error of the ``async with`` body out as itself, not wrapped in
+    the group of the nursery that runs the reader.
+    """
+    import trio
+    import trio_websocket
+
+    where = url.split("?")[0]  # never the token
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "localhost"
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
+        try:
+            with anyio.fail_after(open_timeout):
+                stream: Any
+                if secure:
+                    stream = await trio.open_ssl_over_tcp_stream(
+                        host,
+                        port,
+                        ssl_context=ssl or ssl_module.create_default_context(),
+                        https_compatible=True,
+                    )
+                else:
+                    stream = await trio.open_tcp_stream(host, port)
+                stack.push_async_callback(stream.aclose)
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    host if port in (80, 443) else f"{host}:{port}",
+                    resource,
+                    message_queue_size=MAX_QUEUE,
+                    max_message_size=MAX_MESSAGE,
+                )
+        except trio_websocket.ConnectionRejected as exc:
+            raise TransportOpenError(
+                f"{where}: server rejected WebSocket connection: HTTP {exc.status_code}",
+                exc.status_code,
+            ) from exc
+        except (trio_websocket.HandshakeError, OSError, TimeoutError) as exc:
+            raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
+        stack.push_async_callback(ws.aclose)
+        try:
+            yield _TrioWebsocket(ws, trio_websocket.ConnectionClosed)
+        except BaseException as exc:  # re-raised below, once the nursery is closed
+            body_error = exc
+    if body_error is not None:
+        raise body_error
+
+
 def default_transport() -> TransportName:
     """The transport used when none is named.
 
@@ -216,8 +276,13 @@ async def connect_websocket(
                 "proxy": None,
             }
             if backend == "trio":
-                from websockets.trio.client import connect as connect_trio
-
+                try:
+                    from websockets.trio.client import connect as connect_trio
+                except ImportError:
+                    raise ValueError(
+                        "transport 'websockets' needs websockets 17 or newer under Trio "
+                        "(Python 3.11+); use 'trio-websocket', the default there"
+                    ) from None
                 cm: Any = connect_trio(url, **options)
             else:
                 from websockets.asyncio.client import connect as connect_asyncio
@@ -283,46 +348,4 @@ async def connect_websocket(
                     "transport 'trio-websocket' runs only under Trio; "
                     "use the default 'websockets' on asyncio"
                 )
-            import trio
-            import trio_websocket
-
-            # trio-websocket's own open_websocket_url leaves the socket to the
-            # garbage collector when it is cancelled half-way through the
-            # handshake; so the TCP (or TLS) stream is opened and closed here,
-            # and trio-websocket only runs the WebSocket over it.
-            parts = urllib.parse.urlsplit(url)
-            host = parts.hostname or "localhost"
-            secure = parts.scheme == "wss"
-            port = parts.port or (443 if secure else 80)
-            resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            try:
-                with anyio.fail_after(open_timeout):
-                    stream: Any
-                    if secure:
-                        stream = await trio.open_ssl_over_tcp_stream(
-                            host,
-                            port,
-                            ssl_context=ssl or ssl_module.create_default_context(),
-                            https_compatible=True,
-                        )
-                    else:
-                        stream = await trio.open_tcp_stream(host, port)
-                    stack.push_async_callback(stream.aclose)
-                    ws2 = await trio_websocket.wrap_client_stream(
-                        nursery,
-                        stream,
-                        host if port in (80, 443) else f"{host}:{port}",
-                        resource,
-                        message_queue_size=MAX_QUEUE,
-                        max_message_size=MAX_MESSAGE,
-                    )
-            except trio_websocket.ConnectionRejected as exc:
-                raise TransportOpenError(
-                    f"{where}: server rejected WebSocket connection: HTTP {exc.status_code}",
-                    exc.status_code,
-                ) from exc
-            except (trio_websocket.HandshakeError, OSError, TimeoutError) as exc:
-                raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
-            stack.push_async_callback(ws2.aclose)
-            yield _TrioWebsocket(ws2, trio_websocket.ConnectionClosed)
+            yield await stack.enter_async_context(_open_trio_websocket(url, ssl, open_timeout))

@@ -430,9 +430,9 @@ async def test_picows_transport_on_asyncio(sim: RunningSimulator) -> None:
             await anyio.sleep(0.01)
 
 
-@pytest.mark.parametrize("transport", ["websockets", "picows", "trio-websocket", "httpx-ws"])
+@pytest.mark.parametrize("transport", [None, "picows", "trio-websocket", "httpx-ws"])
 async def test_an_open_cancelled_half_way_leaves_no_connection_behind(
-    sim: RunningSimulator, anyio_backend: str, transport: TransportName
+    sim: RunningSimulator, anyio_backend: str, transport: TransportName | None
 ) -> None:
     if (transport, anyio_backend) in {("picows", "trio"), ("trio-websocket", "asyncio")}:
         pytest.skip(f"{transport} does not run on {anyio_backend}")
@@ -444,6 +444,19 @@ async def test_an_open_cancelled_half_way_leaves_no_connection_behind(
         with anyio.fail_after(2):
             while sim.stats.md_connections:
                 await anyio.sleep(0.005)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_websockets_on_trio_says_what_it_needs(sim: RunningSimulator) -> None:
+    try:
+        import websockets.trio.client  # noqa: F401
+    except ImportError:  # websockets 16 and older (Python 3.10): no Trio client
+        with pytest.raises(ValueError, match="websockets 17 or newer"):
+            async with MarketClient.session(sim.url, transport="websockets"):
+                pass
+    else:
+        async with MarketClient.session(sim.url, transport="websockets", md=False) as client:
+            assert await client.get_symbols()
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
