@@ -79,7 +79,7 @@ async def test_other_transports_over_tls(
             sim.url,
             ssl=context,
             symbols=["ABC"],
-            transport=transport,  # type: ignore[arg-type]
+            transport=transport,
         ) as client,
     ):
         assert (await client.get_book("ABC"))["sym"] == "ABC"
