@@ -238,16 +238,14 @@ async def pipelined(
 
     results = []
     for _ in range(rounds):
-        results.append({"session": await measure(session), "bare": await measure(bare)})
-    results.sort(key=lambda r: r["session"][0] / r["bare"][0])
-    median = results[len(results) // 2]
-    out: dict[str, float] = {"rounds": rounds}
-    for name, (rate, server_cpu, client_cpu) in median.items():
+        result = {"session": await measure(session), "bare": await measure(bare)}
+        results.append((result["session"][0] / result["bare"][0], result))
+    results.sort(key=lambda ratio_result: ratio_result[0])
+    out: dict[str, float] = {"ratio_min": results[0][0], "ratio_max": results[-1][0]}
+    for name, (rate, server_cpu, client_cpu) in results[len(results) // 2][1].items():
         out[name] = rate
         out[f"{name}_server_cpu"] = server_cpu
         out[f"{name}_client_cpu"] = client_cpu
-    ratios = [r["session"][0] / r["bare"][0] for r in results]
-    out["ratio_min"], out["ratio_max"] = ratios[0], ratios[-1]
     return out
 
 

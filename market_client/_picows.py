@@ -36,7 +36,7 @@ from picows import (
     ws_connect,
 )
 
-from ._transport import CLOSE_TIMEOUT, TransportClosed, TransportOpenError
+from ._transport import CLOSE_TIMEOUT, TransportClosed, TransportOpenError, without_token
 
 __all__ = ["PicowsWebSocket", "open_picows"]
 
@@ -199,7 +199,7 @@ async def open_picows(
     Raises:
         TransportOpenError: The connection or the opening handshake failed.
     """
-    where = url.split("?")[0]  # never the token
+    where = without_token(url)
     try:
         # Cancelled half-way through its handshake, ws_connect leaves the socket
         # open (the gateway keeps the connection until the garbage collector

@@ -27,12 +27,14 @@ import anyio.lowlevel
 import sniffio
 
 __all__ = [
+    "ONLY_ON",
     "TRANSPORTS",
     "TransportClosed",
     "TransportName",
     "TransportOpenError",
     "WebSocket",
     "connect_websocket",
+    "without_token",
 ]
 
 TransportName = Literal["websockets", "trio-websocket", "httpx-ws", "picows"]
@@ -41,6 +43,16 @@ MAX_MESSAGE = 16 * 1024 * 1024  # a full-depth snapshot can be large
 MAX_QUEUE = 256  # messages received but not yet read, before the socket stops reading
 OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 0.5  # a closing handshake longer than this ends with an abort (picows)
+# Transports that run on one backend only; the others run on both.
+ONLY_ON: dict[TransportName, Literal["asyncio", "trio"]] = {
+    "picows": "asyncio",
+    "trio-websocket": "trio",
+}
+
+
+def without_token(url: str) -> str:
+    """``url`` without its query (which carries the token), for messages and logs."""
+    return url.split("?")[0]
 
 
 class TransportClosed(Exception):
@@ -184,7 +196,7 @@ async def _open_trio_websocket(
     import trio
     import trio_websocket
 
-    where = url.split("?")[0]  # never the token
+    where = without_token(url)
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or "localhost"
     secure = parts.scheme == "wss"
@@ -262,7 +274,13 @@ async def connect_websocket(
     if name not in TRANSPORTS:
         raise ValueError(f"unknown transport {name!r}; choose from {', '.join(TRANSPORTS)}")
     backend = sniffio.current_async_library()
-    where = url.split("?")[0]  # never the token
+    only = ONLY_ON.get(name)
+    if only is not None and backend != only:
+        raise ValueError(
+            f"transport {name!r} runs only under {'Trio' if only == 'trio' else 'asyncio'}; "
+            f"use the default 'websockets' on {'asyncio' if backend == 'asyncio' else 'Trio'}"
+        )
+    where = without_token(url)
     async with contextlib.AsyncExitStack() as stack:
         if name == "websockets":
             from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -296,11 +314,6 @@ async def connect_websocket(
                 raise TransportOpenError(f"cannot open {where}: {exc}") from exc
             yield _Websockets(ws, ConnectionClosed)
         elif name == "picows":
-            if backend != "asyncio":
-                raise ValueError(
-                    "transport 'picows' runs only under asyncio; "
-                    "use the default 'websockets' on Trio"
-                )
             try:
                 from ._picows import open_picows
             except ImportError:
@@ -343,9 +356,4 @@ async def connect_websocket(
                 raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
             yield _HttpxWs(ws3, httpx_ws)
         else:
-            if backend != "trio":
-                raise ValueError(
-                    "transport 'trio-websocket' runs only under Trio; "
-                    "use the default 'websockets' on asyncio"
-                )
             yield await stack.enter_async_context(_open_trio_websocket(url, ssl, open_timeout))

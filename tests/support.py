@@ -11,12 +11,21 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 from anyio.abc import Process
 
 from market_client import BookSnapshot, Event, MarketClient, ReconnectPolicy
+from market_client._transport import ONLY_ON, TransportName
 
 # Reconnect quickly in tests, and give up within a test's time.
 FAST = ReconnectPolicy(initial=0.05, maximum=0.5, deadline=20)
+
+
+def skip_unless_runs_on(backend: str, transport: TransportName | None) -> None:
+    """Skip a transport-parametrised test on a backend the transport does not run on."""
+    only = ONLY_ON.get(transport) if transport is not None else None
+    if only is not None and only != backend:
+        pytest.skip(f"{transport} does not run on {backend}")
 
 
 async def anext_kind(events: Any, kind: str) -> Event:

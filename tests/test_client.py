@@ -26,7 +26,7 @@ from market_client.simulator import RunningSimulator, serve
 
 from .conftest import ADMIN_TOKEN
 from .rawws import new_token
-from .support import FAST, BookProbe, anext_kind, assert_candles_match
+from .support import FAST, BookProbe, anext_kind, assert_candles_match, skip_unless_runs_on
 
 pytestmark = pytest.mark.anyio
 
@@ -434,8 +434,7 @@ async def test_picows_transport_on_asyncio(sim: RunningSimulator) -> None:
 async def test_an_open_cancelled_half_way_leaves_no_connection_behind(
     sim: RunningSimulator, anyio_backend: str, transport: TransportName | None
 ) -> None:
-    if (transport, anyio_backend) in {("picows", "trio"), ("trio-websocket", "asyncio")}:
-        pytest.skip(f"{transport} does not run on {anyio_backend}")
+    skip_unless_runs_on(anyio_backend, transport)
     url = "ws" + sim.url[4:] + f"/ws/md?token={await new_token(sim.url)}&symbols=ABC"
     for step in range(40):  # cancelled at every stage of the TCP and WebSocket handshakes
         with anyio.move_on_after(step * 0.0001):

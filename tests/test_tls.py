@@ -13,6 +13,8 @@ from market_client import ConnectError, MarketClient
 from market_client._transport import TransportName
 from market_client.simulator import serve
 
+from .support import skip_unless_runs_on
+
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command"),
@@ -69,8 +71,7 @@ async def test_self_signed_is_refused_by_default_and_accepted_with_a_context(
 async def test_other_transports_over_tls(
     anyio_backend: str, transport: TransportName, certificate: tuple[Path, Path]
 ) -> None:
-    if (transport, anyio_backend) in {("picows", "trio"), ("trio-websocket", "asyncio")}:
-        pytest.skip(f"{transport} does not run on {anyio_backend}")
+    skip_unless_runs_on(anyio_backend, transport)
     cert, key = certificate
     context = ssl.create_default_context(cafile=str(cert))
     async with (
