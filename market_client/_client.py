@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import ssl as ssl_module
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import httpx
@@ -39,7 +41,7 @@ from ._models import (
     Portfolio,
     SymbolDict,
 )
-from ._protocol import Correlator, decode_frame, encode_request
+from ._protocol import PROTOCOL_VERSION, Correlator, decode_frame, encode_request
 from ._reconnect import LinkState, ReconnectPolicy
 from ._ring import TransactionLog
 from ._state import MarketState
@@ -53,6 +55,9 @@ from ._transport import (
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from .recording import Recorder
 
 __all__ = ["MarketClient", "RequestSession"]
 
@@ -154,9 +159,11 @@ class RequestSession:
         on_event: Callable[[dict[str, Any]], None],
         timeout: float = 5.0,
         max_pending: int = 10_000,
+        on_raw_event: Callable[[str | bytes], None] | None = None,
     ) -> None:
         self._ws = ws
         self._on_event = on_event
+        self._on_raw_event = on_raw_event
         self.timeout = timeout
         self.correlator: Correlator[_Waiter] = Correlator(max_pending)
         self.closed: MarketClientError | None = None
@@ -234,6 +241,8 @@ class RequestSession:
             if kind == "response":
                 correlator.resolve(cast(dict[str, Any], frame))
             elif kind == "event" and _is_event(cast(dict[str, Any], frame)):
+                if self._on_raw_event is not None:
+                    self._on_raw_event(raw)
                 on_event(cast(dict[str, Any], frame))
             else:
                 self.malformed += 1
@@ -322,6 +331,8 @@ class MarketClient:
             default :class:`ReconnectPolicy`; a policy tunes the backoff and
             the deadline; ``False`` ends the session with
             :class:`ConnectionLost` at the first drop (fail-fast).
+        record: Record what the session receives into this directory (see
+            `record`; needs the ``record`` extra).
     """
 
     def __init__(
@@ -340,6 +351,7 @@ class MarketClient:
         transactions: int = 1000,
         max_pending: int = 10_000,
         reconnect: bool | ReconnectPolicy = True,
+        record: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -391,6 +403,11 @@ class MarketClient:
         self.is_admin = False
         self._event_seq = 0
         self._gateway_resets = 0
+        self._record_dir = record
+        # Called with (channel, raw frame, receive time in ns) for every MD
+        # frame and CMD event, before it is decoded: what a recorder keeps.
+        self._taps: list[Callable[[str, str | bytes, int], None]] = []
+        self._recorders: list[Recorder] = []
         self._counts = {
             "md_messages": 0,
             "cmd_events": 0,
@@ -435,6 +452,9 @@ class MarketClient:
         await self._start()
         try:
             await self.handshake()
+            if self._record_dir is not None:
+                assert self._stack is not None
+                await self._stack.enter_async_context(self.record(self._record_dir))
             await self.open_cmd()
             if self._md_enabled:
                 await self.open_md(self._symbols)
@@ -627,6 +647,7 @@ class MarketClient:
                     on_event=self._on_cmd_frame,
                     timeout=self.timeout,
                     max_pending=self._max_pending,
+                    on_raw_event=self._tap_cmd,
                 )
                 try:
                     async with anyio.create_task_group() as tg:
@@ -884,6 +905,10 @@ class MarketClient:
                     exc.code,
                 ) from exc
             counts["md_messages"] += 1
+            if self._taps:
+                now_ns = time.time_ns()
+                for tap in self._taps:
+                    tap("md", raw, now_ns)
             msg = decode_frame(raw)
             if msg is None or msg.get("type") != "md":
                 counts["md_malformed"] += 1
@@ -964,6 +989,49 @@ class MarketClient:
                         return
                     log.warning("re-seeding %s candles failed (%s); retrying", sym, exc)
                     await anyio.sleep(0.5)
+
+    def _tap_cmd(self, raw: str | bytes) -> None:
+        if self._taps:
+            now_ns = time.time_ns()
+            for tap in self._taps:
+                tap("cmd", raw, now_ns)
+
+    @contextlib.asynccontextmanager
+    async def record(
+        self, directory: str | os.PathLike[str], **options: Any
+    ) -> AsyncIterator[Recorder]:
+        """Record what this session receives into ``directory`` while the block runs.
+
+        Every MD frame and private CMD event is handed, as received, to a
+        `Recorder` (``market_client.recording``, the ``record`` extra), which
+        writes the raw layer and the Parquet tables off the event loop.
+        ``MarketClient.session(url, record=DIR)`` records the whole session.
+
+        Args:
+            directory: Where to write; created if needed.
+            **options: Passed to `Recorder` (rotation, batch size, buffer).
+
+        Yields:
+            The running `Recorder` (its ``stats()`` tell rows, files and drops).
+        """
+        from .recording import Recorder
+
+        self._require_open()
+        async with Recorder(directory, **options) as recorder:
+            reply = await self.api_request("symbols.list")
+            recorder.describe(
+                gateway_url=self._base_url,
+                symbols=list(reply.get("symbols", [])),
+                protocol_version=PROTOCOL_VERSION,
+                library_version=_library_version(),
+            )
+            self._taps.append(recorder.feed)
+            self._recorders.append(recorder)
+            try:
+                yield recorder
+            finally:
+                self._taps.remove(recorder.feed)
+                self._recorders.remove(recorder)
 
     def _on_cmd_frame(self, frame: dict[str, Any]) -> None:
         self._counts["cmd_events"] += 1
@@ -1274,7 +1342,17 @@ class MarketClient:
             "out_of_sync": self._market.out_of_sync(),
             "links": {name: link.stats() for name, link in self._links.items()},
             "transactions": len(self._transactions),
+            "recorders": [recorder.stats() for recorder in self._recorders],
         }
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("market-client")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
 
 
 def _check_sym(sym: str) -> None:
