@@ -1,26 +1,23 @@
-"""Sans-I/O market-data state: the local order book and the per-symbol sequencer.
+"""Sans-I/O local order book.
 
-:class:`LocalBook` holds price levels in two ``SortedDict`` (bids keyed by
+`LocalBook` holds price levels in two ``SortedDict`` (bids keyed by
 ``-price`` so the best level is first on both sides): O(log n) per level
-change, O(depth) for a snapshot, O(1) for the top of book.
-
-:class:`Sequencer` enforces the protocol's ``seq`` rules for one symbol: it
-passes increments (``book.delta`` and ``trade``) through in order, notices a
-gap (or an increment before any snapshot), buffers what arrives while a
-resync is under way, and after the new snapshot releases only the buffered
-increments that are newer than it.
+change, O(depth) for a snapshot, O(1) for the top of book. Prices are read
+by the one parser of ``_wire``, behind a cache: a book sees a few thousand
+distinct price texts, and a cache hit costs a dict lookup.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sortedcontainers import SortedDict
 
-__all__ = ["BookError", "LocalBook", "Sequencer"]
+from ._wire import parse_price
+
+__all__ = ["BookError", "LocalBook", "cached_price"]
 
 Level = tuple[Decimal, int]
 
@@ -33,18 +30,17 @@ _PRICES: dict[str, Decimal] = {}  # text -> validated price: books reuse a few t
 _PRICES_MAX = 100_000
 
 
-def _price(text: Any) -> Decimal:
+def cached_price(text: Any) -> Decimal:
+    """A price text from a frame as a ``Decimal``; `BookError` when it is not one."""
     if not isinstance(text, str):
-        raise BookError(f"price must be a decimal string, got {text!r}")
+        raise BookError(f"price must be a decimal string, got {text!r:.50}")
     price = _PRICES.get(text)
     if price is not None:
         return price
     try:
-        price = Decimal(text)
-    except InvalidOperation:
-        raise BookError(f"price {text!r} is not a decimal") from None
-    if not price.is_finite() or price <= 0:
-        raise BookError(f"price {text!r} is not a positive decimal")
+        price = parse_price(text)
+    except ValueError as exc:
+        raise BookError(str(exc)) from None
     if len(_PRICES) >= _PRICES_MAX:
         _PRICES.clear()
     _PRICES[text] = price
@@ -63,7 +59,7 @@ def _levels(levels: Any) -> Iterable[Level]:
     for level in levels:
         if not isinstance(level, (list, tuple)) or len(level) != 2:
             raise BookError(f"a level is [price, qty], got {level!r:.50}")
-        yield _price(level[0]), _qty(level[1])
+        yield cached_price(level[0]), _qty(level[1])
 
 
 class LocalBook:
@@ -100,9 +96,9 @@ class LocalBook:
                 raise BookError(f"a change is [side, price, qty], got {change!r}")
             side, price, qty = change
             if side == "buy":
-                parsed.append((self.bids, -_price(price), _qty(qty)))
+                parsed.append((self.bids, -cached_price(price), _qty(qty)))
             elif side == "sell":
-                parsed.append((self.asks, _price(price), _qty(qty)))
+                parsed.append((self.asks, cached_price(price), _qty(qty)))
             else:
                 raise BookError(f"side must be 'buy' or 'sell', got {side!r}")
         for tree, key, qty in parsed:
@@ -134,73 +130,3 @@ class LocalBook:
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)
-
-
-class Sequencer:
-    """The ``seq`` rules of one symbol's increments.
-
-    Feed every ``book.delta`` and ``trade`` to :meth:`feed`; it returns the
-    increments that may be applied now, in order. When it sees a gap it sets
-    :attr:`need_resync`, starts buffering (at most ``max_buffer`` messages;
-    beyond that the oldest are dropped, which the next snapshot detects as a
-    hole) and returns nothing until :meth:`reset` is called with a snapshot's
-    ``seq``.
-
-    Args:
-        max_buffer: Most increments held while a resync is under way.
-    """
-
-    __slots__ = ("buffer", "gaps", "need_resync", "seq", "stale", "synced")
-
-    def __init__(self, max_buffer: int = 10_000) -> None:
-        self.seq = 0
-        self.synced = False
-        self.need_resync = False
-        self.buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
-        self.gaps = 0
-        self.stale = 0
-
-    def feed(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
-        """Take one increment; returns what can be applied now, in order."""
-        seq = msg["seq"]
-        if self.synced:
-            if seq == self.seq + 1:
-                self.seq = seq
-                return [msg]
-            if seq <= self.seq:
-                self.stale += 1  # already covered by the snapshot
-                return []
-            self.synced = False
-            self.gaps += 1
-        self.need_resync = True
-        self.buffer.append(msg)
-        return []
-
-    def reset(self, seq: int) -> list[dict[str, Any]]:
-        """A snapshot (or ``book.get``) as of ``seq`` was loaded.
-
-        Returns the buffered increments newer than ``seq`` that follow it
-        without a hole. If a hole remains, :attr:`need_resync` stays set and
-        the rest stays buffered for the next snapshot.
-        """
-        self.seq = seq
-        ready: list[dict[str, Any]] = []
-        while self.buffer and self.buffer[0]["seq"] <= seq:
-            self.buffer.popleft()
-        while self.buffer and self.buffer[0]["seq"] == self.seq + 1:
-            msg = self.buffer.popleft()
-            self.seq = msg["seq"]
-            ready.append(msg)
-        if self.buffer:
-            self.synced = False
-            self.need_resync = True
-        else:
-            self.synced = True
-            self.need_resync = False
-        return ready
-
-    def unsync(self) -> None:
-        """Forget the position (the link dropped): the next snapshot starts afresh."""
-        self.synced = False
-        self.need_resync = False
-        self.buffer.clear()

@@ -1,6 +1,6 @@
 """Sans-I/O candle aggregation: OHLCV buckets from trades.
 
-A :class:`CandleSeries` is seeded from a ``candles.get`` reply and then folds
+A `CandleSeries` is seeded from a ``candles.get`` reply and then folds
 in every MD trade whose ``seq`` is newer than the reply's ``last_seq``, so a
 trade is never counted twice nor missed. Like the gateway, it only has
 candles for intervals that saw at least one trade, and it keeps the newest
@@ -11,59 +11,26 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Candle", "CandleSeries"]
+from ._book import cached_price
+from ._models import CandleDict
+
+__all__ = ["CandleSeries"]
 
 
-@dataclass(slots=True)
-class Candle:
-    """One interval of trading: open, high, low, close, volume and trade count.
-
-    Attributes:
-        t_ns: Start of the interval, nanoseconds since the epoch.
-        o: First trade price.
-        h: Highest trade price.
-        l: Lowest trade price.
-        c: Last trade price.
-        v: Volume (sum of quantities).
-        n: Number of trades.
-    """
-
-    t_ns: int
-    o: Decimal
-    h: Decimal
-    l: Decimal  # noqa: E741 - the protocol's field name
-    c: Decimal
-    v: int
-    n: int
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Candle:
-        """Build from the protocol's ``{"t_ns", "o", "h", "l", "c", "v", "n"}``."""
-        return cls(
-            int(data["t_ns"]),
-            Decimal(data["o"]),
-            Decimal(data["h"]),
-            Decimal(data["l"]),
-            Decimal(data["c"]),
-            int(data["v"]),
-            int(data["n"]),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"t_ns", "o", "h", "l", "c", "v", "n"}`` with Decimal prices."""
-        return {
-            "t_ns": self.t_ns,
-            "o": self.o,
-            "h": self.h,
-            "l": self.l,
-            "c": self.c,
-            "v": self.v,
-            "n": self.n,
-        }
+def _from_wire(data: Mapping[str, Any]) -> CandleDict:
+    """A candle of a ``candles.get`` reply, prices as exact Decimals."""
+    return {
+        "t_ns": int(data["t_ns"]),
+        "o": cached_price(data["o"]),
+        "h": cached_price(data["h"]),
+        "l": cached_price(data["l"]),
+        "c": cached_price(data["c"]),
+        "v": int(data["v"]),
+        "n": int(data["n"]),
+    }
 
 
 class CandleSeries:
@@ -86,12 +53,12 @@ class CandleSeries:
         self.interval_ms = interval_ms
         self.depth = depth
         self._width = interval_ms * 1_000_000
-        self.candles: deque[Candle] = deque(maxlen=depth)
+        self.candles: deque[CandleDict] = deque(maxlen=depth)
         self.last_seq = 0
 
     def seed(self, candles: Iterable[Mapping[str, Any]], last_seq: int) -> None:
         """Replace the window with a ``candles.get`` reply (oldest first)."""
-        self.candles = deque((Candle.from_wire(c) for c in candles), maxlen=self.depth)
+        self.candles = deque((_from_wire(c) for c in candles), maxlen=self.depth)
         self.last_seq = last_seq
 
     def add_trade(self, ts_ns: int, price: Decimal, qty: int, seq: int) -> bool:
@@ -102,20 +69,22 @@ class CandleSeries:
         start = ts_ns - ts_ns % self._width
         candles = self.candles
         last = candles[-1] if candles else None
-        if last is not None and last.t_ns == start:
-            if price > last.h:
-                last.h = price
-            elif price < last.l:
-                last.l = price
-            last.c = price
-            last.v += qty
-            last.n += 1
-        elif last is None or start > last.t_ns:
-            candles.append(Candle(start, price, price, price, price, qty, 1))
+        if last is not None and last["t_ns"] == start:
+            if price > last["h"]:
+                last["h"] = price
+            elif price < last["l"]:
+                last["l"] = price
+            last["c"] = price
+            last["v"] += qty
+            last["n"] += 1
+        elif last is None or start > last["t_ns"]:
+            candles.append(
+                {"t_ns": start, "o": price, "h": price, "l": price, "c": price, "v": qty, "n": 1}
+            )
         # else: a trade stamped before the newest candle; the gateway's clock
         # never goes back, so this only happens to a malformed frame: skip it.
         return True
 
-    def snapshot(self) -> list[Candle]:
-        """The candles, oldest first (copies, safe to keep)."""
-        return [Candle(c.t_ns, c.o, c.h, c.l, c.c, c.v, c.n) for c in self.candles]
+    def copies(self) -> list[CandleDict]:
+        """The candles, oldest first, as copies safe to keep."""
+        return [CandleDict(**c) for c in self.candles]

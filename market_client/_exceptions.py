@@ -21,7 +21,13 @@ from the gateway never raises: it is counted in ``client.stats()`` and logged.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+import anyio
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
     "AuthError",
@@ -151,3 +157,49 @@ class EventOverflow(MarketClientError):
             "or consume faster"
         )
         self.missed = missed
+
+
+def link_closed(channel: str, code: int | None, reason: str = "") -> ConnectionLost:
+    """The one way to say a channel's socket closed: ``CMD connection closed (code 1012: …)``."""
+    detail = f"code {code}" + (f": {reason}" if reason else "")
+    return ConnectionLost(f"{channel} connection closed ({detail})", code)
+
+
+def fresh(exc: BaseException) -> BaseException:
+    """A new instance of a stored error, so that tasks never share one traceback."""
+    if isinstance(exc, ConnectionLost):
+        new: BaseException = type(exc)(str(exc), exc.code)
+    elif isinstance(exc, SessionClosed):
+        new = SessionClosed(str(exc))
+    else:
+        return exc
+    new.__cause__ = exc.__cause__
+    return new
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """What to raise at the session boundary instead of an exception group.
+
+    Cancellations are dropped; one remaining exception is raised as itself;
+    several of one type (the CMD and MD channels failing together, say with
+    ``AuthError``) are reported as the first; several that all report the
+    link going down as the one that ended the session (``ReconnectFailed``)
+    or else the first. Anything else stays a group.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [e for e in _leaves(exc) if not isinstance(e, cancelled)]
+    if not real:
+        return exc
+    if all(type(e) is type(real[0]) for e in real):
+        return real[0]
+    if all(isinstance(e, ConnectionLost) for e in real):
+        return next((e for e in real if isinstance(e, ReconnectFailed)), real[0])
+    return exc

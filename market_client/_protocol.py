@@ -1,9 +1,10 @@
-"""Sans-I/O protocol core: envelopes, frame decoding and request correlation.
+"""Sans-I/O protocol core: envelopes both ways, response parsing, request correlation.
 
-Nothing here awaits or touches a socket. The client's I/O layer turns
-requests into text with :func:`encode_request`, feeds every received frame to
-:func:`decode_frame`, and hands responses to a :class:`Correlator`, which
-wakes the waiter whose ``msg_id`` matches the ``corr_id``.
+Nothing here awaits or touches a socket. The CMD link turns requests into
+text with `encode_request`, hands responses to a `Correlator`, which wakes
+the waiter whose ``msg_id`` matches the ``corr_id``, and turns the response
+into a payload or a `GatewayError` with `payload_or_raise`. The names and
+limits both ends share are in ``_wire``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
-from ._exceptions import TooManyInFlight
+from ._exceptions import AuthError, GatewayError, TooManyInFlight
+from ._wire import CMD_FRAME_LIMIT
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -26,6 +28,8 @@ __all__ = [
     "Waiter",
     "decode_frame",
     "encode_request",
+    "is_event",
+    "payload_or_raise",
     "rfc3339_now",
 ]
 
@@ -49,7 +53,13 @@ def rfc3339_now() -> str:
 def encode_request(
     op: str, payload: Mapping[str, Any], msg_id: str, as_role: str | None = None
 ) -> str:
-    """The JSON text of one request with its envelope filled in."""
+    """The JSON text of one request with its envelope filled in.
+
+    Raises:
+        ValueError: The payload cannot be encoded (an integer beyond 64 bits,
+            a value JSON has no form for), or the frame would be over the
+            gateway's 64 KiB limit, which closes the socket for every request.
+    """
     frame: dict[str, Any] = {
         "type": "request",
         "ver": PROTOCOL_VERSION,
@@ -60,7 +70,46 @@ def encode_request(
     }
     if as_role is not None:
         frame["as"] = as_role
-    return orjson.dumps(frame).decode()
+    try:
+        data = orjson.dumps(frame)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise ValueError(f"{op}: the payload cannot be sent as JSON ({exc})") from None
+    if len(data) > CMD_FRAME_LIMIT:
+        raise ValueError(
+            f"{op}: the request is {len(data):,} bytes, over the gateway's "
+            f"{CMD_FRAME_LIMIT:,}-byte frame limit; nothing was sent"
+        )
+    return data.decode()
+
+
+def payload_or_raise(frame: Mapping[str, Any], op: str) -> dict[str, Any]:
+    """A response's payload, or its error raised as `GatewayError`.
+
+    Raises:
+        AuthError: The code is ``unauthorized``.
+        GatewayError: Any other error.
+    """
+    if frame.get("status") == "ok":
+        payload = frame.get("payload")
+        return payload if isinstance(payload, dict) else {}
+    error = frame.get("error")
+    if not isinstance(error, dict):
+        error = {}
+    code = str(error.get("code", "internal"))
+    message = str(error.get("message", "the gateway gave no error message"))
+    cls = AuthError if code == "unauthorized" else GatewayError
+    raise cls(code, message, op, dict(frame))
+
+
+def is_event(frame: Mapping[str, Any]) -> bool:
+    """Whether an ``event`` frame has the fields every consumer relies on."""
+    seq = frame.get("seq")
+    return (
+        isinstance(frame.get("event"), str)
+        and isinstance(seq, int)
+        and not isinstance(seq, bool)
+        and isinstance(frame.get("payload"), dict)
+    )
 
 
 def decode_frame(raw: str | bytes) -> dict[str, Any] | None:
@@ -118,15 +167,20 @@ class Correlator(Generic[W]):
         """A ``msg_id`` unique on this connection."""
         return str(next(self._ids))
 
-    def add(self, waiter: W) -> str:
-        """Register ``waiter``; returns its ``msg_id``.
+    def check_room(self) -> None:
+        """Raise `TooManyInFlight` when ``max_pending`` requests are in flight."""
+        if len(self._pending) >= self.max_pending:
+            raise TooManyInFlight(self.max_pending)
+
+    def add(self, waiter: W, msg_id: str | None = None) -> str:
+        """Register ``waiter`` under ``msg_id`` (default: a fresh one); returns the id.
 
         Raises:
             TooManyInFlight: ``max_pending`` requests are already in flight.
         """
-        if len(self._pending) >= self.max_pending:
-            raise TooManyInFlight(self.max_pending)
-        msg_id = self.next_id()
+        self.check_room()
+        if msg_id is None:
+            msg_id = self.next_id()
         self._pending[msg_id] = waiter
         return msg_id
 

@@ -1,25 +1,100 @@
 """Sans-I/O market state: every symbol's book, sequencer and candle series.
 
-:class:`MarketState` takes decoded MD messages and ``book.get`` /
-``candles.get`` replies and keeps books and candles right. It never awaits:
-when a symbol needs a snapshot it says so (:meth:`take_resyncs`) and the
-I/O layer fetches one.
+`MarketState` takes MD frames as received (`MarketState.on_frame`) and
+``book.get`` / ``candles.get`` replies, and keeps books and candles right. It
+never awaits: when a symbol needs a snapshot it says so (`take_resyncs`) and
+the MD link fetches one. The read side (`top`, `snapshot`, `candles`) is
+what the client's facade shows.
+
+`Sequencer` enforces the protocol's ``seq`` rules for one symbol: it passes
+increments (``book.delta`` and ``trade``) through in order, notices a gap
+(or an increment before any snapshot), buffers what arrives while a resync
+is under way, and after the new snapshot releases only the buffered
+increments that are newer than it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from ._book import BookError, LocalBook, Sequencer
+import orjson
+
+from ._book import BookError, Level, LocalBook, cached_price
 from ._candles import CandleSeries
 
-__all__ = ["MarketState", "SymbolState"]
+__all__ = ["MarketState", "Sequencer", "SymbolState"]
 
 log = logging.getLogger("market_client")
 RECENT_TRADES = 4096  # replayed into candle series re-seeded after they arrived
+
+
+class Sequencer:
+    """The ``seq`` rules of one symbol's increments.
+
+    Feed every ``book.delta`` and ``trade`` to `feed`; it returns the
+    increments that may be applied now, in order. When it sees a gap it sets
+    `need_resync`, starts buffering (at most ``max_buffer`` messages;
+    beyond that the oldest are dropped, which the next snapshot detects as a
+    hole) and returns nothing until `reset` is called with a snapshot's
+    ``seq``.
+
+    Args:
+        max_buffer: Most increments held while a resync is under way.
+    """
+
+    __slots__ = ("buffer", "need_resync", "seq", "synced")
+
+    def __init__(self, max_buffer: int = 10_000) -> None:
+        self.seq = 0
+        self.synced = False
+        self.need_resync = False
+        self.buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+
+    def feed(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """Take one increment; returns what can be applied now, in order."""
+        seq = msg["seq"]
+        if self.synced:
+            if seq == self.seq + 1:
+                self.seq = seq
+                return [msg]
+            if seq <= self.seq:
+                return []  # already covered by the snapshot
+            self.synced = False
+        self.need_resync = True
+        self.buffer.append(msg)
+        return []
+
+    def reset(self, seq: int) -> list[dict[str, Any]]:
+        """A snapshot (or ``book.get``) as of ``seq`` was loaded.
+
+        Returns the buffered increments newer than ``seq`` that follow it
+        without a hole. If a hole remains, `need_resync` stays set and
+        the rest stays buffered for the next snapshot.
+        """
+        self.seq = seq
+        ready: list[dict[str, Any]] = []
+        while self.buffer and self.buffer[0]["seq"] <= seq:
+            self.buffer.popleft()
+        while self.buffer and self.buffer[0]["seq"] == self.seq + 1:
+            msg = self.buffer.popleft()
+            self.seq = msg["seq"]
+            ready.append(msg)
+        if self.buffer:
+            self.synced = False
+            self.need_resync = True
+        else:
+            self.synced = True
+            self.need_resync = False
+        return ready
+
+    def unsync(self) -> None:
+        """Forget the position (the link dropped): the next snapshot starts afresh."""
+        self.synced = False
+        self.need_resync = False
+        self.buffer.clear()
 
 
 class SymbolState:
@@ -60,14 +135,30 @@ class MarketState:
         self.malformed = 0
         self._resync_queue: list[str] = []
 
-    def sym(self, sym: str) -> SymbolState:
-        """The state of ``sym``, created on first use."""
+    def ensure(self, sym: str) -> SymbolState:
+        """The state of ``sym``, created when it is new (inputs only; reads never create)."""
         state = self.symbols.get(sym)
         if state is None:
             state = self.symbols[sym] = SymbolState(self.max_buffer)
         return state
 
     # -- inputs ------------------------------------------------------------
+    def on_frame(self, raw: str | bytes) -> dict[str, Any] | None:
+        """Decode and apply one MD frame as received.
+
+        Returns the message, or None when it was malformed (counted in
+        `malformed`; a bad increment also asks for a resync of its symbol).
+        """
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            msg = None
+        if not isinstance(msg, dict) or msg.get("type") != "md":
+            self.malformed += 1
+            log.warning("malformed MD frame ignored: %.200r", raw)
+            return None
+        return msg if self.on_md(msg) is not None else None
+
     def on_md(self, msg: dict[str, Any]) -> str | None:
         """Apply one MD message; returns its channel, or None when it was malformed."""
         ch = msg.get("ch")
@@ -80,7 +171,7 @@ class MarketState:
             seq = msg.get("seq")
             if not isinstance(seq, int) or isinstance(seq, bool):
                 return self._malformed(msg, "no integer seq")
-            state = self.sym(sym)
+            state = self.ensure(sym)
             for ready in state.sequencer.feed(msg):
                 if not self._apply(sym, state, ready):
                     return None
@@ -97,14 +188,14 @@ class MarketState:
         if ch == "status":
             status = msg.get("status")
             if isinstance(status, str):
-                self.sym(sym).status = status
+                self.ensure(sym).status = status
                 return ch
             return self._malformed(msg, "no status")
         return self._malformed(msg, f"unknown channel {ch!r}")
 
     def load_book(self, sym: str, bids: Any, asks: Any, seq: int) -> bool:
         """Load a snapshot (MD ``book.snapshot`` or a ``book.get`` reply)."""
-        state = self.sym(sym)
+        state = self.ensure(sym)
         try:
             state.book.load(bids, asks, seq)
         except (BookError, TypeError, IndexError) as exc:
@@ -135,10 +226,7 @@ class MarketState:
                     or not isinstance(ts_ns, int)
                 ):
                     raise BookError("trade needs price string, integer qty and ts_ns")
-                try:
-                    price = Decimal(price_text)
-                except InvalidOperation:
-                    raise BookError(f"trade price {price_text!r} is not a decimal") from None
+                price = cached_price(price_text)
                 trade = (ts_ns, price, qty, msg["seq"])
                 state.recent_trades.append(trade)
                 for series in state.series.values():
@@ -176,7 +264,7 @@ class MarketState:
 
     def resync_failed(self, sym: str) -> None:
         """The snapshot request failed; ask again."""
-        state = self.sym(sym)
+        state = self.ensure(sym)
         state.resync_pending = False
         state.resyncs -= 1
         self._want_resync(sym, state)
@@ -203,17 +291,51 @@ class MarketState:
             if state.has_snapshot and not state.sequencer.synced
         )
 
+    # -- reads -------------------------------------------------------------
+    def synced_state(self, sym: str) -> SymbolState:
+        """The state of a symbol that has had a snapshot.
+
+        Raises:
+            LookupError: No market data for ``sym`` (it is not subscribed, or
+                no snapshot came yet).
+        """
+        state = self.symbols.get(sym)
+        if state is None or not state.has_snapshot:
+            raise LookupError(
+                f"no market data for {sym!r}: open the session with md=True "
+                "and include it in symbols="
+            )
+        return state
+
+    def top(self, sym: str) -> tuple[Level | None, Level | None]:
+        """``(best bid, best ask)`` of ``sym``, each ``(price, qty)`` or None."""
+        book = self.synced_state(sym).book
+        return book.best_bid(), book.best_ask()
+
+    def snapshot(self, sym: str, depth: int) -> tuple[int, list[Level], list[Level]]:
+        """``(seq, bids, asks)`` of ``sym``: ``seq`` is the last increment applied."""
+        state = self.synced_state(sym)
+        bids, asks = state.book.levels(depth)
+        return state.sequencer.seq, bids, asks
+
+    def series(self, sym: str, interval_ms: int | None) -> CandleSeries | None:
+        """The candle series of ``sym`` at ``interval_ms``, if configured."""
+        state = self.symbols.get(sym)
+        if state is None or interval_ms is None:
+            return None
+        return state.series.get(interval_ms)
+
     # -- candles -----------------------------------------------------------
     def add_series(self, sym: str, interval_ms: int, depth: int) -> CandleSeries:
         """Create (or resize) the candle series of ``sym`` at ``interval_ms``."""
-        state = self.sym(sym)
+        state = self.ensure(sym)
         series = CandleSeries(interval_ms, depth)
         state.series[interval_ms] = series
         return series
 
     def seed_series(self, sym: str, interval_ms: int, reply: dict[str, Any]) -> None:
         """Seed a series from ``candles.get`` and replay newer trades already seen."""
-        state = self.sym(sym)
+        state = self.ensure(sym)
         series = state.series.get(interval_ms)
         if series is None:
             return

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 import market_client
 from market_client import MarketClientError, TooManyInFlight
-from market_client._book import BookError, LocalBook, Sequencer
+from market_client._book import BookError, LocalBook
 from market_client._candles import CandleSeries
 from market_client._protocol import Correlator, decode_frame, encode_request
 from market_client._reconnect import LinkState, ReconnectPolicy
 from market_client._ring import TransactionLog
-from market_client._state import MarketState
+from market_client._state import MarketState, Sequencer
 
 
 # -- correlation ---------------------------------------------------------------
@@ -150,8 +150,8 @@ def test_sequencer_passes_in_order_and_buffers_across_a_gap() -> None:
     assert s.feed(inc(1)) == [] and s.need_resync  # before any snapshot
     assert s.reset(3) == [] and not s.need_resync  # inc(1) is covered by the snapshot
     assert [m["seq"] for m in s.feed(inc(4))] == [4]
-    assert s.feed(inc(4)) == [] and s.stale == 1  # duplicate
-    assert s.feed(inc(7)) == [] and s.need_resync and s.gaps == 1
+    assert s.feed(inc(4)) == [] and not s.need_resync  # a duplicate is dropped
+    assert s.feed(inc(7)) == [] and s.need_resync and not s.synced  # a gap
     assert s.feed(inc(8)) == [] and s.feed(inc(9)) == []
     # A snapshot as of 7 releases 8 and 9 only.
     assert [m["seq"] for m in s.reset(7)] == [8, 9]
@@ -203,8 +203,8 @@ def test_market_state_resyncs_on_gap_and_on_a_bad_price() -> None:
     assert m.take_resyncs() == ["S"] and m.take_resyncs() == []
     m.on_md({"ch": "book.delta", "sym": "S", "seq": 4, "changes": [["buy", "10.50", 2]]})
     m.load_book("S", [["10.00", 1]], [["11.00", 1]], 3)
-    assert m.sym("S").book.best_bid() == (Decimal("10.50"), 2)
-    assert m.sym("S").resyncs == 1
+    assert m.symbols["S"].book.best_bid() == (Decimal("10.50"), 2)
+    assert m.symbols["S"].resyncs == 1
     m.on_md({"ch": "book.delta", "sym": "S", "seq": 5, "changes": [["buy", "1e", 2]]})
     assert m.take_resyncs() == ["S"] and m.malformed == 1
     assert m.on_md({"ch": "book.delta", "sym": "S"}) is None  # no seq
@@ -246,7 +246,7 @@ def test_candles_equal_a_direct_recomputation(
         }
         for k, v in sorted(buckets.items())
     ][-depth:]
-    assert [c.to_dict() for c in series.candles] == expected
+    assert series.copies() == expected
 
 
 def test_candle_seed_then_only_newer_trades() -> None:
@@ -254,8 +254,8 @@ def test_candle_seed_then_only_newer_trades() -> None:
     series.seed([{"t_ns": 0, "o": "1", "h": "2", "l": "1", "c": "2", "v": 3, "n": 2}], 10)
     assert not series.add_trade(500_000_000, Decimal(5), 1, 10)  # already counted
     assert series.add_trade(600_000_000, Decimal(5), 1, 11)
-    (candle,) = series.snapshot()
-    assert (candle.h, candle.c, candle.v, candle.n) == (Decimal(5), Decimal(5), 4, 3)
+    (candle,) = series.copies()
+    assert (candle["h"], candle["c"], candle["v"], candle["n"]) == (Decimal(5), Decimal(5), 4, 3)
     with pytest.raises(ValueError, match="multiple of 1000"):
         CandleSeries(1500, 5)
     with pytest.raises(ValueError, match="depth"):

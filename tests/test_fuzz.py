@@ -127,7 +127,7 @@ def test_md_reader_survives_any_frames(anyio_backend: str, frames: list[str | by
         client = MarketClient("http://127.0.0.1:9")
         feed = FrameFeed(frames)
         with pytest.raises(ConnectionLost):
-            await client._read_md(feed, anyio.Event(), set())
+            await client._md._read(feed, anyio.Event(), set())
         check_book(client)
 
     anyio.run(main, backend=anyio_backend)

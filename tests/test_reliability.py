@@ -294,6 +294,6 @@ async def test_missed_private_events_are_reported_after_a_reconnect(
 
 
 def _sid(client: MarketClient) -> str:
-    cmd = client._cmd
+    cmd = client._cmd.current
     assert cmd is not None and cmd.login is not None
     return cmd.login["session_id"]

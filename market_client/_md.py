@@ -1,0 +1,230 @@
+"""The MD link: market data in, books and candles kept right.
+
+`MdChannel` owns the MD socket of a session, one connection at a time.
+`MdChannel.connect` opens the socket and, in the connection's own task
+group, runs the reader and every resync and candle re-seed it asks for;
+when the reader ends (the link dropped or went silent) the task group ends
+them all and the socket is closed by the block that opened it.
+
+Liveness needs no polling: the reader's receive loop runs under a cancel
+scope whose deadline each frame moves ``heartbeat_timeout`` ahead, so a
+silent link is declared dead exactly when the limit passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ._cmd import open_error
+from ._events import Event, EventHub, Hook, HookRunner
+from ._exceptions import (
+    ConnectionLost,
+    GatewayError,
+    MarketClientError,
+    RequestTimeout,
+    SessionClosed,
+    link_closed,
+)
+from ._state import MarketState
+from ._transport import TransportClosed, TransportOpenError, WebSocket
+
+__all__ = ["MdChannel"]
+
+log = logging.getLogger("market_client")
+
+RESYNC_DEPTH = 1000
+RETRY_DELAY = 0.5  # between failed resync or re-seed attempts
+FAIR_EVERY = 16  # frames read between two checkpoints, so other tasks run under a flood
+
+Send = Callable[..., Awaitable[dict[str, Any]]]
+Tap = Callable[[str, "str | bytes", int], None]
+
+
+class MdChannel:
+    """The MD socket of a session and the state it drives.
+
+    Args:
+        market: The books and candles this channel keeps.
+        ws_base: ``ws://host:port`` or ``wss://host:port``.
+        token: Returns the session's token when a connection opens.
+        connect_websocket: Opens a socket (an async context manager that closes it).
+        send: Sends a CMD request (for ``book.get`` and ``candles.get``).
+        give_up: Whether a failed resync or re-seed should stop retrying after an error.
+        hub: Where ``md.*`` events are published.
+        hooks: Runs the ``on_md_event`` hook.
+        taps: Called with every frame as received (recorders).
+        timeout: How long the snapshots of a new connection may take.
+        heartbeat_timeout: Silence after which the link is dead, in seconds.
+    """
+
+    def __init__(
+        self,
+        market: MarketState,
+        *,
+        ws_base: str,
+        token: Callable[[], str],
+        connect_websocket: Callable[[str], Any],
+        send: Send,
+        give_up: Callable[[BaseException], bool],
+        hub: EventHub,
+        hooks: HookRunner,
+        taps: list[Tap],
+        timeout: float,
+        heartbeat_timeout: float,
+    ) -> None:
+        self.market = market
+        self._ws_base = ws_base
+        self._token = token
+        self._connect = connect_websocket
+        self._send = send
+        self._give_up = give_up
+        self._hub = hub
+        self._hooks = hooks
+        self._taps = taps
+        self.timeout = timeout
+        self.heartbeat_timeout = heartbeat_timeout
+        self.symbols: list[str] | None = None
+        self.expected: set[str] = set()
+        self.on_md_event: Hook | None = None
+        self.messages = 0
+        self._tg: TaskGroup | None = None
+
+    async def connect(self, *, task_status: TaskStatus[None]) -> None:
+        """One MD connection: ready once every symbol's snapshot came; returns only by raising."""
+        url = f"{self._ws_base}/ws/md?token={self._token()}"
+        if self.symbols:
+            url += "&symbols=" + ",".join(self.symbols)
+        try:
+            async with self._connect(url) as ws, anyio.create_task_group() as tg:
+                ready = anyio.Event()
+                self._tg = tg
+                try:
+                    tg.start_soon(self._read, ws, ready, set(self.expected))
+                    with anyio.move_on_after(self.timeout) as scope:
+                        await ready.wait()
+                    if scope.cancelled_caught:
+                        raise RequestTimeout("md.snapshot", self.timeout)
+                    task_status.started()
+                    await anyio.sleep_forever()
+                finally:
+                    self._tg = None
+        except TransportOpenError as exc:
+            raise open_error("MD", exc, self._ws_base) from exc
+
+    async def _read(self, ws: WebSocket, ready: anyio.Event, expected: set[str]) -> None:
+        market = self.market
+        hub = self._hub
+        hooks = self._hooks
+        taps = self._taps
+        limit = self.heartbeat_timeout
+        current_time = anyio.current_time
+        checkpoint = anyio.lowlevel.checkpoint
+        if not expected:
+            ready.set()
+        count = 0
+        with anyio.CancelScope(deadline=current_time() + limit) as watchdog:
+            while True:
+                try:
+                    raw = await ws.recv()
+                except TransportClosed as exc:
+                    raise link_closed("MD", exc.code, exc.reason) from exc
+                watchdog.deadline = current_time() + limit
+                self.messages += 1
+                count += 1
+                if count % FAIR_EVERY == 0:
+                    # recv() returns without yielding while frames are buffered:
+                    # without this, a flood starves every other task.
+                    await checkpoint()
+                if taps:
+                    now_ns = time.time_ns()
+                    for tap in taps:
+                        tap("md", raw, now_ns)
+                msg = market.on_frame(raw)  # counts and logs what is malformed
+                if market.resync_wanted:
+                    self._start_resyncs()
+                if msg is None:
+                    continue
+                ch = msg["ch"]
+                if ch == "heartbeat":
+                    continue
+                if expected and ch == "book.snapshot":
+                    expected.discard(msg["sym"])
+                    if not expected:
+                        ready.set()
+                if hub.has_subscribers:
+                    hub.publish(Event("md." + ch, msg, msg.get("sym")))
+                if self.on_md_event is not None:
+                    hooks.call(self.on_md_event, msg)
+        raise ConnectionLost(f"no market data nor heartbeat for {limit:g} s: the link is dead")
+
+    # -- resyncs and candles ---------------------------------------------------
+    def _start_resyncs(self) -> None:
+        tg = self._tg
+        if tg is None:
+            return
+        for sym in self.market.take_resyncs():
+            tg.start_soon(self._resync, sym)
+
+    async def _resync(self, sym: str) -> None:
+        """Fetch a snapshot of ``sym`` and re-seed its candles."""
+        try:
+            reply = await self._send("book.get", {"sym": sym, "depth": RESYNC_DEPTH})
+            seq = reply.get("seq")
+            if not isinstance(seq, int):
+                raise GatewayError("bad_response", "book.get reply has no seq", "book.get")
+            self.market.load_book(sym, reply.get("bids", ()), reply.get("asks", ()), seq)
+        except SessionClosed:
+            return
+        except MarketClientError as exc:
+            if self._give_up(exc):
+                return  # the session is ending; its supervisor reports why
+            log.warning("resync of %s failed (%s); retrying", sym, exc)
+            await anyio.sleep(RETRY_DELAY)
+            self.market.resync_failed(sym)
+            self._start_resyncs()
+            return
+        await self.reseed_candles(sym)
+        if self.market.resync_wanted:
+            self._start_resyncs()
+
+    def reseed_all(self) -> None:
+        """Re-seed every candle series (after the link came back), in this connection's tasks."""
+        tg = self._tg
+        if tg is None:
+            return
+        for sym, state in self.market.symbols.items():
+            if state.series:
+                tg.start_soon(self.reseed_candles, sym)
+
+    async def reseed_candles(self, sym: str) -> None:
+        """Seed every candle series of ``sym`` again, retrying while the session lives."""
+        state = self.market.symbols.get(sym)
+        for interval_ms in list(state.series if state is not None else ()):
+            while True:
+                try:
+                    await self.seed_candles(sym, interval_ms)
+                    break
+                except SessionClosed:
+                    return
+                except MarketClientError as exc:
+                    if self._give_up(exc):
+                        return
+                    log.warning("re-seeding %s candles failed (%s); retrying", sym, exc)
+                    await anyio.sleep(RETRY_DELAY)
+
+    async def seed_candles(self, sym: str, interval_ms: int) -> None:
+        """Seed one series from ``candles.get`` (trades seen since are replayed into it)."""
+        state = self.market.symbols.get(sym)
+        series = state.series.get(interval_ms) if state is not None else None
+        if series is None:
+            return
+        reply = await self._send(
+            "candles.get", {"sym": sym, "interval_ms": interval_ms, "limit": series.depth}
+        )
+        self.market.seed_series(sym, interval_ms, reply)
