@@ -44,9 +44,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over market_client/."""
+    """mypy --strict over market_client/ and the typing checks of the public API."""
     session.install("-e", ".[types]")
     session.run("mypy")
+    # The public API's types as a user sees them (a misspelt keyword must not pass).
+    session.run("mypy", "--strict", "tests/typing")
 
 
 @nox.session

@@ -46,9 +46,7 @@ from ._events import Event, EventHub, EventStream, Hook, HookRunner
 from ._exceptions import (
     AuthError,
     ConnectionLost,
-    GatewayError,
     MarketClientError,
-    RequestTimeout,
     SessionClosed,
     unwrap,
 )
@@ -67,6 +65,7 @@ from ._models import (
 )
 from ._private import EventSequence, OwnOrders
 from ._protocol import PROTOCOL_VERSION
+from ._reconcile import Reconciler
 from ._reconnect import ReconnectPolicy
 from ._ring import TransactionLog
 from ._state import MarketState
@@ -184,6 +183,7 @@ class MarketClient:
         self._market = MarketState()
         self._sequence = EventSequence()
         self._orders = OwnOrders()
+        self._reconciler = Reconciler(self._orders, send=self.send, deliver=self._deliver)
         # Called with (channel, raw frame, receive time in ns) for every MD
         # frame and CMD event, before it is decoded: what a recorder keeps.
         self._taps: list[Callable[[str, str | bytes, int], None]] = []
@@ -193,8 +193,6 @@ class MarketClient:
         self._tg: TaskGroup | None = None
         self._http: HttpApi | None = None
         self._ended: MarketClientError | None = None
-        self._reconciling = False
-        self._reconcile_again = False
         self._symbols_cache: list[SymbolDict] | None = None
         self._candle_defaults: dict[str, int] = {}
         self.user_id: str | None = None
@@ -492,7 +490,7 @@ class MarketClient:
         if name == "md":
             self._md.reseed_all()
         else:
-            self._want_reconcile()
+            self._reconcile_soon()
         self._hub.publish(
             Event(
                 "connection.restored",
@@ -519,7 +517,7 @@ class MarketClient:
         self._hub.publish(
             Event("events.missed", {"from_seq": first, "to_seq": last, "count": missed})
         )
-        self._want_reconcile()
+        self._reconcile_soon()
 
     def _tap_cmd(self, raw: str | bytes) -> None:
         if self._taps:
@@ -546,55 +544,9 @@ class MarketClient:
         self._hooks.call(self._on_cmd_event, frame)
         self._hooks.call(self._event_hook, frame)
 
-    def _want_reconcile(self) -> None:
-        if self._reconciling:
-            self._reconcile_again = True
-        elif self._tg is not None and self._ended is None:
-            self._reconciling = True
-            self._tg.start_soon(self._reconcile)
-
-    async def _reconcile(self) -> None:
-        """Compare the own orders with the gateway's; publish ``order.reconciled`` for each change.
-
-        Runs after every CMD reconnect and whenever private events were
-        missed. A reconnect that comes while it runs makes it run again.
-        """
-        try:
-            while True:
-                self._reconcile_again = False
-                listed = await self.send("order.list", {"status": "open"})
-                for order_id in self._orders.to_check(listed.get("orders", [])):
-                    try:
-                        history = await self.send("order.history", {"order_id": order_id})
-                    except GatewayError as exc:
-                        if exc.code != "not_found":
-                            raise
-                        # The gateway restarted and forgot it: it is not open there.
-                        self._orders.settle({"order_id": order_id, "status": "cancelled"})
-                        log.warning(
-                            "order %s is unknown to the gateway after a reconnect", order_id
-                        )
-                        continue
-                    self._orders.settle(history.get("order"))
-                    self._deliver(
-                        {
-                            "type": "event",
-                            "ver": PROTOCOL_VERSION,
-                            "event": "order.reconciled",
-                            "seq": None,
-                            "payload": {
-                                "order": history.get("order"),
-                                "fills": history.get("fills", []),
-                            },
-                        }
-                    )
-                if not self._reconcile_again:
-                    return
-        except (ConnectionLost, RequestTimeout, SessionClosed) as exc:
-            # The next reconnect runs it again.
-            log.info("reconciling own orders was interrupted (%s)", exc)
-        finally:
-            self._reconciling = False
+    def _reconcile_soon(self) -> None:
+        if self._tg is not None and self._ended is None:
+            self._reconciler.want(self._tg)
 
     def open_orders(self, sym: str | None = None) -> list[OrderDict]:
         """Your open orders as this session knows them, oldest first.

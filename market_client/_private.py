@@ -157,6 +157,10 @@ class OwnOrders:
         changed.extend(oid for oid in self._open if oid not in seen)
         return changed
 
+    def forget(self, order_id: str) -> None:
+        """The gateway does not know this order (it restarted): it is not open."""
+        self._open.pop(order_id, None)
+
     def settle(self, order: Any) -> None:
         """The gateway's current state of an order found by `to_check`: it replaces ours."""
         if not _is_order(order):
