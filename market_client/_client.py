@@ -66,6 +66,7 @@ from ._supervisor import Supervisor
 from ._transport import TransportName, connect_websocket
 
 if TYPE_CHECKING:
+    from ._blocking import BlockingClient
     from .recording import Recorder
 
 __all__ = ["MarketClient", "RequestSession"]
@@ -256,6 +257,19 @@ class MarketClient(Helpers):
         )
         await client.__aenter__()
         return client
+
+    @classmethod
+    def blocking(cls, base_url: str, **kwargs: Any) -> BlockingClient:
+        """A client whose methods block, for notebooks, a REPL or a plain script.
+
+        ``with MarketClient.blocking(url) as client: client.place_order(...)``:
+        the same methods and errors, run on an event loop in a background
+        thread (``backend="trio"`` picks Trio). Other keywords are the
+        constructor's.
+        """
+        from ._blocking import BlockingClient
+
+        return BlockingClient(base_url, **kwargs)
 
     async def run(
         self, *, task_status: TaskStatus[MarketClient] = anyio.TASK_STATUS_IGNORED
