@@ -36,8 +36,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import ssl as ssl_module
-from collections.abc import AsyncIterator
-from typing import ClassVar, Literal, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ClassVar, Literal, Protocol
 
 import anyio
 import sniffio
@@ -116,6 +116,7 @@ class WebSocket(abc.ABC):
         self._closing = False
         # Set once the socket is known closed: by us, or by recv/send seeing it.
         self._gone = anyio.Event()
+        self._seen: TransportClosed | None = None  # how recv/send saw it close
 
     @abc.abstractmethod
     async def recv(self) -> str | bytes:
@@ -165,6 +166,7 @@ class WebSocket(abc.ABC):
 
     def _seen_closed(self, exc: TransportClosed) -> TransportClosed:
         """Note that the socket is closed (wakes a waiting `ping`); returns ``exc``."""
+        self._seen = self._seen or exc
         self._gone.set()
         return exc
 
@@ -195,21 +197,29 @@ class WebSocket(abc.ABC):
         finally:
             self._gone.set()
 
-    async def _pong_or_closed(self, pong: _Waitable) -> None:
-        """Wait for ``pong``; raise `TransportClosed` if the socket closes first."""
-        if self.closed:
-            raise TransportClosed(1006)
-        async with anyio.create_task_group() as tg:
+    async def _pong_or_closed(
+        self, pong: _Waitable, send_ping: Callable[[], Coroutine[Any, Any, object]] | None = None
+    ) -> None:
+        """Wait for ``pong`` (running ``send_ping`` beside, if given).
 
-            async def watch() -> None:
-                await self._gone.wait()
+        Raises:
+            TransportClosed: The socket closed first.
+        """
+        if not self.closed:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    await self._gone.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                if send_ping is not None:
+                    tg.start_soon(send_ping)
+                await pong.wait()
                 tg.cancel_scope.cancel()
-
-            tg.start_soon(watch)
-            await pong.wait()
-            tg.cancel_scope.cancel()
         if not pong.is_set():
-            raise TransportClosed(1006)
+            seen = self._seen
+            raise TransportClosed(seen.code, seen.reason) if seen else TransportClosed(1006)
 
 
 class _Waitable(Protocol):

@@ -101,6 +101,7 @@ class HttpxWsTransport(WebSocketTransport):
                 "transport 'httpx-ws' needs the httpx-ws package: pip install httpx-ws"
             ) from None
         where = without_token(url)
+        body_error: BaseException | None = None
         async with contextlib.AsyncExitStack() as stack:
             http = await stack.enter_async_context(
                 httpx.AsyncClient(verify=ssl if ssl is not None else True, timeout=open_timeout)
@@ -123,4 +124,10 @@ class HttpxWsTransport(WebSocketTransport):
                 ) from exc
             except (httpx.HTTPError, OSError) as exc:
                 raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
-            yield _HttpxWsSocket(ws, close_timeout=self.close_timeout)
+            try:
+                # connect() closes it before this block ends
+                yield _HttpxWsSocket(ws, close_timeout=self.close_timeout)
+            except BaseException as exc:  # re-raised below, not in the session's task group
+                body_error = exc
+        if body_error is not None:
+            raise body_error

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl as ssl_module
 from collections import deque
@@ -243,6 +244,10 @@ async def open_picows(
                 ssl_context=ssl,
                 websocket_handshake_timeout=open_timeout,
                 max_frame_size=max_size,
+                # Given a Logger, picows logs on a child per socket, which the
+                # token filter on "picows.client" would not see; given an
+                # adapter, it logs on "picows.client" itself.
+                logger_name=logging.LoggerAdapter(logging.getLogger("picows.client"), {}),
             )
     except WSInvalidStatusError as exc:
         status = exc.response.status if exc.response is not None else None

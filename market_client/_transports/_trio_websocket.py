@@ -58,18 +58,15 @@ class _TrioWebsocketSocket(WebSocket):
         # closed; the wait ends when recv(), send() or a close sees it closed.
         pong = anyio.Event()
 
-        async def ping_and_set() -> None:
+        async def send_ping() -> None:
             try:
                 await self._ws.ping()
             except self._closed_exc as exc:
-                self._closed(exc)
-                return
-            pong.set()
+                self._closed(exc)  # ends the wait
+            else:
+                pong.set()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ping_and_set)
-            await self._pong_or_closed(pong)
-            tg.cancel_scope.cancel()
+        await self._pong_or_closed(pong, send_ping)
 
     async def _close_handshake(self, code: int, reason: str) -> None:
         await self._ws.aclose(code, reason or None)
@@ -116,7 +113,7 @@ class TrioWebsocketTransport(WebSocketTransport):
         secure = parts.scheme == "wss"
         port = parts.port or (443 if secure else 80)
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        body_error: BaseException | None = None
+        error: BaseException | None = None  # raised below, not in the nursery's group
         async with trio.open_nursery() as nursery:
             stream: Any = None
             try:
@@ -142,20 +139,26 @@ class TrioWebsocketTransport(WebSocketTransport):
                 if stream is not None:
                     with anyio.CancelScope(shield=True):
                         await trio.aclose_forcefully(stream)
+                error = exc
                 if isinstance(exc, trio_websocket.ConnectionRejected):
-                    raise TransportOpenError(
+                    error = TransportOpenError(
                         f"{where}: server rejected WebSocket connection: HTTP {exc.status_code}",
                         exc.status_code,
-                    ) from exc
-                if isinstance(exc, (trio_websocket.HandshakeError, OSError, TimeoutError)):
-                    raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
-                raise
-            try:
-                # connect() closes it before this block ends, which ends the reader
-                yield _TrioWebsocketSocket(
-                    ws, stream, trio_websocket.ConnectionClosed, close_timeout=self.close_timeout
-                )
-            except BaseException as exc:  # re-raised below, not in the nursery's group
-                body_error = exc
-        if body_error is not None:
-            raise body_error
+                    )
+                    error.__cause__ = exc
+                elif isinstance(exc, (trio_websocket.HandshakeError, OSError, TimeoutError)):
+                    error = TransportOpenError(f"cannot open {where}: {exc!r}")
+                    error.__cause__ = exc
+            else:
+                try:
+                    # connect() closes it before this block ends, which ends the reader
+                    yield _TrioWebsocketSocket(
+                        ws,
+                        stream,
+                        trio_websocket.ConnectionClosed,
+                        close_timeout=self.close_timeout,
+                    )
+                except BaseException as exc:
+                    error = exc
+        if error is not None:
+            raise error

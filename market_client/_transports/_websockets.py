@@ -156,21 +156,26 @@ class WebsocketsTransport(WebSocketTransport):
 
             # The library's own context manager would close the socket a
             # second time; its nursery (the reader task) is ours instead.
-            body_error: BaseException | None = None
+            error: BaseException | None = None  # raised below, not in the nursery's group
             async with trio.open_nursery() as nursery:
                 try:
                     ws = await connect_trio(url, **options).connect(nursery)
                 except InvalidStatus as exc:
-                    raise TransportOpenError(f"{where}: {exc}", exc.response.status_code) from exc
+                    error = TransportOpenError(f"{where}: {exc}", exc.response.status_code)
+                    error.__cause__ = exc
                 except (InvalidHandshake, OSError, TimeoutError) as exc:
-                    raise TransportOpenError(f"cannot open {where}: {exc}") from exc
-                try:
-                    # connect() closes it before this block ends, which ends the reader
-                    yield _WebsocketsSocket(ws, ConnectionClosed, close_timeout=self.close_timeout)
-                except BaseException as exc:  # re-raised below, not in the nursery's group
-                    body_error = exc
-            if body_error is not None:
-                raise body_error
+                    error = TransportOpenError(f"cannot open {where}: {exc}")
+                    error.__cause__ = exc
+                else:
+                    try:
+                        # connect() closes it before this block ends, which ends the reader
+                        yield _WebsocketsSocket(
+                            ws, ConnectionClosed, close_timeout=self.close_timeout
+                        )
+                    except BaseException as exc:
+                        error = exc
+            if error is not None:
+                raise error
         else:
             from websockets.asyncio.client import connect as connect_asyncio
 
