@@ -46,7 +46,7 @@ from _servers import Server, server_process, simulator_process
 from market_client import MarketClient
 from market_client._book import LocalBook
 from market_client._state import MarketState
-from market_client._transport import connect_websocket
+from market_client._transports import connect_websocket
 
 HERE = Path(__file__).resolve().parent
 DOC_IMG = HERE.parent / "docs" / "img" / "bench-client.png"
@@ -589,8 +589,8 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         "and its native Trio client) is the fastest pure-Python library on both backends "
         "and the default; trio-websocket and the AnyIO-native httpx-ws are supported "
         "alternatives, and picows (Cython, asyncio only, through its own callback API, "
-        "`market_client/_picows.py`) the fastest choice for market data on asyncio "
-        "(`transport=`).",
+        "`market_client/_transports/_picows_socket.py`) the fastest choice for market data "
+        "on asyncio (`transport=`).",
     )
     write_section(
         "Client: overhead per request",

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
-from market_client._transport import TransportClosed, WebSocket, connect_websocket
+from market_client._transports import TransportClosed, WebSocket, connect_websocket
 
 
 async def handshake(url: str, token: str | None = None) -> httpx.Response:

@@ -15,7 +15,7 @@ import pytest
 from anyio.abc import Process
 
 from market_client import BookSnapshot, Event, MarketClient, ReconnectPolicy
-from market_client._transport import ONLY_ON, TransportName
+from market_client._transports import ONLY_ON, TransportName
 
 # Reconnect quickly in tests, and give up within a test's time.
 FAST = ReconnectPolicy(initial=0.05, maximum=0.5, deadline=20)

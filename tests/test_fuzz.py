@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market_client import ConnectionLost, GatewayError, MarketClient, RequestSession
-from market_client._transport import TransportClosed
+from market_client._transports import TransportClosed
 
 FUZZ = settings(
     max_examples=150,

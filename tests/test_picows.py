@@ -14,8 +14,8 @@ import anyio
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from market_client._picows import PicowsWebSocket, open_picows
-from market_client._transport import TransportClosed
+from market_client._transports import PicowsTransport, TransportClosed
+from market_client._transports._picows_socket import PicowsWebSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
@@ -30,17 +30,11 @@ async def peer(
     """A websockets server running ``handler``, and a picows client connected to it."""
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        ws = await open_picows(
-            f"ws://127.0.0.1:{port}/",
-            ssl=None,
-            open_timeout=5,
-            max_size=max_size,
-            max_queue=max_queue,
-        )
-        try:
+        async with PicowsTransport(max_queue=max_queue).connect(
+            f"ws://127.0.0.1:{port}/", open_timeout=5, max_size=max_size
+        ) as ws:
+            assert isinstance(ws, PicowsWebSocket)
             yield ws
-        finally:
-            await ws.aclose()
 
 
 async def test_fragmented_messages_are_joined() -> None:

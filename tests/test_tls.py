@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from market_client import ConnectError, MarketClient
-from market_client._transport import TransportName
+from market_client._transports import TransportName
 from market_client.simulator import serve
 
 from .support import skip_unless_runs_on

@@ -1,4 +1,4 @@
-"""The picows transport (asyncio only): picows' own callback API behind :class:`WebSocket`.
+"""picows' own callback API behind `WebSocket` (imported only when picows is used).
 
 picows (a Cython WebSocket library) reads about twice as fast as
 ``websockets`` in a session (docs/benchmarks.md). Its core hands over frames,
@@ -11,13 +11,15 @@ not messages, so this adapter does what its callers expect of a WebSocket:
 * answers a peer's close, and reports the close code the peer sent, or the
   one picows sent on a protocol error, or 1006;
 * waits while the socket's write buffer is over its high-water mark;
-* and owns the transport, so that closing always ends with an abort: a socket
-  is never left to the garbage collector, however the closing handshake went.
+* sends pings and matches their pongs (picows answers the peer's pings).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import ssl as ssl_module
 from collections import deque
 
@@ -36,7 +38,7 @@ from picows import (
     ws_connect,
 )
 
-from ._transport import CLOSE_TIMEOUT, TransportClosed, TransportOpenError, without_token
+from ._base import TransportClosed, TransportOpenError, WebSocket, without_token
 
 __all__ = ["PicowsWebSocket", "open_picows"]
 
@@ -60,6 +62,7 @@ class _Listener(WSListener):
         self.close_code: int | None = None  # what the peer sent
         self.close_reason = ""
         self.failure: tuple[int, str] | None = None  # what we sent on a protocol error
+        self.pings: dict[bytes, asyncio.Future[bool]] = {}  # True: its pong came
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -96,7 +99,11 @@ class _Listener(WSListener):
             self.close_reason = frame.get_close_reason() or ""
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
-        # PING is answered by picows (enable_auto_pong); PONG needs nothing.
+        elif kind is WSMsgType.PONG:
+            pong = self.pings.pop(frame.get_payload_as_bytes(), None)
+            if pong is not None and not pong.done():
+                pong.set_result(True)
+        # PING is answered by picows (enable_auto_pong).
 
     def _deliver(self, transport: WSTransport, message: bytes) -> None:
         self.messages.append(message)
@@ -119,6 +126,10 @@ class _Listener(WSListener):
         self.disconnected = True
         self.writable.set()
         self._wake()
+        for pong in self.pings.values():
+            if not pong.done():
+                pong.set_result(False)
+        self.pings.clear()
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -127,12 +138,13 @@ class _Listener(WSListener):
         self.writable.set()
 
 
-class PicowsWebSocket:
-    """A connected picows WebSocket with the :class:`~._transport.WebSocket` interface."""
+class PicowsWebSocket(WebSocket):
+    """A connected picows WebSocket with the `WebSocket` interface."""
 
-    __slots__ = ("_listener", "_transport")
-
-    def __init__(self, transport: WSTransport, listener: _Listener) -> None:
+    def __init__(
+        self, transport: WSTransport, listener: _Listener, *, close_timeout: float
+    ) -> None:
+        super().__init__(close_timeout=close_timeout)
         self._transport = transport
         self._listener = listener
 
@@ -146,10 +158,10 @@ class PicowsWebSocket:
         except WSError:
             pass
         if listener.close_code is not None:
-            return TransportClosed(listener.close_code, listener.close_reason)
+            return self._seen_closed(TransportClosed(listener.close_code, listener.close_reason))
         if listener.failure is not None:
-            return TransportClosed(*listener.failure)
-        return TransportClosed(1006)
+            return self._seen_closed(TransportClosed(*listener.failure))
+        return self._seen_closed(TransportClosed(1006))
 
     async def send(self, text: str) -> None:
         listener = self._listener
@@ -173,17 +185,36 @@ class PicowsWebSocket:
             self._transport.underlying_transport.resume_reading()
         return message
 
-    async def aclose(self, code: int = 1000) -> None:
-        transport = self._transport
+    async def ping(self) -> None:
+        listener = self._listener
+        if listener.disconnected or self._transport.is_close_frame_sent:
+            raise await self._closed()
+        payload = os.urandom(4)
+        pong = asyncio.get_running_loop().create_future()
+        listener.pings[payload] = pong
         try:
-            if not transport.is_disconnected:
-                transport.send_close(WSCloseCode(code))
-                with anyio.move_on_after(CLOSE_TIMEOUT):
-                    await transport.wait_disconnected()
-        except WSError:
-            pass
+            self._transport.send_ping(payload)
+            if not await pong:
+                raise await self._closed()
         finally:
-            transport.disconnect(False)  # a no-op once closed; else drop the socket
+            listener.pings.pop(payload, None)
+
+    async def _close_handshake(self, code: int, reason: str) -> None:
+        transport = self._transport
+        if not transport.is_disconnected:
+            try:
+                close_code = WSCloseCode(code)
+            except ValueError:  # picows names only the codes of RFC 6455
+                close_code = WSCloseCode.OK
+            transport.send_close(close_code, reason.encode() or None)
+            with contextlib.suppress(WSError):
+                await transport.wait_disconnected()
+
+    async def _drop(self) -> None:
+        transport = self._transport
+        transport.disconnect(False)  # a no-op once closed
+        with contextlib.suppress(WSError):
+            await transport.wait_disconnected()
 
 
 async def open_picows(
@@ -193,6 +224,7 @@ async def open_picows(
     open_timeout: float,
     max_size: int,
     max_queue: int,
+    close_timeout: float,
 ) -> PicowsWebSocket:
     """Open ``url``; the caller must ``aclose()`` the result.
 
@@ -212,6 +244,10 @@ async def open_picows(
                 ssl_context=ssl,
                 websocket_handshake_timeout=open_timeout,
                 max_frame_size=max_size,
+                # Given a Logger, picows logs on a child per socket, which the
+                # token filter on "picows.client" would not see; given an
+                # adapter, it logs on "picows.client" itself.
+                logger_name=logging.LoggerAdapter(logging.getLogger("picows.client"), {}),
             )
     except WSInvalidStatusError as exc:
         status = exc.response.status if exc.response is not None else None
@@ -224,4 +260,4 @@ async def open_picows(
         transport.disconnect(False)
         raise
     assert isinstance(listener, _Listener)
-    return PicowsWebSocket(transport, listener)
+    return PicowsWebSocket(transport, listener, close_timeout=close_timeout)

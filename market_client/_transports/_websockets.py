@@ -1,0 +1,188 @@
+"""The ``websockets`` library: its asyncio client, and its Trio client (websockets 17+)."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl as ssl_module
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import sniffio
+
+from ._base import (
+    CLOSE_TIMEOUT,
+    MAX_QUEUE,
+    Backend,
+    TransportClosed,
+    TransportOpenError,
+    WebSocket,
+    WebSocketTransport,
+    without_token,
+)
+
+__all__ = ["WebsocketsTransport"]
+
+
+class _WebsocketsSocket(WebSocket):
+    """A ``websockets`` connection (the asyncio and the Trio one share most of the API)."""
+
+    __slots__ = ("_closed_exc", "_trio", "_ws")
+
+    def __init__(self, ws: Any, closed_exc: type[Exception], *, close_timeout: float) -> None:
+        super().__init__(close_timeout=close_timeout)
+        self._ws = ws
+        self._closed_exc = closed_exc
+        self._trio = not hasattr(ws, "transport")
+
+    def _closed(self, exc: Exception) -> TransportClosed:
+        # The peer's close frame; else ours (1009 when a frame was too big).
+        close = getattr(exc, "rcvd", None) or getattr(exc, "sent", None)
+        return self._seen_closed(
+            TransportClosed(
+                close.code if close is not None else 1006,
+                close.reason if close is not None else "",
+            )
+        )
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send(text)
+        except self._closed_exc as exc:
+            raise self._closed(exc) from exc
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await self._ws.recv()  # type: ignore[no-any-return]
+        except self._closed_exc as exc:
+            raise self._closed(exc) from exc
+
+    async def ping(self) -> None:
+        try:
+            if self._trio:
+                from websockets.protocol import State
+
+                pong = await self._ws.ping(ack_on_close=True)
+                await pong.wait()  # also set when the connection closes
+                if self._ws.protocol.state is State.CLOSED:
+                    raise self._closed(self._ws.protocol.close_exc)
+            else:
+                await await_future(await self._ws.ping())
+        except self._closed_exc as exc:
+            raise self._closed(exc) from exc
+
+    async def _close_handshake(self, code: int, reason: str) -> None:
+        if self._trio:
+            await self._ws.aclose(code, reason)
+        else:
+            await self._ws.close(code, reason)
+
+    async def _drop(self) -> None:
+        if self._trio:
+            import trio
+
+            await trio.aclose_forcefully(self._ws.stream)
+        else:
+            self._ws.transport.abort()
+            # connection_lost runs on the next loop iteration; wait for it so
+            # that nothing of the connection outlives this call.
+            await self._ws.wait_closed()
+
+
+async def await_future(future: Any) -> None:
+    """Await an asyncio future (kept apart for the type checker)."""
+    await future
+
+
+class WebsocketsTransport(WebSocketTransport):
+    """The ``websockets`` library: the default, on both backends.
+
+    Under Trio it needs the library's Trio client (websockets 17 or newer,
+    which needs Python 3.11+).
+
+    Args:
+        max_queue: Messages received but not yet read before the socket stops
+            reading from the network.
+        close_timeout: Longest closing handshake, in seconds, before the
+            connection is dropped.
+        compression: ``"deflate"`` to offer permessage-deflate (off by default:
+            market data is small frames, where it costs more CPU than it saves).
+    """
+
+    name: ClassVar[str] = "websockets"
+    backends: ClassVar[tuple[Backend, ...]] = ("asyncio", "trio")
+
+    def __init__(
+        self,
+        *,
+        max_queue: int = MAX_QUEUE,
+        close_timeout: float = CLOSE_TIMEOUT,
+        compression: str | None = None,
+    ) -> None:
+        super().__init__(max_queue=max_queue, close_timeout=close_timeout)
+        self.compression = compression
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        url: str,
+        *,
+        ssl: ssl_module.SSLContext | None,
+        open_timeout: float,
+        max_size: int,
+    ) -> AsyncIterator[WebSocket]:
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+        where = without_token(url)
+        options: dict[str, Any] = {
+            "ssl": ssl,
+            "compression": self.compression,
+            "max_size": max_size,
+            "max_queue": self.max_queue,
+            "open_timeout": open_timeout,
+            # also bounds the wait for the TCP close after the peer's close frame
+            "close_timeout": self.close_timeout,
+            "ping_interval": None,
+            "proxy": None,
+        }
+        if sniffio.current_async_library() == "trio":
+            try:
+                from websockets.trio.client import connect as connect_trio
+            except ImportError:
+                raise ValueError(
+                    "transport 'websockets' needs websockets 17 or newer under Trio "
+                    "(Python 3.11+); use 'trio-websocket', the default there"
+                ) from None
+            import trio
+
+            # The library's own context manager would close the socket a
+            # second time; its nursery (the reader task) is ours instead.
+            error: BaseException | None = None  # raised below, not in the nursery's group
+            async with trio.open_nursery() as nursery:
+                try:
+                    ws = await connect_trio(url, **options).connect(nursery)
+                except InvalidStatus as exc:
+                    error = TransportOpenError(f"{where}: {exc}", exc.response.status_code)
+                    error.__cause__ = exc
+                except (InvalidHandshake, OSError, TimeoutError) as exc:
+                    error = TransportOpenError(f"cannot open {where}: {exc}")
+                    error.__cause__ = exc
+                else:
+                    try:
+                        # connect() closes it before this block ends, which ends the reader
+                        yield _WebsocketsSocket(
+                            ws, ConnectionClosed, close_timeout=self.close_timeout
+                        )
+                    except BaseException as exc:
+                        error = exc
+            if error is not None:
+                raise error
+        else:
+            from websockets.asyncio.client import connect as connect_asyncio
+
+            try:
+                ws2 = await connect_asyncio(url, **options)
+            except InvalidStatus as exc:
+                raise TransportOpenError(f"{where}: {exc}", exc.response.status_code) from exc
+            except (InvalidHandshake, OSError, TimeoutError) as exc:
+                raise TransportOpenError(f"cannot open {where}: {exc}") from exc
+            yield _WebsocketsSocket(ws2, ConnectionClosed, close_timeout=self.close_timeout)

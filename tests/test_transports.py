@@ -1,0 +1,310 @@
+"""Every transport against a peer we control: liveness, abort, polite close, secrets.
+
+The peer is a WebSocket server made of ``wsproto`` over an AnyIO listener, so
+it runs on both backends. Silent, it completes the opening handshake and then
+neither reads nor answers (a gateway stopped with SIGSTOP looks the same from
+the client); otherwise it echoes, answers pings and records the close code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+import sniffio
+from anyio.abc import SocketStream
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    Request,
+    TextMessage,
+)
+
+from market_client import MarketClient
+from market_client._transports import (
+    ONLY_ON,
+    TRANSPORTS,
+    HttpxWsTransport,
+    PicowsTransport,
+    TokenFilter,
+    TransportClosed,
+    TransportName,
+    TransportOpenError,
+    TrioWebsocketTransport,
+    WebsocketsTransport,
+    WebSocketTransport,
+    connect_websocket,
+    redact,
+    resolve_transport,
+)
+from market_client.simulator import RunningSimulator
+
+from .rawws import new_token
+from .support import free_port, skip_unless_runs_on
+
+pytestmark = pytest.mark.anyio
+
+
+class Peer:
+    """A one-connection-at-a-time WebSocket server on 127.0.0.1."""
+
+    def __init__(self, *, silent: bool) -> None:
+        self.silent = silent
+        self.url = ""
+        self.accepted = anyio.Event()  # the opening handshake is done
+        self.release = anyio.Event()  # a silent peer reads again (to see the client go)
+        self.gone = anyio.Event()  # the client's TCP connection ended
+        self.close_code: int | None = None  # the code of the client's close frame
+
+    async def handle(self, stream: SocketStream) -> None:
+        conn = WSConnection(ConnectionType.SERVER)
+        try:
+            while True:
+                try:
+                    data = await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return
+                conn.receive_data(data)
+                for event in conn.events():
+                    if isinstance(event, Request):
+                        await stream.send(conn.send(AcceptConnection()))
+                        self.accepted.set()
+                        if self.silent:
+                            await self.release.wait()  # meanwhile nothing is read
+                    elif isinstance(event, Ping):
+                        await stream.send(conn.send(event.response()))
+                    elif isinstance(event, TextMessage):
+                        await stream.send(conn.send(TextMessage(event.data)))
+                    elif isinstance(event, CloseConnection):
+                        self.close_code = event.code
+                        await stream.send(conn.send(event.response()))
+                        return
+        finally:
+            self.gone.set()
+            await stream.aclose()
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[Peer]:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self.url = f"ws://127.0.0.1:{port}/ws/md?token=peer-secret"
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, self.handle)
+            try:
+                yield self
+            finally:
+                self.release.set()
+                tg.cancel_scope.cancel()
+
+
+def transports(backend: str) -> list[WebSocketTransport]:
+    """A fresh object of every transport that runs on ``backend``."""
+    every: list[WebSocketTransport] = [
+        WebsocketsTransport(close_timeout=0.3),
+        TrioWebsocketTransport(close_timeout=0.3),
+        HttpxWsTransport(close_timeout=0.3),
+        PicowsTransport(close_timeout=0.3),
+    ]
+    return [t for t in every if backend in t.backends]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, anyio_backend: str) -> WebSocketTransport:
+    name: TransportName = request.param
+    skip_unless_runs_on(anyio_backend, name)
+    if name == "websockets" and anyio_backend == "trio":
+        pytest.importorskip("websockets.trio.client")
+    chosen = resolve_transport(name)
+    chosen.close_timeout = 0.3
+    return chosen
+
+
+def tasks() -> set[Any]:
+    """The asyncio tasks alive now (Trio's cannot outlive their nursery)."""
+    if sniffio.current_async_library() == "asyncio":
+        return {t for t in asyncio.all_tasks() if not t.done()}
+    return set()
+
+
+async def test_a_silent_peer_keeps_ping_waiting_and_abort_drops_it_at_once(
+    transport: WebSocketTransport,
+) -> None:
+    before = tasks()
+    async with Peer(silent=True).serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5) as ws:
+            await peer.accepted.wait()
+            with anyio.move_on_after(0.3) as waited:
+                await ws.ping()
+            assert waited.cancelled_caught  # no pong from a peer that does not answer
+            start = anyio.current_time()
+            await ws.abort()
+            assert anyio.current_time() - start < 0.2
+            assert ws.closed
+            with pytest.raises(TransportClosed):
+                await ws.recv()
+            with pytest.raises(TransportClosed):
+                await ws.ping()
+            left = anyio.current_time()
+        assert anyio.current_time() - left < 0.2  # leaving the block closes nothing twice
+        peer.release.set()
+        await peer.gone.wait()  # the peer sees the connection end
+    gc.collect()  # a socket left to the collector would warn here (warnings are errors)
+    assert tasks() <= before
+
+
+async def test_abort_ends_a_ping_waiting_in_another_task(transport: WebSocketTransport) -> None:
+    async with (
+        Peer(silent=True).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        await peer.accepted.wait()
+        outcome: list[BaseException] = []
+
+        async def pinger(*, task_status: Any) -> None:
+            task_status.started()
+            try:
+                await ws.ping()
+            except TransportClosed as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            await tg.start(pinger)
+            await ws.abort()
+        assert len(outcome) == 1
+
+
+async def test_closing_on_a_silent_peer_is_bounded_by_close_timeout(
+    transport: WebSocketTransport,
+) -> None:
+    async with Peer(silent=True).serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5) as ws:
+            await peer.accepted.wait()
+            start = anyio.current_time()
+        # close_timeout is 0.3 s; the library's own default would be 10 s on asyncio
+        assert anyio.current_time() - start < 1.5
+        assert ws.closed
+        peer.release.set()
+        await peer.gone.wait()
+    gc.collect()
+
+
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_a_healthy_link_pings_and_closes_politely_with_its_code(
+    transport: WebSocketTransport, code: int
+) -> None:
+    async with Peer(silent=False).serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5) as ws:
+            await ws.send("hello")
+            assert await ws.recv() in ("hello", b"hello")
+            for _ in range(3):
+                await ws.ping()
+            if code != 1000:
+                await ws.aclose(code)
+        await peer.gone.wait()
+        assert peer.close_code == code
+
+
+async def test_a_transport_object_and_a_name_open_the_same_library(
+    anyio_backend: str, sim: RunningSimulator
+) -> None:
+    for chosen in transports(anyio_backend):
+        if isinstance(chosen, WebsocketsTransport) and anyio_backend == "trio":
+            pytest.importorskip("websockets.trio.client")
+        async with MarketClient.session(
+            sim.url,
+            symbols=["ABC"],
+            transport=chosen,  # type: ignore[arg-type,unused-ignore]  # typed as a name in _client
+        ) as client:
+            assert (await client.get_book("ABC"))["sym"] == "ABC"
+            assert client.best_bid_ask("ABC")["bid"] is not None
+        assert type(resolve_transport(chosen.name)) is type(chosen)
+
+
+async def test_a_transport_on_the_wrong_backend_is_refused(anyio_backend: str) -> None:
+    for name, only in ONLY_ON.items():
+        if only != anyio_backend:
+            with pytest.raises(ValueError, match="runs only under"):
+                async with connect_websocket("ws://127.0.0.1:1/", transport=name):
+                    pass
+
+
+def test_bad_transports_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown transport"):
+        resolve_transport("carrier-pigeon")
+    with pytest.raises(TypeError, match="WebSocketTransport"):
+        resolve_transport(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_queue"):
+        WebsocketsTransport(max_queue=0)
+
+
+def test_redact_removes_token_values_and_nothing_else() -> None:
+    assert redact("> GET /ws/cmd?token=abc-123&symbols=ABC HTTP/1.1") == (
+        "> GET /ws/cmd?token=***&symbols=ABC HTTP/1.1"
+    )
+    assert redact("b'/ws/md?token=abc'") == "b'/ws/md?token=***'"
+    assert redact('{"token": "abc"}') == '{"token": "***"}'
+    assert redact("X-Auth-Token: abc") == "X-Auth-Token: ***"
+    assert redact("token refused") == "token refused"
+    assert redact(redact("token=abc")) == "token=***"
+
+
+def test_the_filter_rewrites_message_arguments_and_exception_text() -> None:
+    record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "> GET %s", ("/?token=s3",), None)
+    try:
+        raise OSError("cannot open ws://h/?token=s3")
+    except OSError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert TokenFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "s3" not in text
+    assert "token=***" in text
+
+
+@pytest.mark.parametrize("name", TRANSPORTS)
+async def test_the_token_is_in_no_log_record_at_any_level(
+    anyio_backend: str,
+    name: TransportName,
+    sim: RunningSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    skip_unless_runs_on(anyio_backend, name)
+    if name == "websockets" and anyio_backend == "trio":
+        pytest.importorskip("websockets.trio.client")
+    caplog.set_level(1)
+    token = await new_token(sim.url)
+    async with MarketClient.session(sim.url, token=token, symbols=["ABC"], transport=name) as c:
+        assert (await c.get_book("ABC"))["sym"] == "ABC"
+        await c.place_order("ABC", "buy", "9.00", 1)
+    # a refused token (the gateway accepts the upgrade, then closes with 4401)
+    refused = "refused" + token[::-1]
+    with pytest.raises(TransportClosed) as info:
+        async with connect_websocket(
+            f"ws{sim.url[4:]}/ws/cmd?token={refused}", transport=name
+        ) as ws:
+            assert refused not in repr(ws)
+            await ws.recv()
+    assert info.value.code == 4401
+    # an open that fails: its message names the URL without the token
+    with pytest.raises(TransportOpenError) as failed:
+        async with connect_websocket(
+            f"ws://127.0.0.1:{free_port()}/ws/md?token={refused}", transport=name
+        ):
+            pass
+    assert refused not in str(failed.value)
+    formatter = logging.Formatter()
+    loggers = {r.name for r in caplog.records}
+    assert any(n.startswith(("websockets", "trio-websocket", "httpx", "picows")) for n in loggers)
+    for record in caplog.records:
+        for secret in (token, refused):
+            assert secret not in formatter.format(record), record.name
+            assert secret not in repr(record.args), record.name
