@@ -5,9 +5,11 @@ Runs under Trio or asyncio (through AnyIO)::
     async with MarketClient.session("http://localhost:8000") as client:
         await client.place_order("ABC", side="buy", price="100.00", qty=1)
 
-The simulator gateway ships as :mod:`market_client.simulator`.
+The simulator gateway ships as ``market_client.simulator``; test helpers as
+``market_client.testing``; recording as ``market_client.recording``.
 """
 
+from ._blocking import BlockingClient, BlockingEvents
 from ._client import MarketClient, RequestSession
 from ._events import Event, EventStream
 from ._exceptions import (
@@ -38,12 +40,21 @@ from ._models import (
     SymbolDict,
 )
 from ._reconnect import ReconnectPolicy
+from ._transports import (
+    HttpxWsTransport,
+    PicowsTransport,
+    TrioWebsocketTransport,
+    WebsocketsTransport,
+    WebSocketTransport,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
     "BestBidAsk",
+    "BlockingClient",
+    "BlockingEvents",
     "BookReply",
     "BookSnapshot",
     "CandleDict",
@@ -55,11 +66,13 @@ __all__ = [
     "FillDict",
     "GatewayError",
     "HandshakeReply",
+    "HttpxWsTransport",
     "LoginReply",
     "MarketClient",
     "MarketClientError",
     "OrderDict",
     "OrderReply",
+    "PicowsTransport",
     "Portfolio",
     "PositionDict",
     "Quote",
@@ -70,5 +83,8 @@ __all__ = [
     "SessionClosed",
     "SymbolDict",
     "TooManyInFlight",
+    "TrioWebsocketTransport",
+    "WebSocketTransport",
+    "WebsocketsTransport",
     "__version__",
 ]

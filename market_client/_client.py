@@ -63,7 +63,12 @@ from ._reconnect import ReconnectPolicy
 from ._ring import TransactionLog
 from ._state import MarketState
 from ._supervisor import Supervisor
-from ._transport import TransportName, connect_websocket
+from ._transports import (
+    TransportName,
+    WebSocketTransport,
+    connect_websocket,
+    install_log_redaction,
+)
 
 if TYPE_CHECKING:
     from ._blocking import BlockingClient
@@ -110,7 +115,8 @@ class MarketClient(Helpers):
         md: Open the market-data channel and keep local books.
         symbols: Market data for these symbols only (None: all).
         timeout: Default deadline of a request, in seconds.
-        transport: WebSocket library: ``"websockets"`` (default, both
+        transport: WebSocket library, by name or as a configured transport
+            object (`WebSocketTransport`): ``"websockets"`` (default, both
             backends), ``"trio-websocket"`` (Trio only), ``"httpx-ws"``
             (both; needs the httpx-ws package) or ``"picows"`` (asyncio
             only; needs the picows package; the fastest market-data reader).
@@ -142,7 +148,7 @@ class MarketClient(Helpers):
         md: bool = True,
         symbols: Sequence[str] | None = None,
         timeout: float = 5.0,
-        transport: TransportName | None = None,
+        transport: WebSocketTransport | TransportName | None = None,
         ssl: ssl_module.SSLContext | None = None,
         heartbeat_timeout: float = 3.0,
         on_md_event: Hook | None = None,
@@ -161,6 +167,7 @@ class MarketClient(Helpers):
             raise TypeError("reconnect must be True, False or a ReconnectPolicy")
         check_positive_int("max_pending", max_pending)
         self._policy: ReconnectPolicy | None = reconnect or None
+        install_log_redaction()  # the token is in the WebSocket URLs: keep it out of every log
         self._base_url = base_url.rstrip("/")
         ws_base = self._base_url.replace("http", "ws", 1)  # http -> ws, https -> wss
         self._token = token

@@ -30,7 +30,7 @@ from ._exceptions import (
 )
 from ._models import LoginReply
 from ._protocol import Correlator, decode_frame, encode_request, is_event, payload_or_raise
-from ._transport import TransportClosed, TransportOpenError, WebSocket
+from ._transports import TransportClosed, TransportOpenError, WebSocket
 
 __all__ = ["CmdChannel", "RequestSession", "open_error"]
 
@@ -282,21 +282,19 @@ class CmdChannel:
     async def _watch(self, session: RequestSession, ws: WebSocket) -> None:
         """Ping the gateway; a ping left unanswered for the heartbeat limit ends the link.
 
-        Pings go every ``min(1, limit / 3)`` s, so a link that dies is found
-        dead within ``limit + 1`` s whatever the requests' own deadlines.
+        Pings go every ``min(0.5, limit / 4)`` s, so a link that dies is found
+        dead within ``limit + 0.5`` s whatever the requests' own deadlines.
         """
-        ping = getattr(ws, "ping", None)
-        if ping is None:
-            return
         limit = self._heartbeat_timeout
-        interval = min(1.0, limit / 3)
+        interval = min(0.5, limit / 4)
         while True:
             await anyio.sleep(interval)
             with anyio.move_on_after(limit) as scope:
-                await ping()
+                await ws.ping()
             if scope.cancelled_caught:
                 lost = ConnectionLost(f"the CMD link answered no ping for {limit:g} s: it is dead")
                 session.fail(lost)
+                await ws.abort()  # a dead peer would never answer a polite close
                 raise lost
 
     def notify(self) -> None:

@@ -32,7 +32,7 @@ from ._exceptions import (
     link_closed,
 )
 from ._state import MarketState
-from ._transport import TransportClosed, TransportOpenError, WebSocket
+from ._transports import TransportClosed, TransportOpenError, WebSocket
 
 __all__ = ["MdChannel"]
 
@@ -161,6 +161,7 @@ class MdChannel:
                     hub.publish(Event("md." + ch, msg, msg.get("sym")))
                 if self.on_md_event is not None:
                     hooks.call(self.on_md_event, msg)
+        await ws.abort()  # a dead peer would never answer a polite close
         raise ConnectionLost(f"no market data nor heartbeat for {limit:g} s: the link is dead")
 
     # -- resyncs and candles ---------------------------------------------------

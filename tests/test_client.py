@@ -21,7 +21,7 @@ from market_client import (
     SessionClosed,
     TooManyInFlight,
 )
-from market_client._transport import TransportName, connect_websocket
+from market_client._transports import TransportName, connect_websocket
 from market_client.simulator import RunningSimulator, serve
 
 from .conftest import ADMIN_TOKEN

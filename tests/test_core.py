@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -368,9 +369,25 @@ def test_ring_buffer_keeps_the_newest() -> None:
 
 
 # -- public surface ------------------------------------------------------------------
+PUBLIC_API = {
+    "AuthError", "BestBidAsk", "BlockingClient", "BlockingEvents", "BookReply", "BookSnapshot",
+    "CandleDict", "ConnectError", "ConnectionLost", "Event", "EventOverflow", "EventStream",
+    "FillDict", "GatewayError", "HandshakeReply", "HttpxWsTransport", "LoginReply",
+    "MarketClient", "MarketClientError", "OrderDict", "OrderReply", "PicowsTransport",
+    "Portfolio", "PositionDict", "Quote", "ReconnectFailed", "ReconnectPolicy", "RequestSession",
+    "RequestTimeout", "SessionClosed", "SymbolDict", "TooManyInFlight", "TrioWebsocketTransport",
+    "WebSocketTransport", "WebsocketsTransport", "__version__",
+}  # fmt: skip
+
+
 def test_all_matches_the_public_names() -> None:
-    public = {n for n in dir(market_client) if not n.startswith("_")} - {"simulator"}
+    public = {
+        n
+        for n in dir(market_client)
+        if not n.startswith("_") and not inspect.ismodule(getattr(market_client, n))
+    }
     assert set(market_client.__all__) - {"__version__"} == public
+    assert set(market_client.__all__) == PUBLIC_API, "a public name was added or removed"
     assert market_client.__all__ == sorted(market_client.__all__)
     for name in market_client.__all__:
         obj = getattr(market_client, name)

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from market_client._transport import TransportClosed, connect_websocket
+from market_client._transports import TransportClosed, connect_websocket
 from market_client.simulator import RunningSimulator, serve
 
 from .conftest import ADMIN_TOKEN
