@@ -12,7 +12,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -139,14 +139,14 @@ class Dashboard:
             )
         )
 
-    def on_order(self, kind: str, order: dict[str, Any]) -> None:
-        """Remember one of our order events."""
-        price = order.get("price") or "market"
-        line = (
-            f"{kind.split('.')[-1]:<9} {order['sym']:<4} {order['side']:<4} "
-            f"{order['filled_qty']}/{order['qty']} @ {price}"
-        )
-        self.orders.append(Text(line, style="bold" if kind == "order.fill" else ""))
+    def on_order(self, kind: str, order: Mapping[str, Any], fill: Mapping[str, Any] | None) -> None:
+        """Remember one of our order events (a fill shows its own quantity and price)."""
+        if fill is not None:
+            what = f"{fill['qty']} @ {fill['price']}"
+        else:
+            what = f"{order['filled_qty']}/{order['qty']} @ {order.get('price') or 'market'}"
+        line = f"{kind.split('.')[-1]:<10}{order['sym']:<4} {order['side']:<4} {what}"
+        self.orders.append(Text(line, style="bold" if fill is not None else ""))
 
     # -- drawing -----------------------------------------------------------------
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -176,7 +176,7 @@ class Dashboard:
             )
             yield grid
         else:
-            right = min(36, max(24, width * 2 // 5))
+            right = min(40, max(26, width * 2 // 5 + 2))
             left = width - right - 1
             grid = Table.grid(padding=(0, 1))
             grid.add_column(width=left, no_wrap=True)
@@ -207,10 +207,9 @@ class Dashboard:
         table.add_column("ask", width=10, justify="right", no_wrap=True, style="red")
         table.add_column("ask qty", width=7, justify="right", no_wrap=True)
         table.add_column("last", width=10, justify="right", no_wrap=True)
-        ladder_width = max(10, width - 4 - 7 - 10 - 10 - 7 - 10 - 6 * 2 - 2)
         if ladder:
             table.add_column(
-                "depth: bid qty (5 levels) | ask qty", width=ladder_width, no_wrap=True
+                "depth: bid qty (5 levels) | ask qty", width=55, no_wrap=True
             )
         for sym in self.syms:
             try:
@@ -330,7 +329,7 @@ async def run_demo(
                     if evt.kind == "md.trade":
                         board.on_trade(evt.data)
                     elif evt.order is not None:
-                        board.on_order(evt.kind, dict(evt.order))
+                        board.on_order(evt.kind, evt.order, evt.fill)
 
         async def trade_a_little() -> None:
             while True:
