@@ -1,10 +1,10 @@
 """Sans-I/O market-data state: the local order book and the per-symbol sequencer.
 
-:class:`LocalBook` holds price levels in two ``SortedDict`` (bids keyed by
+`LocalBook` holds price levels in two ``SortedDict`` (bids keyed by
 ``-price`` so the best level is first on both sides): O(log n) per level
 change, O(depth) for a snapshot, O(1) for the top of book.
 
-:class:`Sequencer` enforces the protocol's ``seq`` rules for one symbol: it
+`Sequencer` enforces the protocol's ``seq`` rules for one symbol: it
 passes increments (``book.delta`` and ``trade``) through in order, notices a
 gap (or an increment before any snapshot), buffers what arrives while a
 resync is under way, and after the new snapshot releases only the buffered
@@ -139,11 +139,11 @@ class LocalBook:
 class Sequencer:
     """The ``seq`` rules of one symbol's increments.
 
-    Feed every ``book.delta`` and ``trade`` to :meth:`feed`; it returns the
+    Feed every ``book.delta`` and ``trade`` to `feed`; it returns the
     increments that may be applied now, in order. When it sees a gap it sets
-    :attr:`need_resync`, starts buffering (at most ``max_buffer`` messages;
+    `need_resync`, starts buffering (at most ``max_buffer`` messages;
     beyond that the oldest are dropped, which the next snapshot detects as a
-    hole) and returns nothing until :meth:`reset` is called with a snapshot's
+    hole) and returns nothing until `reset` is called with a snapshot's
     ``seq``.
 
     Args:
@@ -180,7 +180,7 @@ class Sequencer:
         """A snapshot (or ``book.get``) as of ``seq`` was loaded.
 
         Returns the buffered increments newer than ``seq`` that follow it
-        without a hole. If a hole remains, :attr:`need_resync` stays set and
+        without a hole. If a hole remains, `need_resync` stays set and
         the rest stays buffered for the next snapshot.
         """
         self.seq = seq

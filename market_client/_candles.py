@@ -1,6 +1,6 @@
 """Sans-I/O candle aggregation: OHLCV buckets from trades.
 
-A :class:`CandleSeries` is seeded from a ``candles.get`` reply and then folds
+A `CandleSeries` is seeded from a ``candles.get`` reply and then folds
 in every MD trade whose ``seq`` is newer than the reply's ``last_seq``, so a
 trade is never counted twice nor missed. Like the gateway, it only has
 candles for intervals that saw at least one trade, and it keeps the newest

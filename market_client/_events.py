@@ -41,7 +41,7 @@ class Event:
 
     ``repr(evt)`` shows what happened (``Event(order.fill ABC o-7 buy 2@100.01
     filled 2/5)``), and order events have typed read-only views, so nothing
-    needs to reach into ``data["payload"]``::
+    needs to reach into ``data["payload"]``:
 
         async with client.events("order") as stream:
             async for evt in stream:

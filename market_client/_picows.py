@@ -1,4 +1,4 @@
-"""The picows transport (asyncio only): picows' own callback API behind :class:`WebSocket`.
+"""The picows transport (asyncio only): picows' own callback API behind `WebSocket`.
 
 picows (a Cython WebSocket library) reads about twice as fast as
 ``websockets`` in a session (docs/benchmarks.md). Its core hands over frames,
@@ -128,7 +128,7 @@ class _Listener(WSListener):
 
 
 class PicowsWebSocket:
-    """A connected picows WebSocket with the :class:`~._transport.WebSocket` interface."""
+    """A connected picows WebSocket with the `WebSocket` interface."""
 
     __slots__ = ("_listener", "_transport")
 

@@ -1,8 +1,8 @@
 """Sans-I/O protocol core: envelopes, frame decoding and request correlation.
 
 Nothing here awaits or touches a socket. The client's I/O layer turns
-requests into text with :func:`encode_request`, feeds every received frame to
-:func:`decode_frame`, and hands responses to a :class:`Correlator`, which
+requests into text with `encode_request`, feeds every received frame to
+`decode_frame`, and hands responses to a `Correlator`, which
 wakes the waiter whose ``msg_id`` matches the ``corr_id``.
 """
 
@@ -88,12 +88,12 @@ W = TypeVar("W", bound=Waiter)
 class Correlator(Generic[W]):
     """The table of requests in flight: ``msg_id -> waiter``.
 
-    * :meth:`add` registers a waiter under a fresh id (refused when the table
+    * `add` registers a waiter under a fresh id (refused when the table
       is full, so memory stays bounded);
-    * :meth:`resolve` wakes the waiter matching a response's ``corr_id``;
+    * `resolve` wakes the waiter matching a response's ``corr_id``;
       a response for an id that timed out or was cancelled is *late*, one for
       an id never issued is *unsolicited*: both are dropped and counted;
-    * :meth:`fail_all` fails every waiter at once (connection lost), so no
+    * `fail_all` fails every waiter at once (connection lost), so no
       request is ever left hanging.
 
     Args:

@@ -1,8 +1,8 @@
 """Sans-I/O market state: every symbol's book, sequencer and candle series.
 
-:class:`MarketState` takes decoded MD messages and ``book.get`` /
+`MarketState` takes decoded MD messages and ``book.get`` /
 ``candles.get`` replies and keeps books and candles right. It never awaits:
-when a symbol needs a snapshot it says so (:meth:`take_resyncs`) and the
+when a symbol needs a snapshot it says so (`take_resyncs`) and the
 I/O layer fetches one.
 """
 
@@ -166,7 +166,7 @@ class MarketState:
 
     @property
     def resync_wanted(self) -> bool:
-        """Whether some symbol waits for :meth:`take_resyncs`."""
+        """Whether some symbol waits for `take_resyncs`."""
         return bool(self._resync_queue)
 
     def take_resyncs(self) -> list[str]:
@@ -185,7 +185,7 @@ class MarketState:
         """The MD link dropped: every book waits for a fresh snapshot.
 
         Books stay readable at their last known state (see
-        :meth:`out_of_sync`). Trades seen so far are forgotten for candle
+        `out_of_sync`). Trades seen so far are forgotten for candle
         replay: a gateway that restarted numbers its ``seq`` afresh, and the
         candles are re-seeded from ``candles.get`` anyway.
         """

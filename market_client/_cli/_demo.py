@@ -208,9 +208,7 @@ class Dashboard:
         table.add_column("ask qty", width=7, justify="right", no_wrap=True)
         table.add_column("last", width=10, justify="right", no_wrap=True)
         if ladder:
-            table.add_column(
-                "depth: bid qty (5 levels) | ask qty", width=55, no_wrap=True
-            )
+            table.add_column("depth: bid qty (5 levels) | ask qty", width=55, no_wrap=True)
         for sym in self.syms:
             try:
                 snap = self.client.book_snapshot(sym, depth=5)
@@ -384,3 +382,27 @@ def _top_prices(client: MarketClient, sym: str) -> dict[str, str | None]:
         "bid": None if bid is None else str(bid["price"]),
         "ask": None if ask is None else str(ask["price"]),
     }
+
+
+def save_screenshot(path: str, width: int = 120, height: int = 40, seconds: float = 8) -> None:
+    """Run the demo against the embedded simulator and save its last frame as SVG.
+
+    Args:
+        path: The SVG file to write.
+        width: Terminal columns to lay out for.
+        height: Terminal rows to lay out for.
+        seconds: How long to run first (candles need some seconds to show).
+    """
+    import io
+
+    # Not a terminal: Live draws only the final frame, which is what gets recorded.
+    console = Console(
+        record=True,
+        file=io.StringIO(),
+        width=width,
+        height=height,
+        force_terminal=False,
+        color_system="truecolor",
+    )
+    anyio.run(run_demo, None, seconds, 300.0, console)
+    console.save_svg(path, title="market-client demo")
