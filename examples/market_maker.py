@@ -86,9 +86,12 @@ class MarketMaker:
                     await anyio.sleep(period)
             finally:
                 with anyio.CancelScope(shield=True):
-                    for order_id in self.resting:
-                        with contextlib.suppress(GatewayError):
-                            await self.client.cancel_order(order_id)
+                    # Ask the gateway, not self.resting: an order placed just as we were
+                    # cancelled rests there although its reply never reached us.
+                    for order in await self.client.list_orders():
+                        if order["sym"] == self.sym:
+                            with contextlib.suppress(GatewayError):
+                                await self.client.cancel_order(order["order_id"])
                 tg.cancel_scope.cancel()
 
 
