@@ -70,3 +70,15 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site with warnings as errors."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def screenshots(session: nox.Session) -> None:
+    """Regenerate docs/img/demo.svg: the demo's dashboard, exported by Rich as SVG."""
+    session.install("-e", ".")
+    session.run(
+        "python",
+        "-c",
+        "from market_client._cli._demo import save_screenshot; "
+        "save_screenshot('docs/img/demo.svg')",
+    )

@@ -2,6 +2,7 @@
 
     python examples/candles_png.py                     # 20 s against an embedded simulator
     python examples/candles_png.py --url http://localhost:8000 --sym XYZ --seconds 60
+    python examples/candles_png.py --interval-ms 2000 --out abc.png
 
 Needs matplotlib (``pip install "market-client[examples]"``).
 """
@@ -9,6 +10,7 @@ Needs matplotlib (``pip install "market-client[examples]"``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +34,10 @@ def plot(candles: list[CandleDict], sym: str, path: Path) -> Path:
         color = "tab:green" if c["c"] >= c["o"] else "tab:red"
         ax.vlines(i, float(c["l"]), float(c["h"]), color=color, linewidth=1)
         low, high = sorted((float(c["o"]), float(c["c"])))
-        ax.bar(i, max(high - low, 1e-9), bottom=low, color=color, width=0.7)
+        if high > low:
+            ax.bar(i, high - low, bottom=low, color=color, width=0.7)
+        else:  # open == close: a bar of no height is invisible, draw a thick tick instead
+            ax.hlines(low, i - 0.35, i + 0.35, color=color, linewidth=2.5)
         vol.bar(i, c["v"], color=color, width=0.7)
     ticks = list(range(0, len(candles), max(1, len(candles) // 8)))
     vol.set_xticks(ticks)
@@ -51,7 +56,18 @@ def plot(candles: list[CandleDict], sym: str, path: Path) -> Path:
     return path
 
 
+def require_matplotlib() -> None:
+    """Fail at once, before collecting for minutes, when matplotlib is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit(
+            'candles_png.py needs matplotlib: pip install "market-client[examples]" '
+            "(or pip install matplotlib)"
+        )
+
+
 async def collect(url: str, sym: str, seconds: float, interval_ms: int, out: Path) -> Path:
+    """Collect ``sym``'s candles for ``seconds``, then save the chart to ``out``."""
+    require_matplotlib()
     async with MarketClient.session(url, symbols=[sym]) as client:
         await client.configure_candles(sym, interval_ms=interval_ms, depth=200)
         with anyio.move_on_after(seconds):
@@ -77,6 +93,7 @@ async def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("candles.png"))
     args = parser.parse_args()
+    require_matplotlib()
     if args.url:
         await collect(args.url, args.sym, args.seconds, args.interval_ms, args.out)
         return

@@ -8,6 +8,9 @@ runs. Ctrl-C (or ``--duration``) ends it; it cancels what it left resting.
 
     python examples/market_maker.py                    # against an embedded simulator
     python examples/market_maker.py --url http://localhost:8000 --sym ABC
+    python examples/market_maker.py --period 0.2 --spread 3 --max-position 5 --duration 10
+
+``--spread`` is in ticks, ``--max-position`` in lots.
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ class MarketMaker:
 
     async def track_fills(self) -> None:
         async for evt in self.client.events("order.fill"):
-            fill = evt.data["payload"]["fill"]
-            if fill["sym"] == self.sym:
+            fill = evt.fill
+            if fill is not None and fill["sym"] == self.sym:
                 self.position += fill["qty"] if fill["side"] == "buy" else -fill["qty"]
                 self.fills += 1
                 side, qty, price = fill["side"], fill["qty"], fill["price"]
@@ -83,17 +86,42 @@ class MarketMaker:
                     await anyio.sleep(period)
             finally:
                 with anyio.CancelScope(shield=True):
-                    for order_id in self.resting:
-                        with contextlib.suppress(GatewayError):
-                            await self.client.cancel_order(order_id)
+                    # Ask the gateway, not self.resting: an order placed just as we were
+                    # cancelled rests there although its reply never reached us.
+                    for order in await self.client.list_orders():
+                        if order["sym"] == self.sym:
+                            with contextlib.suppress(GatewayError):
+                                await self.client.cancel_order(order["order_id"])
                 tg.cancel_scope.cancel()
 
 
-async def make_markets(url: str, sym: str, duration: float, period: float = 0.5) -> MarketMaker:
+async def make_markets(
+    url: str,
+    sym: str,
+    duration: float,
+    period: float = 0.5,
+    spread: int = 2,
+    max_position: int = 10,
+) -> MarketMaker:
+    """Quote ``sym`` for ``duration`` seconds; returns the bot (position, quotes, fills).
+
+    Args:
+        url: The gateway.
+        sym: The symbol to quote.
+        duration: Seconds to run.
+        period: Seconds between requotes.
+        spread: Ticks between the mid and each quote.
+        max_position: The largest position either way, in lots.
+    """
     async with MarketClient.session(url, symbols=[sym]) as client:
         spec = next(s for s in await client.get_symbols() if s["sym"] == sym)
         bot = MarketMaker(
-            client, sym, Decimal(spec["tick"]), spec["lot"], max_position=10 * spec["lot"]
+            client,
+            sym,
+            Decimal(spec["tick"]),
+            spec["lot"],
+            spread_ticks=spread,
+            max_position=max_position * spec["lot"],
         )
         with anyio.move_on_after(duration):
             await bot.run(period)
@@ -107,13 +135,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running gateway (default: an embedded simulator)")
     parser.add_argument("--sym", default="ABC")
-    parser.add_argument("--duration", type=float, default=float("inf"))
+    parser.add_argument("--duration", type=float, default=float("inf"), help="seconds to run")
+    parser.add_argument("--period", type=float, default=0.5, help="seconds between requotes")
+    parser.add_argument("--spread", type=int, default=2, help="ticks from the mid to a quote")
+    parser.add_argument("--max-position", type=int, default=10, help="largest position, in lots")
     args = parser.parse_args()
+    options = {"period": args.period, "spread": args.spread, "max_position": args.max_position}
     if args.url:
-        await make_markets(args.url, args.sym, args.duration)
+        await make_markets(args.url, args.sym, args.duration, **options)
         return
     async with serve(seed=3, flow_hz=200) as sim:
-        await make_markets(sim.url, args.sym, args.duration)
+        await make_markets(sim.url, args.sym, args.duration, **options)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """market_client: a structured-concurrency client for the HFT simulator gateway.
 
-Runs under Trio or asyncio (through AnyIO)::
+Runs under Trio or asyncio (through AnyIO):
 
     async with MarketClient.session("http://localhost:8000") as client:
         await client.place_order("ABC", side="buy", price="100.00", qty=1)

@@ -2,13 +2,15 @@
 
 `BlockingClient` runs a `MarketClient` on an event loop of its own in a
 background thread (AnyIO's blocking portal) and offers the same methods,
-which block until done and raise the same errors::
+which block until done and raise the same errors:
 
-    with MarketClient.blocking("http://127.0.0.1:8000") as client:
-        client.place_order("ABC", side="buy", price="100.00", qty=1)
-        with client.events("order") as events:
-            for evt in events:
-                print(evt)
+```python
+with MarketClient.blocking("http://127.0.0.1:8000") as client:
+    client.place_order("ABC", side="buy", price="100.00", qty=1)
+    with client.events("order") as events:
+        for evt in events:
+            print(evt)
+```
 
 Every call, async or not, runs on the loop's thread, so reads of the local
 books never race with the reader that updates them.

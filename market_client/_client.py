@@ -97,10 +97,12 @@ class MarketClient(Helpers):
 
     Open it with ``async with`` (preferred), which runs the CMD reader, the
     MD reader, book resyncs, liveness checks and async hooks as children of
-    one task group::
+    one task group:
 
-        async with MarketClient.session("http://localhost:8000") as client:
-            await client.place_order("ABC", side="buy", price="100.00", qty=1)
+    ```python
+    async with MarketClient.session("http://localhost:8000") as client:
+        await client.place_order("ABC", side="buy", price="100.00", qty=1)
+    ```
 
     Leaving the block cancels every child and closes every socket and the
     HTTP client. If a child fails for good (the gateway refused the token,

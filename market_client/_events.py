@@ -6,7 +6,7 @@ waits: it uses ``send_nowait``. When a subscriber's buffer is full:
 * market-data events (kinds ``md.*``) are dropped for that subscriber and
   counted (``stats()["events_dropped_md"]``);
 * private order events and connection events are never dropped silently:
-  the subscriber's next iteration raises :class:`EventOverflow` with the
+  the subscriber's next iteration raises `EventOverflow` with the
   number it missed (the transactions ring buffer still holds order events).
 
 Readers, books, candles and other subscribers are never slowed by a slow
@@ -18,14 +18,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import EventOverflow
+from ._models import FillDict, OrderDict
 
 __all__ = ["Event", "EventHub", "EventStream", "Hook", "HookRunner"]
 
@@ -37,6 +38,15 @@ _Call = tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
 @dataclass(frozen=True, slots=True)
 class Event:
     """One thing that happened, as delivered by ``client.events()``.
+
+    ``repr(evt)`` shows what happened (``Event(order.fill ABC o-7 buy 2@100.01
+    filled 2/5)``), and order events have typed read-only views, so nothing
+    needs to reach into ``data["payload"]``:
+
+        async with client.events("order") as stream:
+            async for evt in stream:
+                if evt.fill is not None:
+                    print(evt.fill["price"], evt.fill["qty"], evt.order["status"])
 
     Attributes:
         kind: ``"order.accepted"``, ``"order.rejected"``, ``"order.fill"``,
@@ -58,6 +68,61 @@ class Event:
         """Market data may be dropped for a slow consumer; nothing else may."""
         return self.kind.startswith("md.")
 
+    def _payload(self) -> Mapping[str, Any]:
+        payload = self.data.get("payload") if self.kind.startswith("order.") else None
+        return payload if isinstance(payload, Mapping) else {}
+
+    @property
+    def order(self) -> OrderDict | None:
+        """The order of an ``order.*`` event (a copy: the frame stays as it came), else None."""
+        order = self._payload().get("order")
+        return cast(OrderDict, dict(order)) if isinstance(order, dict) else None
+
+    @property
+    def fill(self) -> FillDict | None:
+        """The execution of an ``order.fill`` event (a copy), None for every other event."""
+        fill = self._payload().get("fill")
+        return cast(FillDict, dict(fill)) if isinstance(fill, dict) else None
+
+    @property
+    def reason(self) -> str | None:
+        """Why an ``order.rejected`` event's order was rejected (an error code), else None."""
+        reason = self._payload().get("reason")
+        return reason if isinstance(reason, str) else None
+
+    def __repr__(self) -> str:
+        return f"Event({self.kind}{_summary(self)})"
+
+
+def _summary(evt: Event) -> str:
+    """The key fields of an event, for ``repr``: short, and never the whole frame."""
+    d = evt.data
+    sym = f" {evt.sym}" if evt.sym else ""
+    try:
+        if evt.kind.startswith("order."):
+            o = evt.order
+            if o is None:
+                return sym
+            price = o.get("price") or "market"
+            text = f" {o.get('sym')} {o.get('order_id')} {o.get('side')} {o.get('qty')}@{price}"
+            if evt.fill is not None:
+                text += f" fill {evt.fill.get('qty')}@{evt.fill.get('price')}"
+            text += f" {o.get('status')} {o.get('filled_qty')}/{o.get('qty')}"
+            return text + (f" reason={evt.reason}" if evt.reason else "")
+        if evt.kind == "md.trade":
+            return f"{sym} {d.get('qty')}@{d.get('price')} {d.get('aggressor')} seq={d.get('seq')}"
+        if evt.kind == "md.book.delta":
+            return f"{sym} seq={d.get('seq')} changes={len(d.get('changes') or ())}"
+        if evt.kind == "md.book.snapshot":
+            levels = (len(d.get("bids") or ()), len(d.get("asks") or ()))
+            return f"{sym} seq={d.get('seq')} levels={levels[0]}/{levels[1]}"
+        if evt.kind == "md.status":
+            return f"{sym} {d.get('status')}"
+        # Session events are small dicts of their own: show them whole.
+        return sym + "".join(f" {k}={v!r}" for k, v in d.items())
+    except (AttributeError, TypeError):  # a malformed frame must not break repr
+        return sym
+
 
 class _Subscriber:
     __slots__ = ("dropped", "kinds", "missed", "rx", "tx")
@@ -77,7 +142,7 @@ class _Subscriber:
 
 
 class EventStream:
-    """An ``events()`` subscription: an async iterator of :class:`Event`.
+    """An ``events()`` subscription: an async iterator of `Event`.
 
     Iteration ends when the session closes. Leaving an ``async for`` loop or
     an ``async with`` block unsubscribes (so does dropping the last reference).
@@ -187,9 +252,9 @@ class EventHub:
 class HookRunner:
     """Calls hooks (sync inline, async in a runner task), never letting one kill the session.
 
-    An exception in a hook is logged and counted in :attr:`errors`. Async
-    hooks are queued to a bounded buffer drained by :meth:`run`; when it is
-    full, calls are dropped and counted in :attr:`dropped`.
+    An exception in a hook is logged and counted in `errors`. Async
+    hooks are queued to a bounded buffer drained by `run`; when it is
+    full, calls are dropped and counted in `dropped`.
     """
 
     def __init__(self, buffer: int = 1000) -> None:
@@ -244,7 +309,7 @@ class HookRunner:
                     log.exception("event hook %r raised; the session goes on", hook)
 
     def close(self) -> None:
-        """Stop accepting calls; :meth:`run` finishes the queued ones and returns."""
+        """Stop accepting calls; `run` finishes the queued ones and returns."""
         if self._tx is not None:
             self._tx.close()
 

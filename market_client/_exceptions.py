@@ -1,6 +1,5 @@
 """Every exception market_client raises on purpose.
 
-::
 
     MarketClientError
     ├── GatewayError            the gateway answered a request with an error (code, message, op)

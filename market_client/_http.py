@@ -114,10 +114,10 @@ class HttpApi:
         except ValueError:
             data = None
         if response.status_code == 401:
-            error = data.get("error", {}) if isinstance(data, dict) else {}
             raise AuthError(
                 "unauthorized",
-                str(error.get("message", "token refused")),
+                "the gateway does not know this token (a gateway restarted with another "
+                "secret forgets its users): pass token=None for a new user",
                 op,
                 data if isinstance(data, dict) else {},
             )
@@ -126,11 +126,13 @@ class HttpApi:
         return data
 
     def _unreachable(self, exc: httpx.HTTPError) -> str:
-        reason = str(exc) or type(exc).__name__
+        cause = exc.__cause__ or exc.__context__
+        reason = str(exc) or (str(cause) if cause is not None else "") or type(exc).__name__
         hint = "is it running? (`market-client sim` starts one)"
         if self.base_url.startswith("https://") and isinstance(exc, httpx.ConnectError):
+            plain = "http://" + self.base_url.removeprefix("https://")
             hint = (
-                "is it running, and does it serve TLS? a plain-http gateway needs an "
-                "http:// URL; `market-client sim` starts one"
+                f"is it running, and does it serve TLS? for a plain-http gateway use {plain}; "
+                "`market-client sim` starts one"
             )
         return f"cannot reach the gateway at {self.base_url}: {reason}; {hint}"

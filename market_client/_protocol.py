@@ -137,12 +137,12 @@ W = TypeVar("W", bound=Waiter)
 class Correlator(Generic[W]):
     """The table of requests in flight: ``msg_id -> waiter``.
 
-    * :meth:`add` registers a waiter under a fresh id (refused when the table
+    * `add` registers a waiter under a fresh id (refused when the table
       is full, so memory stays bounded);
-    * :meth:`resolve` wakes the waiter matching a response's ``corr_id``;
+    * `resolve` wakes the waiter matching a response's ``corr_id``;
       a response for an id that timed out or was cancelled is *late*, one for
       an id never issued is *unsolicited*: both are dropped and counted;
-    * :meth:`fail_all` fails every waiter at once (connection lost), so no
+    * `fail_all` fails every waiter at once (connection lost), so no
       request is ever left hanging.
 
     Args:

@@ -23,7 +23,7 @@ class ReconnectPolicy:
     seconds scaled by a random factor in ``[1 - jitter, 1]``, so that many
     clients dropped together do not come back in lockstep. A channel that
     stays down for ``deadline`` seconds ends the session with
-    :class:`ReconnectFailed`.
+    `ReconnectFailed`.
 
     Attributes:
         initial: First delay, in seconds.

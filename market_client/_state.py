@@ -254,7 +254,7 @@ class MarketState:
 
     @property
     def resync_wanted(self) -> bool:
-        """Whether some symbol waits for :meth:`take_resyncs`."""
+        """Whether some symbol waits for `take_resyncs`."""
         return bool(self._resync_queue)
 
     def take_resyncs(self) -> list[str]:
@@ -273,7 +273,7 @@ class MarketState:
         """The MD link dropped: every book waits for a fresh snapshot.
 
         Books stay readable at their last known state (see
-        :meth:`out_of_sync`). Trades seen so far are forgotten for candle
+        `out_of_sync`). Trades seen so far are forgotten for candle
         replay: a gateway that restarted numbers its ``seq`` afresh, and the
         candles are re-seeded from ``candles.get`` anyway.
         """

@@ -98,8 +98,8 @@ def parse_price(value: Any, *, name: str = "price") -> Decimal:
     Raises:
         TypeError: ``value`` is a float, or neither a ``Decimal`` nor a string.
         PriceError: ``value`` is not a decimal number, not positive and
-            finite, or outside the bounds (:data:`MAX_PRICE_TEXT` characters,
-            :data:`MAX_PRICE_DIGITS` digits, magnitude within
+            finite, or outside the bounds (`MAX_PRICE_TEXT` characters,
+            `MAX_PRICE_DIGITS` digits, magnitude within
             ``10**±MAX_PRICE_EXPONENT``).
     """
     if isinstance(value, str):
@@ -133,12 +133,12 @@ def parse_price(value: Any, *, name: str = "price") -> Decimal:
 
 
 def price_text(value: Any, *, name: str = "price") -> str:
-    """The wire text of a price (plain notation, no exponent), checked by :func:`parse_price`."""
+    """The wire text of a price (plain notation, no exponent), checked by `parse_price`."""
     return format(parse_price(value, name=name), "f")
 
 
 def check_int64(name: str, value: Any, *, minimum: int = 1) -> int:
-    """An ``int`` (not a bool) from ``minimum`` to :data:`INT64_MAX`.
+    """An ``int`` (not a bool) from ``minimum`` to `INT64_MAX`.
 
     Raises:
         TypeError: Not an ``int``.

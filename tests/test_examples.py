@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
+import shlex
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -71,3 +73,84 @@ async def test_seed_asyncio_example(sim: RunningSimulator) -> None:
     assert "'order.accepted', 'order.cancelled'" in out
     assert "event: order.accepted open" in out
     assert "book.snapshot" in out
+
+
+def docstring_commands(name: str) -> list[list[str]]:
+    """The ``python examples/NAME ...`` lines of an example's docstring, as argument lists."""
+    source = (EXAMPLES / name).read_text()
+    doc = source.split('"""')[1]
+    commands = []
+    for line in doc.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith(f"python examples/{name}"):
+            commands.append(shlex.split(line)[2:])
+    return commands
+
+
+# Flags appended so that a command of the docstring ends quickly (a later flag wins).
+SHORT = {
+    "market_maker.py": ["--duration", "2"],
+    "candles_png.py": ["--seconds", "2"],
+    "simple.py": [],
+    "seed_asyncio.py": [],
+}
+
+
+@pytest.mark.time_limit(120)
+@pytest.mark.parametrize("name", sorted(SHORT))
+async def test_each_example_runs_with_the_flags_its_docstring_shows(
+    name: str, busy_sim: RunningSimulator, tmp_path: Path, anyio_backend: str
+) -> None:
+    if anyio_backend == "trio":
+        pytest.skip("a subprocess per command: once is enough")
+    commands = docstring_commands(name)
+    assert commands, f"{name}'s docstring shows no command"
+    for args in commands:
+        args = [busy_sim.url if a == "http://localhost:8000" else a for a in args]
+        done = await anyio.run_process(
+            [sys.executable, str(EXAMPLES / name), *args, *SHORT[name]],
+            cwd=tmp_path,
+            check=False,
+        )
+        assert done.returncode == 0, (args, done.stderr.decode())
+    if name == "candles_png.py":
+        assert (tmp_path / "abc.png").exists() and (tmp_path / "candles.png").exists()
+
+
+async def test_candles_png_fails_before_collecting_without_matplotlib(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = runpy.run_path(str(EXAMPLES / "candles_png.py"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    # An unreachable gateway: had it tried to collect first, this would be a ConnectError.
+    with anyio.fail_after(1), pytest.raises(SystemExit, match="needs matplotlib"):
+        await module["collect"]("http://127.0.0.1:9", "ABC", 30, 1000, Path("x.png"))
+
+
+def test_candles_png_draws_candles_whose_open_equals_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    module = runpy.run_path(str(EXAMPLES / "candles_png.py"))
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    flat = {"t_ns": 10**18, "o": Decimal("100.01"), "h": Decimal("100.02"), "l": Decimal("100")}
+    flat |= {"c": Decimal("100.01"), "v": 3, "n": 2}
+    module["plot"]([flat], "ABC", tmp_path / "flat.png")
+    ax = figures[0].axes[0]
+    body = [
+        seg
+        for coll in ax.collections
+        if isinstance(coll, LineCollection)
+        for seg in coll.get_segments()
+        if seg[0][1] == seg[1][1] == 100.01  # a horizontal stroke at the price
+    ]
+    assert body and body[0][1][0] - body[0][0][0] > 0.5
+    plt.close("all")

@@ -15,7 +15,7 @@ __all__ = ["Recorder"]
 class Recorder:
     """Writes what a session receives into a directory, off the event loop.
 
-    The client calls :meth:`describe` once, then :meth:`feed` for every MD
+    The client calls `describe` once, then `feed` for every MD
     frame and private CMD event as received. ``feed`` never blocks and never
     raises.
     """

@@ -1,0 +1,117 @@
+"""`Event`: a repr that says what happened, and typed views of order events."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from market_client import Event, MarketClient
+from market_client.simulator import RunningSimulator
+
+ORDER = {
+    "order_id": "o-7",
+    "client_order_id": None,
+    "user_id": "u-1",
+    "sym": "ABC",
+    "side": "buy",
+    "type": "limit",
+    "price": "100.01",
+    "qty": 5,
+    "filled_qty": 2,
+    "leaves_qty": 3,
+    "status": "partially_filled",
+    "tif": "GTC",
+    "ts_ns": 1,
+}
+FILL = {
+    "trade_id": "t-9",
+    "order_id": "o-7",
+    "sym": "ABC",
+    "side": "buy",
+    "price": "100.01",
+    "qty": 2,
+    "liquidity": "taker",
+    "ts_ns": 1,
+}
+
+
+def cmd(event: str, **payload: Any) -> Event:
+    frame = {"type": "event", "ver": "1.0", "event": event, "seq": 3, "payload": payload}
+    return Event(event, frame, "ABC")
+
+
+def test_order_fill_has_typed_views_and_a_useful_repr() -> None:
+    evt = cmd("order.fill", order=ORDER, fill=FILL)
+    assert evt.order == ORDER and evt.fill == FILL
+    assert evt.reason is None
+    assert repr(evt) == "Event(order.fill ABC o-7 buy 5@100.01 fill 2@100.01 partially_filled 2/5)"
+
+
+def test_the_views_are_copies_and_read_only() -> None:
+    evt = cmd("order.accepted", order=ORDER)
+    view = evt.order
+    assert view is not None
+    view["status"] = "cancelled"  # type: ignore[typeddict-item]
+    assert evt.data["payload"]["order"]["status"] == "partially_filled"
+    # A frozen, slotted dataclass: FrozenInstanceError, or TypeError on some Pythons.
+    with pytest.raises((dataclasses.FrozenInstanceError, TypeError)):
+        evt.order = None  # type: ignore[misc]
+    assert evt.fill is None
+
+
+def test_rejected_orders_say_why() -> None:
+    evt = cmd("order.rejected", order={**ORDER, "status": "rejected"}, reason="invalid_price")
+    assert evt.reason == "invalid_price"
+    assert repr(evt).endswith("reason=invalid_price)")
+
+
+@pytest.mark.parametrize(
+    ("evt", "text"),
+    [
+        (
+            Event("md.trade", {"price": "100.01", "qty": 3, "aggressor": "buy", "seq": 9}, "ABC"),
+            "Event(md.trade ABC 3@100.01 buy seq=9)",
+        ),
+        (
+            Event("md.book.delta", {"seq": 4, "changes": [["buy", "1", 0]]}, "ABC"),
+            "Event(md.book.delta ABC seq=4 changes=1)",
+        ),
+        (
+            Event("md.book.snapshot", {"seq": 4, "bids": [["1", 1]], "asks": []}, "ABC"),
+            "Event(md.book.snapshot ABC seq=4 levels=1/0)",
+        ),
+        (Event("md.status", {"status": "halted"}, "ABC"), "Event(md.status ABC halted)"),
+        (
+            Event("connection.lost", {"channel": "md", "code": 1012}),
+            "Event(connection.lost channel='md' code=1012)",
+        ),
+    ],
+)
+def test_repr_of_market_data_and_session_events(evt: Event, text: str) -> None:
+    assert repr(evt) == text
+    assert evt.order is None and evt.fill is None
+
+
+@pytest.mark.parametrize("data", [{}, {"payload": None}, {"payload": {"order": "x"}}])
+def test_malformed_order_events_have_no_views_and_still_repr(data: dict[str, Any]) -> None:
+    evt = Event("order.fill", data, None)
+    assert evt.order is None and evt.fill is None
+    assert repr(evt) == "Event(order.fill)"
+
+
+@pytest.mark.anyio
+async def test_views_of_a_real_fill(sim: RunningSimulator) -> None:
+    async with (
+        MarketClient.session(sim.url) as maker,
+        MarketClient.session(sim.url) as taker,
+        taker.events("order.fill") as stream,
+    ):
+        await maker.place_order("ABC", "sell", "100.00", 2)
+        await taker.place_order("ABC", "buy", "100.00", 2)
+        evt = await stream.__anext__()
+    assert evt.fill is not None and evt.order is not None
+    assert evt.fill["qty"] == 2 and evt.fill["price"] == "100.00"
+    assert evt.order["status"] == "filled" and evt.order["order_id"] == evt.fill["order_id"]
+    assert "order.fill ABC" in repr(evt) and "filled 2/2" in repr(evt)
