@@ -8,11 +8,14 @@ measures it instead.
 
 from __future__ import annotations
 
+import argparse
+
 import orjson
 import pytest
 
 from market_client._wire import MAX_CLIENT_ORDER_ID, MD_FRAME_LIMIT
 from market_client.simulator import DEFAULT_SYMBOLS
+from market_client.simulator.__main__ import add_arguments, config_from
 from market_client.simulator._candles import CANDLE_SECONDS_KEPT, CandleSeries
 from market_client.simulator._exchange import Limits
 from market_client.simulator._orders import MAX_QTY
@@ -174,3 +177,15 @@ def test_client_order_id_entries_leave_with_their_orders(field: str) -> None:
     assert set(user.by_coid) == {"c4", "c5"} and user.live_by_coid == {}
     assert len(user.orders) == 2 and set(user.fills) <= set(user.orders)
     assert desk.error(session, "order.history", {"client_order_id": "c0"}) == "not_found"
+
+
+def test_the_cli_sets_the_open_order_cap_and_the_user_table() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from(parser.parse_args(["--max-open-orders", "5", "--max-users", "7"]))
+    assert (config.max_open_orders, config.max_users) == (5, 7)
+    default = config_from(parser.parse_args([]))
+    assert (default.max_open_orders, default.max_users) == (
+        DEFAULTS.max_open_orders,
+        DEFAULTS.max_users,
+    )

@@ -30,7 +30,7 @@ class Limits:
         max_levels_per_side: Price levels one side of a book may hold; an
             order that would open one more is rejected with ``too_many_orders``.
             With 1e12 ticks at most and quantities in 64 bits, 100,000 levels
-            a side make a snapshot of at most about 9 MB.
+            a side make a snapshot of at most about 8 MB.
         max_price_ticks: The highest price, in ticks of the symbol.
         max_users: Users the gateway remembers. When a handshake needs one
             more, the user idle longest with no open order and no connection
