@@ -228,18 +228,26 @@ async def test_admin_disconnect_closes_with_1012(sim: RunningSimulator) -> None:
 
 async def test_slow_md_subscriber_is_cut_off_with_1013(anyio_backend: str) -> None:
     async with (
-        serve(flow_hz=1000, queue_size=300, seed=3, send_buffer=4096) as sim,
+        serve(flow_hz=0, queue_size=300, send_buffer=4096) as sim,
         raw_md(sim.url) as slow,
         raw_md(sim.url) as fast,
     ):
-        # `slow` never reads; `fast` keeps reading and is not disturbed.
-        cut_off = False
-        while not cut_off:
-            await md_next(fast)
-            cut_off = sim.stats.md_dropped_slow > 0
+        user = sim.exchange.new_user()
+        order = {"sym": "ABC", "side": "buy", "price": "1.00", "qty": 1}
+
+        async def burst() -> None:
+            # 40 deltas at once, then `fast` reads them: it never lags by more,
+            # however slow the machine, while `slow` never reads.
+            for _ in range(20):
+                placed, _ = sim.exchange.place(user, order)
+                sim.exchange.cancel(user, placed)
+            for _ in range(40):
+                await md_next(fast)
+
+        while sim.stats.md_dropped_slow == 0:
+            await burst()
         assert await close_code(slow) == 1013
-        for _ in range(50):
-            await md_next(fast)
+        await burst()  # `fast` was not disturbed
 
 
 async def test_events_go_to_every_logged_in_connection_of_the_user(sim: RunningSimulator) -> None:
