@@ -157,11 +157,13 @@ def test_the_largest_history_the_fill_bound_allows_fits_a_frame() -> None:
 
 def test_candle_buckets_are_bounded() -> None:
     series = CandleSeries()
-    for second in range(CANDLE_SECONDS_KEPT + 5):
-        series.add(second * 1_000_000_000, 100, 1, second + 1)
-    assert len(series.buckets) == CANDLE_SECONDS_KEPT
+    assert series.buckets.maxlen == CANDLE_SECONDS_KEPT
+    ns = 1_000_000_000
+    series.buckets.extend([s * ns, 100, 101, 99, 100, 1, 1, s] for s in range(CANDLE_SECONDS_KEPT))
+    series.add(CANDLE_SECONDS_KEPT * ns, 100, 1, CANDLE_SECONDS_KEPT)
+    assert len(series.buckets) == CANDLE_SECONDS_KEPT and series.buckets[0][0] == ns
     last_seq, candles = series.query(1000, 10_000, None, None, str)
-    assert last_seq == CANDLE_SECONDS_KEPT + 5 and len(candles) == 10_000
+    assert last_seq == CANDLE_SECONDS_KEPT and len(candles) == 10_000
     assert size(candles) < MD_FRAME_LIMIT // 8
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._protocol import PROTOCOL_VERSION, rfc3339_now
+from .._wire import INT64_MAX
 from ._accounts import Accounts, Session, User
 from ._admin import FRAME_FAULTS, Admin, Faults
 from ._engine import Order
@@ -135,6 +136,9 @@ class Exchange:
             corr_id = frame.get("msg_id")
             if not isinstance(corr_id, (str, int)) or isinstance(corr_id, bool):
                 corr_id = None
+            elif isinstance(corr_id, int) and not -INT64_MAX - 1 <= corr_id <= INT64_MAX:
+                corr_id = None
+                raise OpError("bad_request", "an integer msg_id must fit in signed 64 bits")
             op = frame.get("op")
             if not isinstance(op, str):
                 op = None
