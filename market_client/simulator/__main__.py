@@ -48,6 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HZ",
         help="requests per second per user (default: no limit)",
     )
+    parser.add_argument(
+        "--max-open-orders",
+        type=int,
+        default=SimulatorConfig().max_open_orders,
+        metavar="N",
+        help="live orders per user; one more is rejected with too_many_orders (default 1000)",
+    )
+    parser.add_argument(
+        "--max-users",
+        type=int,
+        default=SimulatorConfig().max_users,
+        metavar="N",
+        help="users remembered at once; the longest idle one is forgotten (default 10000)",
+    )
     parser.add_argument("--certfile", default=None, help="PEM certificate, to serve https/wss")
     parser.add_argument("--keyfile", default=None, help="PEM private key, with --certfile")
     parser.add_argument(
@@ -60,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from(args: argparse.Namespace) -> SimulatorConfig:
-    """Build a :class:`SimulatorConfig` from parsed arguments."""
+    """Build a `SimulatorConfig` from parsed arguments."""
     return SimulatorConfig(
         host=args.host,
         port=args.port,
@@ -70,6 +84,8 @@ def config_from(args: argparse.Namespace) -> SimulatorConfig:
         symbols=args.symbols,
         secret=args.secret,
         rate_limit_hz=args.rate_limit,
+        max_open_orders=args.max_open_orders,
+        max_users=args.max_users,
         certfile=args.certfile,
         keyfile=args.keyfile,
     )

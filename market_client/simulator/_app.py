@@ -1,4 +1,4 @@
-"""The gateway's I/O layer: a Starlette ASGI application around :class:`Exchange`.
+"""The gateway's I/O layer: a Starlette ASGI application around `Exchange`.
 
 Every socket has one bounded outgoing queue and one writer task, so the
 engine never awaits a socket: it pushes with ``send_nowait`` and moves on. A
@@ -22,7 +22,8 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ._exchange import FRAME_FAULTS, Exchange, Json, OpError, Session, SymbolSpec
+from .._wire import CMD_FRAME_LIMIT, HTTP_BODY_LIMIT
+from ._exchange import FRAME_FAULTS, Exchange, Json, Limits, OpError, Session, SymbolSpec, User
 from ._flow import Flow
 
 __all__ = ["Gateway", "GatewayStats"]
@@ -63,6 +64,42 @@ def _json_response(body: Json, status: int = 200) -> Response:
 
 def _error_body(code: str, message: str) -> Json:
     return {"status": "error", "error": {"code": code, "message": message}}
+
+
+def _error_response(code: str, message: str, status: int) -> Response:
+    return _json_response(_error_body(code, message), status)
+
+
+class _TooLarge(Exception):
+    """A request body over the limit."""
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused before it is read in full when it is over ``limit`` bytes.
+
+    A declared ``Content-Length`` is checked first; a chunked body is counted
+    while it streams, so no more than ``limit`` bytes (plus one chunk) are
+    ever held.
+
+    Raises:
+        _TooLarge: The body is (or declares to be) over ``limit`` bytes.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    # aclosing: leaving early must close the stream at once, not at garbage collection.
+    async with contextlib.aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_TOO_LARGE = f"the request body is over {HTTP_BODY_LIMIT} bytes"
 
 
 @dataclass
@@ -119,6 +156,7 @@ class Gateway:
         rate_limit_hz: Per-user request limit (None: unlimited).
         queue_size: Outgoing messages buffered per socket before a slow
             consumer is disconnected with 1013.
+        limits: The engine's bounds (the documented defaults when None).
     """
 
     def __init__(
@@ -131,9 +169,15 @@ class Gateway:
         flow_hz: float = 20.0,
         rate_limit_hz: float | None = None,
         queue_size: int = 10_000,
+        limits: Limits | None = None,
     ) -> None:
         self.exchange = Exchange(
-            symbols, self, secret=secret, admin_token=admin_token, rate_limit_hz=rate_limit_hz
+            symbols,
+            self,
+            secret=secret,
+            admin_token=admin_token,
+            rate_limit_hz=rate_limit_hz,
+            limits=limits,
         )
         self.queue_size = queue_size
         self.stats = GatewayStats()
@@ -201,7 +245,7 @@ class Gateway:
     def inject(self, channel: str, kind: str, user_id: str | None) -> int:
         """Send one malformed frame of ``kind`` on ``channel`` to the user (or everyone).
 
-        Kinds are :data:`FRAME_FAULTS` but ``bad_price``. Returns how many
+        Kinds are `FRAME_FAULTS` but ``bad_price``. Returns how many
         sockets got it.
         """
         if kind not in FRAME_FAULTS or kind == "bad_price":
@@ -246,25 +290,32 @@ class Gateway:
 
     async def _handshake(self, request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(await _read_body(request, HTTP_BODY_LIMIT))
+        except _TooLarge:
+            return _error_response("bad_request", _TOO_LARGE, 413)
         except orjson.JSONDecodeError:
-            return _json_response(_error_body("bad_request", "body must be JSON"), 400)
-        token = body.get("token") if isinstance(body, dict) else None
-        if not isinstance(body, dict) or not (token is None or isinstance(token, str)):
-            return _json_response(_error_body("bad_request", 'send {"token": null | "<T>"}'), 400)
+            return _error_response("bad_request", "body must be JSON", 400)
+        if not isinstance(body, dict):
+            return _error_response("bad_request", 'send {"token": null | "<T>"}', 400)
         try:
-            return _json_response(self.exchange.handshake(token))
+            return _json_response(self.exchange.handshake(body.get("token")))
         except OpError as exc:
-            return _json_response(_error_body(exc.code, exc.message), 401)
+            return _error_response(
+                exc.code, exc.message, 401 if exc.code == "unauthorized" else 503
+            )
 
     async def _api_request(self, request: Request) -> Response:
-        user = self.exchange.user_for_token(request.headers.get("x-auth-token"))
-        if user is None:
-            return _json_response(
-                _error_body("unauthorized", "missing or invalid X-Auth-Token header"), 401
-            )
         try:
-            frame: Any = orjson.loads(await request.body())
+            user = self.exchange.user_for_token(request.headers.get("x-auth-token"))
+        except OpError as exc:
+            return _error_response(exc.code, exc.message, 503)
+        if user is None:
+            return _error_response("unauthorized", "missing or invalid X-Auth-Token header", 401)
+        # The same limit as a CMD frame, so both routes accept the same requests.
+        try:
+            frame: Any = orjson.loads(await _read_body(request, CMD_FRAME_LIMIT))
+        except _TooLarge:
+            return _error_response("bad_request", _TOO_LARGE, 413)
         except orjson.JSONDecodeError:
             frame = None
         self.stats.cmd_requests += 1
@@ -272,13 +323,22 @@ class Gateway:
         return _json_response(self.exchange.handle(session, frame))
 
     # -- WebSockets ----------------------------------------------------------
-    async def _accept(self, ws: WebSocket) -> str | None:
+    async def _accept(self, ws: WebSocket) -> User | None:
+        """Accept the socket and count it against its user; None when it was closed instead."""
         await ws.accept()
-        user = self.exchange.user_for_token(ws.query_params.get("token"))
+        try:
+            user = self.exchange.user_for_token(ws.query_params.get("token"))
+        except OpError as exc:  # the user table is full
+            await ws.close(CLOSE_TRY_AGAIN_LATER, exc.message[:120])
+            return None
         if user is None:
             await ws.close(CLOSE_UNAUTHORIZED, "unknown or invalid token")
             return None
-        return user.user_id
+        if not self.exchange.accounts.connect(user):
+            limit = self.exchange.limits.max_connections_per_user
+            await ws.close(CLOSE_TRY_AGAIN_LATER, f"more than {limit} sockets of one user")
+            return None
+        return user
 
     async def _serve_conn(
         self, ws: WebSocket, conn: _Conn, on_frame: Callable[[Any], Awaitable[None]] | None
@@ -317,28 +377,45 @@ class Gateway:
                 await ws.close(conn.close_code, conn.close_reason)
 
     async def _ws_cmd(self, ws: WebSocket) -> None:
-        user_id = await self._accept(ws)
-        if user_id is None:
+        user = await self._accept(ws)
+        if user is None:
             return
-        session = Session(self.exchange.users[user_id])
+        user_id = user.user_id
+        session = Session(user)
         conn = _Conn(user_id, self.queue_size, session)
         faults = self.exchange.faults
         self._cmd.setdefault(user_id, set()).add(conn)
         self.stats.cmd_connections += 1
+        delayed = 0
+
+        async def reply_later(frame: Json, delay: float) -> None:
+            nonlocal delayed
+            try:
+                await anyio.sleep(delay)
+                conn.push(orjson.dumps(self.exchange.handle(session, frame)).decode())
+            finally:
+                delayed -= 1
 
         async def on_frame(raw: str | bytes | None) -> None:
+            nonlocal delayed
             self.stats.cmd_requests += 1
             try:
                 frame: Any = orjson.loads(raw) if raw is not None else None
             except orjson.JSONDecodeError:
                 frame = None
             op = frame.get("op") if isinstance(frame, dict) else None
-            if op in faults.drop:
-                return
-            delay = faults.delay.get(op) if isinstance(op, str) else None
-            if delay:
-                tg.start_soon(self._delayed, conn, session, frame, delay)
-                return
+            if isinstance(op, str):
+                if op in faults.drop:
+                    return
+                delay = faults.delay.get(op)
+                if delay:
+                    # Replies held back count against the socket's queue.
+                    if delayed >= self.queue_size:
+                        conn.kill(CLOSE_TRY_AGAIN_LATER, "too many delayed requests")
+                        return
+                    delayed += 1
+                    tg.start_soon(reply_later, frame, delay)
+                    return
             conn.push(orjson.dumps(self.exchange.handle(session, frame)).decode())
 
         try:
@@ -352,22 +429,26 @@ class Gateway:
                 if not conns:
                     del self._cmd[user_id]
             self.stats.cmd_connections -= 1
-
-    async def _delayed(self, conn: _Conn, session: Session, frame: Json, delay: float) -> None:
-        await anyio.sleep(delay)
-        conn.push(orjson.dumps(self.exchange.handle(session, frame)).decode())
+            self.exchange.accounts.disconnect(user)
 
     async def _ws_md(self, ws: WebSocket) -> None:
-        user_id = await self._accept(ws)
-        if user_id is None:
+        user = await self._accept(ws)
+        if user is None:
             return
+        try:
+            await self._serve_md(ws, user)
+        finally:
+            self.exchange.accounts.disconnect(user)
+
+    async def _serve_md(self, ws: WebSocket, user: User) -> None:
         wanted = ws.query_params.get("symbols")
-        syms = list(self.exchange.symbols) if not wanted else wanted.split(",")
+        # dict.fromkeys: each symbol once, in the order asked.
+        syms = list(self.exchange.symbols) if not wanted else list(dict.fromkeys(wanted.split(",")))
         unknown = [s for s in syms if s not in self.exchange.symbols]
         if unknown:
             await ws.close(CLOSE_BAD_REQUEST, f"unknown symbols: {','.join(unknown)}"[:120])
             return
-        conn = _Conn(user_id, self.queue_size)
+        conn = _Conn(user.user_id, self.queue_size)
         # Snapshot and subscription happen in one synchronous step, so every
         # increment queued after the snapshot is newer than it.
         for sym in syms:

@@ -10,6 +10,7 @@ insert or remove a level, O(1) to touch the best level.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,32 +102,57 @@ class Book:
             out.append((sign * key, tree[key].qty))
         return out
 
+    def level_count(self, side: str) -> int:
+        """How many price levels ``side`` holds."""
+        return len(self.bids if side == "buy" else self.asks)
+
+    def has_level(self, side: str, ticks: int) -> bool:
+        """Whether ``side`` has orders resting at ``ticks``."""
+        return (-ticks in self.bids) if side == "buy" else (ticks in self.asks)
+
     def resting(self) -> Iterator[Order]:
         """Every resting order, in no particular order."""
         return iter(self.by_id.values())
 
-    def available(self, side: str, limit: int | None) -> int:
-        """Quantity an incoming ``side`` order could take at ``limit`` or better."""
+    def available(self, side: str, limit: int | None, max_orders: int | None = None) -> int:
+        """Quantity an incoming ``side`` order could take at ``limit`` or better.
+
+        With ``max_orders``, only from the first that many resting orders in
+        priority order (what `match` with the same ``max_executions`` reaches).
+        """
         total = 0
-        if side == "buy":
-            for key, level in self.asks.items():
-                if limit is not None and key > limit:
-                    break
+        left = max_orders
+        tree = self.asks if side == "buy" else self.bids
+        sign = 1 if side == "buy" else -1
+        for key, level in tree.items():
+            ticks = sign * key
+            if limit is not None and (ticks > limit if sign == 1 else ticks < limit):
+                break
+            if left is None or len(level.orders) <= left:
                 total += level.qty
-        else:
-            for key, level in self.bids.items():
-                if limit is not None and -key < limit:
-                    break
-                total += level.qty
+                if left is not None:
+                    left -= len(level.orders)
+                    if not left:
+                        break
+                continue
+            for order in itertools.islice(level.orders, left):
+                total += order.qty - order.filled_qty
+            break
         return total
 
     # -- writing -------------------------------------------------------
-    def match(self, order: Order) -> tuple[list[Execution], dict[tuple[str, int], int]]:
+    def match(
+        self, order: Order, max_executions: int | None = None
+    ) -> tuple[list[Execution], dict[tuple[str, int], int]]:
         """Match ``order`` against the book; rest a GTC limit remainder.
 
         The caller decides what happens to any IOC or market remainder and
-        must have checked FOK feasibility with :meth:`available` first.
+        must have checked FOK feasibility with `available` first. With
+        ``max_executions``, matching stops after that many executions and
+        the remainder does not rest (it would cross the book), so the caller
+        cancels it as it does an IOC remainder.
         """
+        cap = max_executions if max_executions is not None else -1
         executions: list[Execution] = []
         changes: dict[tuple[str, int], int] = {}
         if order.side == "buy":
@@ -135,13 +161,13 @@ class Book:
             opposite, sign, maker_side = self.bids, -1, "buy"
         remaining = order.qty - order.filled_qty
         limit = order.price
-        while remaining and opposite:
+        while remaining and opposite and len(executions) != cap:
             key, level = opposite.peekitem(0)
             ticks = sign * key
             if limit is not None and (ticks > limit if sign == 1 else ticks < limit):
                 break
             queue = level.orders
-            while remaining and queue:
+            while remaining and queue and len(executions) != cap:
                 maker = queue[0]
                 qty = min(remaining, maker.qty - maker.filled_qty)
                 maker.filled_qty += qty
@@ -160,7 +186,7 @@ class Book:
                 del opposite[key]
         if order.filled_qty:
             order.status = "filled" if remaining == 0 else "partially_filled"
-        if remaining and order.type == "limit" and order.tif == "GTC":
+        if remaining and order.type == "limit" and order.tif == "GTC" and len(executions) != cap:
             assert limit is not None
             self._rest(order, limit)
             changes[(order.side, limit)] = self._level(order.side, limit).qty

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,12 +15,13 @@ import sniffio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
+from .._wire import CMD_FRAME_LIMIT
 from ._app import Gateway, GatewayStats
-from ._exchange import Exchange, Faults, SymbolSpec, parse_symbols
+from ._exchange import Exchange, Faults, Limits, SymbolSpec, parse_symbols
 
 __all__ = ["RunningSimulator", "SimulatorConfig", "serve", "serve_forever"]
 
-MAX_FRAME_BYTES = 64 * 1024  # protocol: larger frames close the socket with 1009
+_DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -43,6 +43,10 @@ class SimulatorConfig:
         send_buffer: ``SO_SNDBUF`` of accepted sockets in bytes (None: the OS
             default). A small one makes a slow consumer's backlog reach the
             gateway's queue sooner; tests of the 1013 rule use it.
+        max_open_orders: Live orders per user; one more GTC limit order is
+            rejected with ``too_many_orders``.
+        max_users: Users remembered at once; the longest idle one (no open
+            order, no socket) is forgotten to make room.
     """
 
     host: str = "127.0.0.1"
@@ -57,6 +61,8 @@ class SimulatorConfig:
     certfile: str | None = None
     keyfile: str | None = None
     send_buffer: int | None = None
+    max_open_orders: int = _DEFAULT_LIMITS.max_open_orders
+    max_users: int = _DEFAULT_LIMITS.max_users
 
     def symbol_specs(self) -> tuple[SymbolSpec, ...]:
         """The parsed symbol list."""
@@ -118,7 +124,7 @@ class RunningSimulator:
         return self.gateway.inject(channel, kind, user_id)
 
     def close(self) -> None:
-        """Ask the server to stop; :func:`serve` returns once it has."""
+        """Ask the server to stop; `serve` returns once it has."""
         self._shutdown.set()
 
 
@@ -126,7 +132,7 @@ def _hypercorn_config(config: SimulatorConfig) -> HypercornConfig:
     hc = HypercornConfig()
     host = f"[{config.host}]" if ":" in config.host else config.host
     hc.bind = [f"{host}:{config.port}"]
-    hc.websocket_max_message_size = MAX_FRAME_BYTES
+    hc.websocket_max_message_size = CMD_FRAME_LIMIT
     hc.graceful_timeout = 0.5
     hc.accesslog = None
     hc.errorlog = logging.getLogger("market_client.simulator.hypercorn")
@@ -149,7 +155,7 @@ async def serve(
 
     Args:
         config: Options; or give them as keyword arguments instead.
-        **options: Fields of :class:`SimulatorConfig`.
+        **options: Fields of `SimulatorConfig`.
 
     Yields:
         The running simulator, with its ``url``.
@@ -172,6 +178,7 @@ async def serve(
         flow_hz=config.flow_hz,
         rate_limit_hz=config.rate_limit_hz,
         queue_size=config.queue_size,
+        limits=Limits(max_open_orders=config.max_open_orders, max_users=config.max_users),
     )
     hc = _hypercorn_config(config)
     sockets = hc.create_sockets()
@@ -218,8 +225,3 @@ async def serve_forever(config: SimulatorConfig, *, announce: bool = True) -> No
             symbols = ", ".join(sim.exchange.symbols)
             print(f"symbols: {symbols}; flow {config.flow_hz:g}/s; Ctrl-C to stop", flush=True)
         await sim._shutdown.wait()
-
-
-def client_ssl_context(cafile: str) -> ssl.SSLContext:
-    """An SSL context that trusts ``cafile`` (e.g. a test's self-signed certificate)."""
-    return ssl.create_default_context(cafile=cafile)
