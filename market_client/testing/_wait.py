@@ -103,9 +103,12 @@ def _lambda_text(source: str) -> str | None:
     text = source[start:]
     depth = 0
     end = len(text)
+    comments: list[tuple[int, int]] = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-            if tok.type == tokenize.OP and tok.string in "([{":
+            if tok.type == tokenize.COMMENT and depth > 0:
+                comments.append((_offset(text, tok.start), _offset(text, tok.end)))
+            elif tok.type == tokenize.OP and tok.string in "([{":
                 depth += 1
             elif tok.type == tokenize.OP and tok.string in ")]}":
                 if depth == 0:
@@ -120,6 +123,9 @@ def _lambda_text(source: str) -> str | None:
                 break
     except (tokenize.TokenError, SyntaxError):
         pass  # the source ended inside brackets: keep what there is
+    for first, last in reversed(comments):
+        text = text[:first] + text[last:]
+        end -= last - first
     return " ".join(text[:end].split())
 
 
