@@ -1,4 +1,9 @@
-"""Every async test runs on Trio and on asyncio, each bounded by ``fail_after``."""
+"""Every async test runs on Trio and on asyncio, each bounded by ``fail_after``.
+
+The gateway fixtures come from our own pytest plugin (``market_client.testing``,
+loaded through its entry point as in a user's suite): ``sim`` is its
+``simulator`` fixture under our short name.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
-from market_client.simulator import RunningSimulator, serve
+from market_client.simulator import SimulatorConfig
+from market_client.testing import Simulator, open_simulator
 
 DEFAULT_TEST_TIMEOUT = 30.0
 ADMIN_TOKEN = "admin-test-token"
@@ -31,27 +37,45 @@ def _bounded(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
         with anyio.fail_after(seconds):
             return await fn(*args, **kwargs)
 
+    wrapper.bounded = True  # type: ignore[attr-defined]
     return wrapper
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Wrap every async test in ``anyio.fail_after`` so none can hang."""
+    """Wrap every async test in ``anyio.fail_after`` so none can hang.
+
+    A Hypothesis test (``@given`` on an ``async def``) is bounded example by
+    example: its inner test is what AnyIO runs on the backend.
+    """
     for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            marker = item.get_closest_marker("time_limit")
-            seconds = float(marker.args[0]) if marker else DEFAULT_TEST_TIMEOUT
+        if not isinstance(item, pytest.Function):
+            continue
+        marker = item.get_closest_marker("time_limit")
+        seconds = float(marker.args[0]) if marker else DEFAULT_TEST_TIMEOUT
+        hypothesis = getattr(item.obj, "hypothesis", None)
+        if hypothesis is not None:
+            inner = hypothesis.inner_test
+            if inspect.iscoroutinefunction(inner) and not getattr(inner, "bounded", False):
+                hypothesis.inner_test = _bounded(inner, seconds)
+        elif inspect.iscoroutinefunction(item.obj):
             item.obj = _bounded(item.obj, seconds)
 
 
 @pytest.fixture
-async def sim(anyio_backend: str) -> AsyncIterator[RunningSimulator]:
-    """A quiet simulator (no background flow) with an admin token."""
-    async with serve(seed=1, flow_hz=0, admin_token=ADMIN_TOKEN) as running:
-        yield running
+def simulator_options() -> dict[str, Any]:
+    """Our gateways take a known admin token, which the raw-socket tests use."""
+    return {"admin_token": ADMIN_TOKEN}
 
 
 @pytest.fixture
-async def busy_sim(anyio_backend: str) -> AsyncIterator[RunningSimulator]:
-    """A simulator with brisk background flow."""
-    async with serve(seed=2, flow_hz=400, admin_token=ADMIN_TOKEN) as running:
+def sim(simulator: Simulator) -> Simulator:
+    """A quiet simulator (seed 1, no background flow): the plugin's ``simulator``."""
+    return simulator
+
+
+@pytest.fixture
+async def busy_sim(anyio_backend: str) -> AsyncIterator[Simulator]:
+    """A simulator with brisk background flow (seed 2, 400 actions a second)."""
+    config = SimulatorConfig(seed=2, flow_hz=400, admin_token=ADMIN_TOKEN)
+    async with open_simulator(config) as running:
         yield running

@@ -10,12 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from market_client import BookSnapshot, Event, MarketClient, ReconnectPolicy
 from market_client._transports import ONLY_ON, TransportName
+from market_client.testing import wait_until
 
 # Reconnect quickly in tests, and give up within a test's time.
 FAST = ReconnectPolicy(initial=0.05, maximum=0.5, deadline=20)
@@ -87,9 +88,7 @@ class BookProbe:
 async def assert_candles_match(client: MarketClient, sym: str, interval: int, depth: int) -> None:
     """Assert the client's candles equal ``candles.get`` (call once the market is quiet)."""
     truth = await client.get_book(sym)
-    with anyio.fail_after(5):
-        while client.book_snapshot(sym)["seq"] < truth["seq"]:
-            await anyio.sleep(0.01)
+    await caught_up(client, sym, truth["seq"])
     reply = await client.send("candles.get", {"sym": sym, "interval_ms": interval, "limit": depth})
     expected = [
         {
@@ -104,6 +103,11 @@ async def assert_candles_match(client: MarketClient, sym: str, interval: int, de
         for c in reply["candles"]
     ]
     assert client.get_candles(sym, interval) == expected
+
+
+async def caught_up(client: MarketClient, sym: str, seq: int) -> None:
+    """Wait until the local book of ``sym`` has applied market data up to ``seq``."""
+    await wait_until(lambda: client.book_snapshot(sym)["seq"] >= seq, timeout=5)
 
 
 def free_port() -> int:
@@ -127,22 +131,21 @@ class SimProcess:
         self.process = await anyio.open_process(
             [sys.executable, "-m", "market_client.simulator", "--port", str(self.port), *self.args],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
         )
         self.starts += 1
-        async with httpx.AsyncClient(base_url=self.url) as http:
+        # It prints "serving on URL" once its socket listens: wait for that line.
+        assert self.process.stdout is not None
+        lines = BufferedByteReceiveStream(self.process.stdout)
+        try:
             with anyio.fail_after(20):
-                while True:
-                    try:
-                        if (await http.get("/healthz")).status_code == 200:
-                            return
-                    except httpx.TransportError:
-                        pass
-                    if self.process.returncode is not None:
-                        raise RuntimeError(f"the simulator exited with {self.process.returncode}")
-                    await anyio.sleep(0.05)
+                while b"serving on" not in await lines.receive_until(b"\n", 4096):
+                    pass
+        except (anyio.EndOfStream, anyio.IncompleteRead):
+            code = await self.process.wait()
+            raise RuntimeError(f"the simulator exited with {code}") from None
 
     async def kill(self) -> None:
         if self.process is not None:

@@ -22,16 +22,23 @@ from market_client import (
     TooManyInFlight,
 )
 from market_client._transports import TransportName, connect_websocket
-from market_client.simulator import RunningSimulator, serve
+from market_client.testing import Simulator, open_simulator, wait_until
 
 from .conftest import ADMIN_TOKEN
 from .rawws import new_token
-from .support import FAST, BookProbe, anext_kind, assert_candles_match, skip_unless_runs_on
+from .support import (
+    FAST,
+    BookProbe,
+    anext_kind,
+    assert_candles_match,
+    caught_up,
+    skip_unless_runs_on,
+)
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_session_connects_and_everything_works(sim: RunningSimulator) -> None:
+async def test_session_connects_and_everything_works(sim: Simulator) -> None:
     async with MarketClient.session(sim.url) as client:
         assert client.user_id is not None and client.user_id.startswith("u-")
         symbols = await client.get_symbols()
@@ -68,7 +75,7 @@ async def test_session_connects_and_everything_works(sim: RunningSimulator) -> N
         assert client.token not in str(stats)
 
 
-async def test_200_concurrent_requests_from_20_tasks(sim: RunningSimulator) -> None:
+async def test_200_concurrent_requests_from_20_tasks(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, md=False) as client:
         results: dict[tuple[int, int], Any] = {}
 
@@ -87,14 +94,14 @@ async def test_200_concurrent_requests_from_20_tasks(sim: RunningSimulator) -> N
         assert client.stats()["pending_requests"] == 0
 
 
-async def test_requests_beyond_max_pending_raise_before_sending(sim: RunningSimulator) -> None:
+async def test_requests_beyond_max_pending_raise_before_sending(sim: Simulator) -> None:
     sim.faults.delay["portfolio.get"] = 0.3
     async with MarketClient.session(sim.url, md=False, max_pending=2) as client:
         sent = client.stats()["requests"]
         async with anyio.create_task_group() as tg:
             for _ in range(2):
                 tg.start_soon(client.send, "portfolio.get")
-            await anyio.sleep(0.05)
+            await wait_until(lambda: client.stats()["pending_requests"] == 2)
             with pytest.raises(TooManyInFlight) as info:
                 await client.get_symbols()
             assert info.value.limit == 2
@@ -104,7 +111,7 @@ async def test_requests_beyond_max_pending_raise_before_sending(sim: RunningSimu
 
 
 async def test_timeout_removes_the_waiter_and_a_late_reply_is_dropped(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     sim.faults.delay["portfolio.get"] = 0.3
     async with MarketClient.session(sim.url, md=False) as client:
@@ -112,7 +119,7 @@ async def test_timeout_removes_the_waiter_and_a_late_reply_is_dropped(
             await client.send("portfolio.get", timeout=0.05)
         assert info.value.op == "portfolio.get" and isinstance(info.value, TimeoutError)
         assert client.stats()["pending_requests"] == 0
-        await anyio.sleep(0.4)
+        await wait_until(lambda: client.stats()["late_responses"] == 1)
         stats = client.stats()
         assert stats["late_responses"] == 1 and stats["unsolicited_responses"] == 0
         sim.faults.drop.add("symbols.list")  # never answered at all
@@ -122,7 +129,7 @@ async def test_timeout_removes_the_waiter_and_a_late_reply_is_dropped(
         assert (await client.get_book("ABC"))["sym"] == "ABC"  # still healthy
 
 
-async def test_gateway_errors_carry_code_message_op(sim: RunningSimulator) -> None:
+async def test_gateway_errors_carry_code_message_op(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, md=False) as client:
         with pytest.raises(GatewayError) as info:
             await client.place_order("ABC", side="buy", price="100.001", qty=1)
@@ -154,7 +161,7 @@ async def test_gateway_errors_carry_code_message_op(sim: RunningSimulator) -> No
     ],
 )
 async def test_bad_arguments_raise_before_anything_is_sent(
-    sim: RunningSimulator, kwargs: dict[str, Any], error: type[Exception]
+    sim: Simulator, kwargs: dict[str, Any], error: type[Exception]
 ) -> None:
     async with MarketClient.session(sim.url, md=False) as client:
         before = client.stats()["requests"]
@@ -163,7 +170,7 @@ async def test_bad_arguments_raise_before_anything_is_sent(
         assert client.stats()["requests"] == before
 
 
-async def test_other_argument_checks(sim: RunningSimulator) -> None:
+async def test_other_argument_checks(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, md=False) as client:
         with pytest.raises(ValueError, match="exactly one"):
             await client.cancel_order()
@@ -187,18 +194,17 @@ async def test_other_argument_checks(sim: RunningSimulator) -> None:
         MarketClient("http://x", symbols="ABC")  # type: ignore[arg-type]
 
 
-async def test_cancelling_a_waiting_task_leaks_nothing(sim: RunningSimulator) -> None:
+async def test_cancelling_a_waiting_task_leaks_nothing(sim: Simulator) -> None:
     sim.faults.delay["portfolio.get"] = 0.5
     async with MarketClient.session(sim.url, md=False) as client:
         with anyio.move_on_after(0.05) as scope:
             await client.get_portfolio()
         assert scope.cancelled_caught
         assert client.stats()["pending_requests"] == 0
-        await anyio.sleep(0.6)
-        assert client.stats()["late_responses"] == 1
+        await wait_until(lambda: client.stats()["late_responses"] == 1)
 
 
-async def test_leaving_the_session_with_requests_in_flight(sim: RunningSimulator) -> None:
+async def test_leaving_the_session_with_requests_in_flight(sim: Simulator) -> None:
     sim.faults.drop.add("portfolio.get")
     outcomes: list[BaseException] = []
 
@@ -212,9 +218,7 @@ async def test_leaving_the_session_with_requests_in_flight(sim: RunningSimulator
     async with anyio.create_task_group() as tg, client:
         for _ in range(5):
             tg.start_soon(waiter, client)
-        with anyio.fail_after(5):
-            while client.stats()["pending_requests"] < 5:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: client.stats()["pending_requests"] == 5)
         # Leaving the block failed every waiter at once: the task group can end.
     assert len(outcomes) == 5
     assert client.stats()["state"] == "closed"
@@ -225,7 +229,7 @@ async def test_leaving_the_session_with_requests_in_flight(sim: RunningSimulator
             pass
 
 
-async def test_connect_and_aclose_seed_api(sim: RunningSimulator) -> None:
+async def test_connect_and_aclose_seed_api(sim: Simulator) -> None:
     md_seen: list[dict[str, Any]] = []
     cmd_seen: list[dict[str, Any]] = []
     client = await MarketClient.connect(
@@ -233,16 +237,14 @@ async def test_connect_and_aclose_seed_api(sim: RunningSimulator) -> None:
     )
     try:
         await client.place_order("ABC", side="buy", type="market", qty=1)
-        with anyio.fail_after(5):
-            while not cmd_seen or not any(m.get("ch") == "trade" for m in md_seen):
-                await anyio.sleep(0.01)
+        await wait_until(lambda: cmd_seen and any(m.get("ch") == "trade" for m in md_seen))
         assert cmd_seen[0]["event"] == "order.accepted"
     finally:
         await client.aclose()
     await client.aclose()  # idempotent
 
 
-async def test_low_level_handshake_open_cmd_and_http_fallback(sim: RunningSimulator) -> None:
+async def test_low_level_handshake_open_cmd_and_http_fallback(sim: Simulator) -> None:
     client = MarketClient(sim.url, md=False)
     try:
         hs = await client.handshake()
@@ -263,7 +265,7 @@ async def test_low_level_handshake_open_cmd_and_http_fallback(sim: RunningSimula
         await client.aclose()
 
 
-async def test_resume_the_same_user_with_a_token(sim: RunningSimulator) -> None:
+async def test_resume_the_same_user_with_a_token(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, md=False) as first:
         await first.place_order("ABC", side="buy", price="50.00", qty=1)
         token, user_id = first.token, first.user_id
@@ -272,19 +274,19 @@ async def test_resume_the_same_user_with_a_token(sim: RunningSimulator) -> None:
         assert len(await again.list_orders()) == 1
 
 
-async def test_bad_token_and_unreachable_gateway(sim: RunningSimulator) -> None:
+async def test_bad_token_and_unreachable_gateway(sim: Simulator) -> None:
     with pytest.raises(AuthError) as info:
         async with MarketClient.session(sim.url, token="u-forged.0000"):
             pass
     assert "u-forged" not in str(info.value)
-    async with serve(flow_hz=0) as other:
+    async with open_simulator() as other:
         url = other.url
     with pytest.raises(ConnectError, match="is it running"):
         async with MarketClient.session(url):
             pass
 
 
-async def test_admin_session(sim: RunningSimulator) -> None:
+async def test_admin_session(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, token=ADMIN_TOKEN, md=False) as admin:
         assert admin.is_admin
         reply = await admin.send("admin.halt", {"sym": "XYZ"}, as_role="admin")
@@ -294,22 +296,23 @@ async def test_admin_session(sim: RunningSimulator) -> None:
 
 
 async def test_fail_fast_session_ends_with_connection_lost(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     with pytest.raises(ConnectionLost) as info:
         async with MarketClient.session(sim.url, reconnect=False) as client:
-            sim.disconnect(client.user_id)
+            await sim.disconnect(client.user_id)
             await anyio.sleep_forever()
     assert info.value.code == 1012
 
 
-async def test_heartbeat_silence_ends_a_fail_fast_session(sim: RunningSimulator) -> None:
+async def test_heartbeat_silence_ends_a_fail_fast_session(sim: Simulator) -> None:
     with pytest.raises(ConnectionLost, match="heartbeat"):
         async with MarketClient.session(sim.url, heartbeat_timeout=0.2, reconnect=False):
             await anyio.sleep_forever()  # heartbeats come every 0.5 s: too slow for 0.2
 
 
-async def test_events_candles_and_transactions(busy_sim: RunningSimulator) -> None:
+@pytest.mark.simulator(seed=2, flow_hz=400)
+async def test_events_candles_and_transactions(sim: Simulator) -> None:
     hook_calls: list[str] = []
 
     async def async_hook(frame: dict[str, Any]) -> None:
@@ -318,9 +321,7 @@ async def test_events_candles_and_transactions(busy_sim: RunningSimulator) -> No
     def bad_hook(frame: dict[str, Any]) -> None:
         raise RuntimeError("hook bug")
 
-    async with MarketClient.session(
-        busy_sim.url, symbols=["ABC"], on_cmd_event=async_hook
-    ) as client:
+    async with MarketClient.session(sim.url, symbols=["ABC"], on_cmd_event=async_hook) as client:
         client.set_event_hook(bad_hook)
         candles = await client.configure_candles("ABC", interval_ms=1000, depth=5)
         assert len(candles) <= 5
@@ -334,9 +335,7 @@ async def test_events_candles_and_transactions(busy_sim: RunningSimulator) -> No
         assert trade.kind == "md.trade" and trade.sym == "ABC"
         assert [t["event"] for t in client.get_transactions()] == [e.kind for e in got]
         assert client.get_candles("ABC")[-1]["v"] >= 1
-        with anyio.fail_after(5):
-            while len(hook_calls) < len(got):
-                await anyio.sleep(0.01)
+        await wait_until(lambda: len(hook_calls) == len(got))
         assert hook_calls == ["async:" + e.kind for e in got]
         assert client.stats()["hook_errors"] == len(got)
         client.configure_transactions(1)
@@ -347,17 +346,14 @@ async def test_events_candles_and_transactions(busy_sim: RunningSimulator) -> No
     assert [e async for e in orders] == []
 
 
-async def test_slow_consumer_overflow_policy(busy_sim: RunningSimulator) -> None:
+@pytest.mark.simulator(seed=2, flow_hz=400)
+async def test_slow_consumer_overflow_policy(sim: Simulator) -> None:
     probe = BookProbe()
-    async with MarketClient.session(
-        busy_sim.url, symbols=["ABC"], on_md_event=probe.hook
-    ) as client:
+    async with MarketClient.session(sim.url, symbols=["ABC"], on_md_event=probe.hook) as client:
         slow = client.events(buffer=2)  # never read until the end
         for _ in range(5):
             await client.place_order("ABC", side="buy", price="1.00", qty=1)
-        with anyio.fail_after(5):
-            while client.stats()["events_dropped_md"] == 0:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: client.stats()["events_dropped_md"] > 0)
         # The book kept up regardless: equal to the gateway's at the same seq.
         await probe.assert_matches(client, "ABC")
         with pytest.raises(EventOverflow) as info:
@@ -367,22 +363,22 @@ async def test_slow_consumer_overflow_policy(busy_sim: RunningSimulator) -> None
         assert len(client.get_transactions()) == 5  # nothing lost from the ring buffer
 
 
-async def test_local_books_equal_book_get_under_background_flow(
-    busy_sim: RunningSimulator,
-) -> None:
+@pytest.mark.simulator(seed=2, flow_hz=400)
+async def test_local_books_equal_book_get_under_background_flow(sim: Simulator) -> None:
     probe = BookProbe()
-    async with MarketClient.session(busy_sim.url, on_md_event=probe.hook) as client:
+    async with MarketClient.session(sim.url, on_md_event=probe.hook) as client:
         seen: set[tuple[str, int]] = set()
         for _ in range(3):
             for sym in ("ABC", "XYZ"):
-                seen.add((sym, await probe.assert_matches(client, sym)))
-            await anyio.sleep(0.2)
-        assert len(seen) == 6  # the market moved between checks
+                seq = await probe.assert_matches(client, sym)
+                seen.add((sym, seq))
+                await caught_up(client, sym, seq + 1)  # the market moves before the next check
+        assert len(seen) == 6
         assert client.stats()["resyncs"] == dict.fromkeys(client.stats()["resyncs"], 0)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_trio_websocket_transport(sim: RunningSimulator) -> None:
+async def test_trio_websocket_transport(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, transport="trio-websocket") as client:
         assert (await client.get_book("ABC"))["sym"] == "ABC"
         assert client.best_bid_ask("ABC")["ask"] is not None
@@ -392,61 +388,55 @@ async def assert_own_order_reaches_the_local_book(client: MarketClient) -> None:
     """An order placed over CMD shows in the book kept from MD (both links work)."""
     await client.place_order("ABC", "buy", "9.00", 2)
     truth = await client.get_book("ABC")
-    with anyio.fail_after(5):
-        while client.book_snapshot("ABC")["seq"] < truth["seq"]:
-            await anyio.sleep(0.01)
+    await caught_up(client, "ABC", truth["seq"])
     assert (Decimal("9.00"), 2) in client.book_snapshot("ABC", depth=100)["bids"]
 
 
-async def test_httpx_ws_transport_on_both_backends(sim: RunningSimulator) -> None:
+async def test_httpx_ws_transport_on_both_backends(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, symbols=["ABC"], transport="httpx-ws") as client:
         await assert_own_order_reaches_the_local_book(client)
     with pytest.raises(ConnectionLost) as info:
         async with MarketClient.session(sim.url, transport="httpx-ws", reconnect=False) as client:
-            sim.disconnect(client.user_id)
+            await sim.disconnect(client.user_id)
             await anyio.sleep_forever()
     assert info.value.code == 1012  # the close code made it through the adapter
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_picows_transport_on_asyncio(sim: RunningSimulator) -> None:
+async def test_picows_transport_on_asyncio(sim: Simulator) -> None:
     async with MarketClient.session(
         sim.url, symbols=["ABC"], transport="picows", reconnect=FAST
     ) as client:
         await assert_own_order_reaches_the_local_book(client)
         # close codes come through the adapter, and the links come back
         async with client.events("connection") as events:
-            sim.inject("oversized", channel="md", user_id=client.user_id)
+            await sim.inject("oversized", channel="md", user_id=client.user_id)
             lost = await anext_kind(events, "connection.lost")
             assert (lost.data["channel"], lost.data["code"]) == ("md", 1009)
             await anext_kind(events, "connection.restored")
-            sim.disconnect(client.user_id)
+            await sim.disconnect(client.user_id)
             codes = {(await anext_kind(events, "connection.lost")).data["code"] for _ in "12"}
             assert codes == {1012}
         assert (await client.get_book("ABC"))["sym"] == "ABC"
     # every socket of the session is closed, the one dropped for 1009 too
-    with anyio.fail_after(3):
-        while sim.stats.md_connections or sim.stats.cmd_connections:
-            await anyio.sleep(0.01)
+    await wait_until(lambda: sim.stats.md_connections + sim.stats.cmd_connections == 0)
 
 
 @pytest.mark.parametrize("transport", [None, "picows", "trio-websocket", "httpx-ws"])
 async def test_an_open_cancelled_half_way_leaves_no_connection_behind(
-    sim: RunningSimulator, anyio_backend: str, transport: TransportName | None
+    sim: Simulator, anyio_backend: str, transport: TransportName | None
 ) -> None:
     skip_unless_runs_on(anyio_backend, transport)
     url = "ws" + sim.url[4:] + f"/ws/md?token={await new_token(sim.url)}&symbols=ABC"
     for step in range(40):  # cancelled at every stage of the TCP and WebSocket handshakes
         with anyio.move_on_after(step * 0.0001):
             async with connect_websocket(url, transport=transport):
-                await anyio.sleep(1)
-        with anyio.fail_after(2):
-            while sim.stats.md_connections:
-                await anyio.sleep(0.005)
+                await anyio.sleep_forever()
+        await wait_until(lambda: sim.stats.md_connections == 0, timeout=2)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_websockets_on_trio_says_what_it_needs(sim: RunningSimulator) -> None:
+async def test_websockets_on_trio_says_what_it_needs(sim: Simulator) -> None:
     try:
         import websockets.trio.client  # noqa: F401
     except ImportError:  # websockets 16 and older (Python 3.10): no Trio client
@@ -459,24 +449,24 @@ async def test_websockets_on_trio_says_what_it_needs(sim: RunningSimulator) -> N
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_picows_refused_on_trio(sim: RunningSimulator) -> None:
+async def test_picows_refused_on_trio(sim: Simulator) -> None:
     with pytest.raises(ValueError, match="only under asyncio"):
         async with MarketClient.session(sim.url, transport="picows"):
             pass
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_trio_websocket_refused_on_asyncio(sim: RunningSimulator) -> None:
+async def test_trio_websocket_refused_on_asyncio(sim: Simulator) -> None:
     with pytest.raises(ValueError, match="only under Trio"):
         async with MarketClient.session(sim.url, transport="trio-websocket"):
             pass
 
 
 async def test_malformed_frames_are_counted_not_fatal(
-    sim: RunningSimulator, caplog: pytest.LogCaptureFixture
+    sim: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with MarketClient.session(sim.url, symbols=["ABC"]) as client:
-        gateway = sim.gateway
+        gateway = sim.running.gateway
         conns = [c for cs in gateway._cmd.values() for c in cs]
         md_conns = list(gateway._md_all)
         with caplog.at_level(logging.WARNING, logger="market_client"):
@@ -484,7 +474,12 @@ async def test_malformed_frames_are_counted_not_fatal(
             conns[0].push('{"type": "response", "corr_id": "999999", "status": "ok"}')
             md_conns[0].push("[1,2,3]")
             md_conns[0].push('{"type": "md", "ch": "book.delta", "sym": "ABC"}')
-            await anyio.sleep(0.2)
+            await wait_until(
+                lambda: (
+                    client.stats()["malformed_frames"] + client.stats()["unsolicited_responses"]
+                    == 4
+                )
+            )
         stats = client.stats()
         assert stats["malformed_frames"] == 3
         assert stats["unsolicited_responses"] == 1
@@ -492,18 +487,16 @@ async def test_malformed_frames_are_counted_not_fatal(
         assert "malformed" in caplog.text
 
 
-async def test_md_gap_causes_exactly_one_resync_and_a_right_book(sim: RunningSimulator) -> None:
+async def test_md_gap_causes_exactly_one_resync_and_a_right_book(sim: Simulator) -> None:
     async with (
         MarketClient.session(sim.url, symbols=["ABC"]) as client,
         MarketClient.session(sim.url, token=ADMIN_TOKEN, md=False) as admin,
     ):
-        await admin.send("admin.md_gap", {"sym": "ABC", "count": 1}, as_role="admin")
+        await sim.md_gap("ABC", 1)
         await admin.place_order("ABC", "buy", "10.00", 1)  # its delta is never sent
         await admin.place_order("ABC", "buy", "10.01", 1)  # this one shows the gap
         truth = await client.get_book("ABC", depth=1000)
-        with anyio.fail_after(5):
-            while client.book_snapshot("ABC")["seq"] < truth["seq"]:
-                await anyio.sleep(0.01)
+        await caught_up(client, "ABC", truth["seq"])
         local = client.book_snapshot("ABC", depth=1000)
         assert local["bids"] == [(Decimal(p), q) for p, q in truth["bids"]]
         assert local["asks"] == [(Decimal(p), q) for p, q in truth["asks"]]
@@ -511,15 +504,15 @@ async def test_md_gap_causes_exactly_one_resync_and_a_right_book(sim: RunningSim
         assert client.stats()["resyncs"] == {"ABC": 1}
 
 
-async def test_candles_equal_the_gateway_once_the_market_is_quiet(anyio_backend: str) -> None:
-    async with (
-        serve(seed=4, flow_hz=400) as sim,
-        MarketClient.session(sim.url, symbols=["ABC"]) as client,
-    ):
+@pytest.mark.simulator(seed=4, flow_hz=400)
+async def test_candles_equal_the_gateway_once_the_market_is_quiet(sim: Simulator) -> None:
+    async with MarketClient.session(sim.url, symbols=["ABC"]) as client:
         await client.configure_candles("ABC", interval_ms=1000, depth=50)
         await client.configure_candles("ABC", interval_ms=2000, depth=3)
+        # A sleep on purpose: the test is about candles of several intervals, so
+        # the flow must trade across a few 1 s and 2 s boundaries.
         await anyio.sleep(2.5)
-        sim.set_flow(0)
+        await sim.flow(0)
         for interval, depth in ((1000, 50), (2000, 3)):
             await assert_candles_match(client, "ABC", interval, depth)
             assert client.get_candles("ABC", interval)  # equal and not empty

@@ -384,7 +384,7 @@ def test_all_matches_the_public_names() -> None:
     public = {
         n
         for n in dir(market_client)
-        if not n.startswith("_") and not inspect.ismodule(getattr(market_client, n))
+        if not n.startswith(("_", "@")) and not inspect.ismodule(getattr(market_client, n))
     }
     assert set(market_client.__all__) - {"__version__"} == public
     assert set(market_client.__all__) == PUBLIC_API, "a public name was added or removed"

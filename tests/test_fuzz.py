@@ -1,10 +1,11 @@
 """Fuzzing the client's frame handling with arbitrary frames (Hypothesis), on both backends.
 
-The CMD and MD readers are fed frames through a stand-in socket (the
+The CMD and MD readers are fed frames through ``ScriptedWebSocket`` (the
 transport interface, not the gateway): whatever arrives, a reader never
 raises anything but the end of the link, never wakes a waiter with a frame
 that does not answer it, and never leaves a book in a state it could not
-have reached.
+have reached. Each example runs on the test's backend inside the conftest's
+``fail_after`` bound.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market_client import ConnectionLost, GatewayError, MarketClient, RequestSession
-from market_client._transports import TransportClosed
+from market_client.testing import ScriptedWebSocket
+
+pytestmark = pytest.mark.anyio
 
 FUZZ = settings(
     max_examples=150,
@@ -86,26 +89,6 @@ def encoded(frames: st.SearchStrategy[Any]) -> st.SearchStrategy[str | bytes]:
     )
 
 
-class FrameFeed:
-    """A stand-in socket that yields the given frames, then reports the close."""
-
-    def __init__(self, frames: list[str | bytes]) -> None:
-        self.frames = list(reversed(frames))
-        self.sent: list[str] = []
-
-    async def send(self, text: str) -> None:
-        self.sent.append(text)
-
-    async def recv(self) -> str | bytes:
-        await anyio.lowlevel.checkpoint()
-        if not self.frames:
-            raise TransportClosed(1000)
-        return self.frames.pop()
-
-    async def aclose(self, code: int = 1000) -> None:
-        pass
-
-
 def check_book(client: MarketClient) -> None:
     for sym, state in client._market.symbols.items():
         if not state.has_snapshot:
@@ -122,50 +105,40 @@ def check_book(client: MarketClient) -> None:
 
 @FUZZ
 @given(frames=st.lists(encoded(md_frames), max_size=30))
-def test_md_reader_survives_any_frames(anyio_backend: str, frames: list[str | bytes]) -> None:
-    async def main() -> None:
-        client = MarketClient("http://127.0.0.1:9")
-        feed = FrameFeed(frames)
-        with pytest.raises(ConnectionLost):
-            await client._md._read(feed, anyio.Event(), set())
-        check_book(client)
-
-    anyio.run(main, backend=anyio_backend)
+async def test_md_reader_survives_any_frames(frames: list[str | bytes]) -> None:
+    client = MarketClient("http://127.0.0.1:9")
+    with pytest.raises(ConnectionLost):
+        await client._md._read(ScriptedWebSocket(frames), anyio.Event(), set())
+    check_book(client)
 
 
 @FUZZ
 @given(frames=st.lists(encoded(cmd_frames), max_size=30))
-def test_cmd_reader_survives_any_frames(anyio_backend: str, frames: list[str | bytes]) -> None:
+async def test_cmd_reader_survives_any_frames(frames: list[str | bytes]) -> None:
     events: list[dict[str, Any]] = []
+    feed = ScriptedWebSocket(frames)
+    session = RequestSession(feed, on_event=events.append, timeout=5)
+    outcome: list[Any] = []
 
-    async def main() -> None:
-        feed = FrameFeed(frames)
-        session = RequestSession(feed, on_event=events.append, timeout=5)
-        outcome: list[Any] = []
+    async def ask() -> None:
+        try:
+            outcome.append(await session.request("portfolio.get"))
+        except (GatewayError, ConnectionLost) as exc:
+            outcome.append(exc)
 
-        async def ask() -> None:
-            try:
-                outcome.append(await session.request("portfolio.get"))
-            except (GatewayError, ConnectionLost) as exc:
-                outcome.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ask)
-            await anyio.lowlevel.checkpoint()
-            with pytest.raises(ConnectionLost):
-                await session.run()
-        assert len(outcome) == 1
-        if isinstance(outcome[0], dict):
-            # Woken only by a response that names this request.
-            answers = [
-                f
-                for f in map(_loads, frames)
-                if isinstance(f, dict) and f.get("type") == "response"
-            ]
-            assert any(str(f.get("corr_id")) == "1" for f in answers)
-        assert len(session.correlator) == 0
-
-    anyio.run(main, backend=anyio_backend)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ask)
+        await anyio.lowlevel.checkpoint()
+        with pytest.raises(ConnectionLost):
+            await session.run()
+    assert len(outcome) == 1
+    if isinstance(outcome[0], dict):
+        # Woken only by a response that names this request.
+        answers = [
+            f for f in map(_loads, frames) if isinstance(f, dict) and f.get("type") == "response"
+        ]
+        assert any(str(f.get("corr_id")) == "1" for f in answers)
+    assert len(session.correlator) == 0
     for frame in events:
         assert isinstance(frame["event"], str) and isinstance(frame["seq"], int)
         assert isinstance(frame["payload"], dict)

@@ -20,7 +20,7 @@ from market_client import (
     ReconnectFailed,
     ReconnectPolicy,
 )
-from market_client.simulator import RunningSimulator
+from market_client.testing import Simulator, wait_until
 
 from .conftest import ADMIN_TOKEN
 from .support import FAST, BookProbe, SimProcess, anext_kind, assert_candles_match
@@ -47,17 +47,16 @@ async def restored(events: Any, *channels: str) -> dict[str, Event]:
     raise AssertionError("the event stream ended")
 
 
-async def test_disconnect_reconnects_both_channels_and_state_is_right(
-    busy_sim: RunningSimulator,
-) -> None:
+@pytest.mark.simulator(seed=2, flow_hz=400)
+async def test_disconnect_reconnects_both_channels_and_state_is_right(sim: Simulator) -> None:
     probe = BookProbe()
     async with MarketClient.session(
-        busy_sim.url, symbols=["ABC"], on_md_event=probe.hook, reconnect=FAST
+        sim.url, symbols=["ABC"], on_md_event=probe.hook, reconnect=FAST
     ) as client:
         await client.configure_candles("ABC", interval_ms=1000, depth=20)
         resting = await client.place_order("ABC", "buy", "1.00", 2, client_order_id="keep")
         async with client.events("connection") as events:
-            busy_sim.disconnect(client.user_id)
+            await sim.disconnect(client.user_id)
             got = await restored(events, "cmd", "md")
         assert got["md"].data["reconnects"] == got["cmd"].data["reconnects"] == 1
         links = client.stats()["links"]
@@ -70,13 +69,13 @@ async def test_disconnect_reconnects_both_channels_and_state_is_right(
         open_ids = [o["order_id"] for o in await client.list_orders()]
         assert resting["order"]["order_id"] in open_ids
         await probe.assert_matches(client, "ABC")  # while the flow runs
-        busy_sim.set_flow(0)
+        await sim.flow(0)
         await assert_candles_match(client, "ABC", 1000, 20)
         assert client.stats()["pending_requests"] == 0
 
 
 async def test_a_request_in_flight_fails_at_once_and_is_never_resent(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     async with MarketClient.session(sim.url, md=False, reconnect=FAST, timeout=10) as client:
         sim.faults.drop.add("order.place")  # the gateway never answers it
@@ -87,31 +86,36 @@ async def test_a_request_in_flight_fails_at_once_and_is_never_resent(
                 await client.place_order("ABC", "buy", "1.00", 1, client_order_id="once")
             failed_after.append(anyio.current_time() - start)
 
+        received = sim.stats.cmd_requests
         async with client.events("connection") as events, anyio.create_task_group() as tg:
             start = anyio.current_time()
             tg.start_soon(place)
-            await anyio.sleep(0.1)
+            await wait_until(lambda: sim.stats.cmd_requests > received)  # and dropped
             sim.faults.clear()  # a resend would now be carried out
-            sim.disconnect(client.user_id)
+            await sim.disconnect(client.user_id)
             await restored(events, "cmd")
         assert failed_after[0] < 1.0  # at once, not at the 10 s deadline
-        await anyio.sleep(0.2)
+        # A resend would go out on reconnecting, before this request on the same
+        # socket, and the gateway answers a socket's requests in order.
         assert await client.list_orders("all") == []  # it was not placed again
         assert sim.exchange.users[client.user_id or ""].orders == {}
 
 
 async def test_a_request_made_while_reconnecting_waits_for_the_link(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
-    async with MarketClient.session(sim.url, md=False, reconnect=FAST) as client:
-        sim.disconnect(client.user_id)
-        await anyio.sleep(0.01)  # the reader has seen the close
+    async with (
+        MarketClient.session(sim.url, md=False, reconnect=FAST) as client,
+        client.events("connection") as events,
+    ):
+        await sim.disconnect(client.user_id)
+        await anext_kind(events, "connection.lost")
         symbols = await client.get_symbols(force_refresh=True)
         assert symbols
         assert client.stats()["links"]["cmd"]["reconnects"] == 1
 
 
-async def test_md_stall_reconnects_md_alone_and_resyncs(sim: RunningSimulator) -> None:
+async def test_md_stall_reconnects_md_alone_and_resyncs(sim: Simulator) -> None:
     probe = BookProbe()
     async with MarketClient.session(
         sim.url,
@@ -121,7 +125,7 @@ async def test_md_stall_reconnects_md_alone_and_resyncs(sim: RunningSimulator) -
         reconnect=FAST,
     ) as client:
         async with client.events("connection") as events:
-            sim.stall_md(0.8)
+            await sim.stall_md(0.8)
             await client.place_order("ABC", "buy", "9.00", 3)  # printed during the stall
             got = await restored(events, "md")
         assert got["md"].data["downtime_s"] < 1.0
@@ -171,9 +175,8 @@ async def test_simulator_restart_resumes_user_and_state_is_right() -> None:
         assert client.user_id == user_id
         assert got["cmd"].data["gateway_resets"] == 1
         assert client.stats()["gateway_resets"] == 1
-        with anyio.fail_after(5):  # candles are being re-seeded; nothing hangs
-            while client.stats()["pending_requests"]:
-                await anyio.sleep(0.01)
+        # candles are being re-seeded; nothing hangs
+        await wait_until(lambda: client.stats()["pending_requests"] == 0, timeout=5)
         assert await client.list_orders() == []  # reconciled: the gateway lost them
         await probe.assert_matches(client, "ABC")  # under the restarted flow
         async with MarketClient.session(proc.url, token=ADMIN_TOKEN, md=False) as admin:
@@ -195,27 +198,19 @@ async def test_restart_with_another_secret_ends_with_auth_error() -> None:
 
 @pytest.mark.parametrize("channel", ["cmd", "md"])
 async def test_every_malformed_frame_is_counted_and_the_session_goes_on(
-    sim: RunningSimulator, channel: str, caplog: pytest.LogCaptureFixture
+    sim: Simulator, channel: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     kinds = ["not_json", "not_object", "wrong_types", "unknown_type", "unknown_corr_id"]
-    async with (
-        MarketClient.session(sim.url, symbols=["ABC"], reconnect=FAST) as client,
-        MarketClient.session(sim.url, token=ADMIN_TOKEN, md=False) as admin,
-    ):
+    async with MarketClient.session(sim.url, symbols=["ABC"], reconnect=FAST) as client:
         with caplog.at_level(logging.WARNING, logger="market_client"):
             for kind in kinds:
-                reply = await admin.send(
-                    "admin.fault",
-                    {"fault": "frame", "kind": kind, "channel": channel, "user_id": client.user_id},
-                    as_role="admin",
+                assert await sim.inject(kind, channel=channel, user_id=client.user_id) == 1
+            await wait_until(
+                lambda: (
+                    client.stats()["malformed_frames"] + client.stats()["unsolicited_responses"]
+                    == len(kinds)
                 )
-                assert reply["sockets"] == 1
-            await client.get_symbols(force_refresh=True)  # CMD frames are in order
-            with anyio.fail_after(5):
-                while client.stats()["malformed_frames"] + client.stats()[
-                    "unsolicited_responses"
-                ] < len(kinds):
-                    await anyio.sleep(0.01)
+            )
         stats = client.stats()
         assert stats["links"]["cmd"]["disconnects"] == 0
         assert stats["links"]["md"]["disconnects"] == 0
@@ -226,27 +221,23 @@ async def test_every_malformed_frame_is_counted_and_the_session_goes_on(
         assert (await client.get_book("ABC"))["sym"] == "ABC"
 
 
-async def test_a_delta_with_a_bad_price_resyncs_that_symbol(sim: RunningSimulator) -> None:
+async def test_a_delta_with_a_bad_price_resyncs_that_symbol(sim: Simulator) -> None:
     probe = BookProbe()
     async with (
         MarketClient.session(sim.url, symbols=["ABC", "XYZ"], on_md_event=probe.hook) as client,
         MarketClient.session(sim.url, token=ADMIN_TOKEN, md=False) as admin,
     ):
-        await admin.send(
-            "admin.fault", {"fault": "frame", "kind": "bad_price", "sym": "ABC"}, as_role="admin"
-        )
+        await sim.inject("bad_price", sym="ABC")
         await admin.place_order("ABC", "sell", "500.00", 1)
-        with anyio.fail_after(5):
-            while client.stats()["resyncs"].get("ABC", 0) < 1:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: client.stats()["resyncs"].get("ABC", 0) == 1)
         await probe.assert_matches(client, "ABC")
         assert client.stats()["resyncs"] == {"ABC": 1, "XYZ": 0}
 
 
-async def test_an_oversized_frame_drops_the_link_which_comes_back(sim: RunningSimulator) -> None:
+async def test_an_oversized_frame_drops_the_link_which_comes_back(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, symbols=["ABC"], reconnect=FAST) as client:
         async with client.events("connection") as events:
-            assert sim.inject("oversized", channel="md", user_id=client.user_id) == 1
+            assert await sim.inject("oversized", channel="md", user_id=client.user_id) == 1
             lost = await anext_kind(events, "connection.lost")
             assert lost.data["code"] == 1009
             back = await anext_kind(events, "connection.restored")
@@ -254,7 +245,7 @@ async def test_an_oversized_frame_drops_the_link_which_comes_back(sim: RunningSi
         assert client.book_snapshot("ABC")["seq"] >= 0
 
 
-async def test_admin_fault_op_validates_its_payload(sim: RunningSimulator) -> None:
+async def test_admin_fault_op_validates_its_payload(sim: Simulator) -> None:
     async with MarketClient.session(sim.url, token=ADMIN_TOKEN, md=False) as admin:
         for payload in (
             {"fault": "nope"},
@@ -273,7 +264,7 @@ async def test_admin_fault_op_validates_its_payload(sim: RunningSimulator) -> No
 
 
 async def test_missed_private_events_are_reported_after_a_reconnect(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     async with (
         MarketClient.session(sim.url, md=False, reconnect=FAST) as client,
@@ -282,10 +273,10 @@ async def test_missed_private_events_are_reported_after_a_reconnect(
         async with client.events("events.missed", "connection") as events:
             sim.faults.delay["auth.login"] = 0.5  # the client's re-login waits
             # Drop only the client's CMD socket: the twin (same user) stays.
-            conns = list(sim.gateway._cmd[client.user_id or ""])
+            conns = list(sim.running.gateway._cmd[client.user_id or ""])
             target = next(c for c in conns if c.session and c.session.session_id == _sid(client))
             target.kill(1012, "test")
-            await anyio.sleep(0.1)
+            await anext_kind(events, "connection.lost")
             await twin.place_order("ABC", "buy", "1.00", 1)  # 1 event the client misses
             sim.faults.clear()
             missed = await anext_kind(events, "events.missed")

@@ -13,7 +13,7 @@ import pytest
 
 from market_client import Event, MarketClient, TooManyInFlight
 from market_client._wire import CMD_FRAME_LIMIT
-from market_client.simulator import RunningSimulator
+from market_client.testing import Simulator
 
 from .support import FAST, anext_kind
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_run_opens_the_session_in_a_task_group_the_caller_owns(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     async with anyio.create_task_group() as tg:
         client = await tg.start(MarketClient(sim.url, md=False).run)
@@ -46,7 +46,7 @@ def test_a_closed_or_unopened_client_does_not_warn() -> None:
 
 
 async def test_requests_that_cannot_be_encoded_leave_no_slot_behind(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     async with MarketClient.session(sim.url, md=False, max_pending=5) as client:
         for _ in range(10):
@@ -56,7 +56,7 @@ async def test_requests_that_cannot_be_encoded_leave_no_slot_behind(
         assert await client.get_symbols(force_refresh=True)
 
 
-async def test_too_many_in_flight_takes_no_slot(sim: RunningSimulator) -> None:
+async def test_too_many_in_flight_takes_no_slot(sim: Simulator) -> None:
     sim.faults.delay["portfolio.get"] = 0.5
     async with MarketClient.session(sim.url, md=False, max_pending=2) as client:
         async with anyio.create_task_group() as tg:
@@ -74,7 +74,7 @@ async def _wait_pending(client: MarketClient, n: int) -> None:
 
 
 async def test_a_request_over_the_frame_limit_raises_and_spares_the_others(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     sim.faults.delay["portfolio.get"] = 0.3
     async with MarketClient.session(sim.url, md=False) as client:
@@ -103,7 +103,7 @@ async def test_a_request_over_the_frame_limit_raises_and_spares_the_others(
     ],
 )
 async def test_absurd_order_arguments_raise_before_anything_is_sent(
-    sim: RunningSimulator, kwargs: dict[str, object], error: type[Exception], match: str
+    sim: Simulator, kwargs: dict[str, object], error: type[Exception], match: str
 ) -> None:
     async with MarketClient.session(sim.url, md=False) as client:
         before = client.stats()["requests"]
@@ -113,18 +113,18 @@ async def test_absurd_order_arguments_raise_before_anything_is_sent(
         assert client.stats()["requests"] == before
 
 
-async def test_connection_lost_carries_an_int_code(sim: RunningSimulator) -> None:
+async def test_connection_lost_carries_an_int_code(sim: Simulator) -> None:
     async with (
         MarketClient.session(sim.url, md=False, reconnect=FAST) as client,
         client.events("connection") as events,
     ):
-        sim.disconnect(client.user_id)
+        await sim.disconnect(client.user_id)
         lost = await anext_kind(events, "connection.lost")
         await anext_kind(events, "connection.restored")
     assert lost.data["code"] == 1012
 
 
-async def test_open_orders_follow_replies_and_events(sim: RunningSimulator) -> None:
+async def test_open_orders_follow_replies_and_events(sim: Simulator) -> None:
     async with (
         MarketClient.session(sim.url, md=False) as maker,
         MarketClient.session(sim.url, md=False) as taker,
@@ -145,7 +145,7 @@ async def test_open_orders_follow_replies_and_events(sim: RunningSimulator) -> N
         assert maker.open_orders() == await maker.list_orders()
 
 
-async def test_orders_filled_while_disconnected_are_reconciled(sim: RunningSimulator) -> None:
+async def test_orders_filled_while_disconnected_are_reconciled(sim: Simulator) -> None:
     async with (
         MarketClient.session(sim.url, md=False, reconnect=FAST) as maker,
         MarketClient.session(sim.url, md=False) as taker,
@@ -155,7 +155,7 @@ async def test_orders_filled_while_disconnected_are_reconciled(sim: RunningSimul
         async with maker.events("order.reconciled", "connection", "events.missed") as events:
             # Keep the maker away while the taker trades with its order.
             sim.faults.delay["auth.login"] = 0.5
-            sim.disconnect(maker.user_id)
+            await sim.disconnect(maker.user_id)
             await anext_kind(events, "connection.lost")
             await taker.place_order("ABC", "buy", "100.00", 3)
             sim.faults.clear()
@@ -179,7 +179,7 @@ async def test_orders_filled_while_disconnected_are_reconciled(sim: RunningSimul
 
 
 async def test_reconciliation_finds_an_order_placed_elsewhere_while_away(
-    sim: RunningSimulator,
+    sim: Simulator,
 ) -> None:
     async with (
         MarketClient.session(sim.url, md=False, reconnect=FAST) as client,
@@ -196,10 +196,10 @@ async def test_reconciliation_finds_an_order_placed_elsewhere_while_away(
         assert client.open_orders() == await client.list_orders()
 
 
-def _drop_cmd_of(sim: RunningSimulator, client: MarketClient) -> None:
+def _drop_cmd_of(sim: Simulator, client: MarketClient) -> None:
     """Close one session's CMD socket on the gateway, not the other sessions of its user."""
     current = client._cmd.current
     assert current is not None and current.login is not None
     sid = current.login["session_id"]
-    conns = sim.gateway._cmd[client.user_id or ""]
+    conns = sim.running.gateway._cmd[client.user_id or ""]
     next(c for c in conns if c.session and c.session.session_id == sid).kill(1012, "test")
