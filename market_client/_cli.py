@@ -16,6 +16,7 @@ import anyio
 
 from ._client import MarketClient
 from ._exceptions import GatewayError, MarketClientError
+from .recording import _cli as recording_cli
 from .simulator import __main__ as sim_main
 from .simulator._server import serve
 
@@ -267,6 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     sim_main.add_arguments(sub.add_parser("sim", help="serve the simulator gateway"))
+    recording_cli.add_commands(sub)
     demo = sub.add_parser("demo", help="live dashboard against the embedded simulator")
     demo.add_argument("--url", default=None, help="a gateway to use instead of the embedded one")
     demo.add_argument(
@@ -315,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sim":
         return sim_main.run(args)
+    if args.command in recording_cli.COMMANDS:
+        return recording_cli.run(args)
     try:
         if args.command == "demo":
             summary = anyio.run(_demo, args.url, args.duration, args.flow_hz, backend=args.backend)
