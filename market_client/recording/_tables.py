@@ -26,8 +26,9 @@ SCHEMA_VERSION = "1"
 NS_PER_DAY = 86_400 * 10**9
 MAX_UNSCALED = 10**18  # decimal128(18, s) holds |unscaled| < 10**18
 
-# Column kinds: "i64", "i32", "str", "dec" (price), "bool"; "*_ns" int64 columns
-# named in TIMES get a timestamp[ns, UTC] column beside them.
+# Column kinds: "i64", "i32", "str", "dec" (price), "bool". The int64 "*_ns"
+# columns named in TIMES are the exact times; a timestamp[us, UTC] column beside
+# each is for reading (microseconds: what Spark and Python datetimes hold).
 TABLES: dict[str, list[tuple[str, str]]] = {
     "trades": [
         ("ts_ns", "i64"),
@@ -142,7 +143,7 @@ def arrow_schema(table: str, scale: int, metadata: dict[str, str] | None = None)
     for name, kind in TABLES[table]:
         fields.append(pa.field(name, kinds[kind]))
         if name in TIMES:
-            fields.append(pa.field(TIMES[name], pa.timestamp("ns", tz="UTC")))
+            fields.append(pa.field(TIMES[name], pa.timestamp("us", tz="UTC")))
     return pa.schema(fields, metadata=metadata)
 
 
@@ -176,7 +177,8 @@ class Rows:
             else:
                 arrays.append(pa.array(values, schema.field(name).type))
             if name in TIMES:
-                arrays.append(arrays[-1].view(pa.timestamp("ns", tz="UTC")))
+                exact = arrays[-1].view(pa.timestamp("ns", tz="UTC"))
+                arrays.append(exact.cast(pa.timestamp("us", tz="UTC"), safe=False))
         return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -57,7 +57,9 @@ class PartitionedWriter:
     """Parquet files under ``TABLE/date=YYYY-MM-DD/sym=SYM/``, rotated by size and age.
 
     Rows wait in memory until a partition has ``row_group_rows`` of them (one
-    row group), its file is due for rotation, or the writer closes.
+    row group is written, the file stays open), until the oldest has waited
+    ``rotate_seconds`` (they are written and the file is closed), or until the
+    writer closes.
 
     Args:
         directory: The recording's directory.
@@ -86,6 +88,7 @@ class PartitionedWriter:
         self.compression = compression
         self.pending: dict[tuple[str, str, int], list[Rows]] = {}
         self.pending_rows: dict[tuple[str, str, int], int] = {}
+        self.pending_since: dict[tuple[str, str, int], float] = {}
         self.open: dict[tuple[str, str, int], _OpenFile] = {}
         self.files = 0
         self.bytes = 0  # bytes of closed files
@@ -94,13 +97,17 @@ class PartitionedWriter:
 
     def add(self, parts: dict[tuple[str, str, int], Rows]) -> None:
         """Queue rows by partition; write the row groups that are full."""
-        for key, rows in parts.items():
-            self.pending.setdefault(key, []).append(rows)
-            self.pending_rows[key] = self.pending_rows.get(key, 0) + len(rows)
         now = time.monotonic()
+        for key, rows in parts.items():
+            if key not in self.pending:
+                self.pending[key] = []
+                self.pending_since[key] = now
+            self.pending[key].append(rows)
+            self.pending_rows[key] = self.pending_rows.get(key, 0) + len(rows)
         for key in list(self.pending):
-            handle = self.open.get(key)
-            due = handle is not None and now - handle.opened >= self.rotate_seconds
+            # Rows wait at most rotate_seconds; then they are written and the
+            # file closed, so a file spans about rotate_seconds of data.
+            due = now - self.pending_since[key] >= self.rotate_seconds
             if self.pending_rows[key] >= self.row_group_rows or due:
                 self._write(key)
                 if due:
@@ -114,6 +121,7 @@ class PartitionedWriter:
 
         chunks = self.pending.pop(key, [])
         self.pending_rows.pop(key, None)
+        self.pending_since.pop(key, None)
         if not chunks:
             return
         table, sym, day = key
