@@ -102,7 +102,7 @@ def decode_line(line: bytes) -> RawFrame | RawGap | None:
     """
     obj = orjson.loads(line)
     if not isinstance(obj, dict) or not isinstance(obj.get("recv_ns"), int):
-        raise ValueError(f"not a raw record: {line[:80]!r}")
+        raise ValueError(f"not a raw record: {line[:80]!r}")  # noqa: TRY004 - bad data
     if "meta" in obj:
         return None
     gap = obj.get("gap")

@@ -140,7 +140,9 @@ class Recording:
         last: int | None = None
         for table in self.tables:
             files = self.files(table)
-            data = self.dataset(table).to_table(columns=["recv_ns", "sym"] if table != "candles" else ["t_ns", "sym"])
+            data = self.dataset(table).to_table(
+                columns=["recv_ns", "sym"] if table != "candles" else ["t_ns", "sym"]
+            )
             times = data.column(0)
             lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
             syms = sorted(pc.unique(data.column("sym")).to_pylist())

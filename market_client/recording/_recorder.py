@@ -96,7 +96,10 @@ class Recorder:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, seconds in (("flush_interval", flush_interval), ("rotate_seconds", rotate_seconds)):
+        for name, seconds in (
+            ("flush_interval", flush_interval),
+            ("rotate_seconds", rotate_seconds),
+        ):
             if not isinstance(seconds, (int, float)) or not seconds > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
         if not raw and not tables:
@@ -150,7 +153,9 @@ class Recorder:
     async def __aenter__(self) -> Recorder:
         if self._state != "unopened":
             raise RuntimeError(f"this Recorder is {self._state}; a recorder is opened once")
-        await anyio.to_thread.run_sync(lambda: Path(self.directory).mkdir(parents=True, exist_ok=True))
+        await anyio.to_thread.run_sync(
+            lambda: Path(self.directory).mkdir(parents=True, exist_ok=True)
+        )
         self._state = "open"
         self._started = time.monotonic()
         tg = anyio.create_task_group()
@@ -187,7 +192,7 @@ class Recorder:
         self._write(batch)
         try:
             self._writer.close()
-        except Exception as exc:  # noqa: BLE001 - kept in stats, logged
+        except Exception as exc:
             self._failed(exc)
 
     async def _run(self) -> None:
@@ -225,7 +230,7 @@ class Recorder:
             self._writer.write(batch)
             if batch:
                 self._counts["batches"] += 1
-        except Exception as exc:  # noqa: BLE001 - a failing disk must not end the session
+        except Exception as exc:
             self._lost += sum(1 for item in batch if item[0] != GAP)
             self._failed(exc)
         finally:
@@ -292,7 +297,7 @@ class Recorder:
                         self._gap_first = recv_ns
                     self._gap_count += 1
                     self._gap_last = recv_ns
-        except Exception:  # noqa: BLE001 - the hot path of a trading session must not fail
+        except Exception:
             self._counts["feed_errors"] += 1
 
     def _close_gap(self) -> None:

@@ -164,7 +164,7 @@ class Rows:
         import pyarrow as pa
 
         arrays = []
-        for (name, kind), values in zip(TABLES[self.table], self.columns):
+        for (name, kind), values in zip(TABLES[self.table], self.columns, strict=False):
             if kind == "dec":
                 dec = schema.field(name).type
                 wide = pa.decimal128(19, 0)
@@ -299,7 +299,9 @@ class TableBuilder:
             seq = msg["seq"]
             qty = msg["qty"]
             for col, value in zip(
-                cols, (ts, recv_ns, seq, msg.get("trade_id"), price, qty, msg.get("aggressor"))
+                cols,
+                (ts, recv_ns, seq, msg.get("trade_id"), price, qty, msg.get("aggressor")),
+                strict=False,
             ):
                 col.append(value)
             self.rows["trades"] += 1
@@ -336,7 +338,7 @@ class TableBuilder:
         self._stale.discard(sym)
         cols = self._part("book_snapshots", sym, recv_ns)
         for row in rows:
-            for col, value in zip(cols, row):
+            for col, value in zip(cols, row, strict=False):
                 col.append(value)
         self.rows["book_snapshots"] += len(rows)
         self._top(sym, book, ts, recv_ns, seq)
@@ -391,7 +393,7 @@ class TableBuilder:
             c.last_seq,
             complete,
         )
-        for col, value in zip(cols, values):
+        for col, value in zip(cols, values, strict=False):
             col.append(value)
         self.rows["candles"] += 1
 
@@ -437,7 +439,9 @@ class TableBuilder:
         )
         fill = payload.get("fill") if event == "order.fill" else None
         fill_values = None
+        fill_sym = sym
         if fill is not None:
+            fill_sym = fill.get("sym", sym)
             fill_values = (
                 fill.get("ts_ns"),
                 recv_ns,
@@ -450,10 +454,12 @@ class TableBuilder:
                 fill.get("qty"),
                 fill.get("liquidity"),
             )
-        for col, value in zip(self._part("orders", sym, recv_ns), values):
+        for col, value in zip(self._part("orders", sym, recv_ns), values, strict=False):
             col.append(value)
         self.rows["orders"] += 1
         if fill_values is not None:
-            for col, value in zip(self._part("fills", fill.get("sym", sym), recv_ns), fill_values):
+            for col, value in zip(
+                self._part("fills", fill_sym, recv_ns), fill_values, strict=False
+            ):
                 col.append(value)
             self.rows["fills"] += 1

@@ -205,7 +205,10 @@ class BatchWriter:
         self.candles = list(candles)
         self.raw = (
             RawWriter(
-                directory, rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds, level=zstd_level
+                directory,
+                rotate_bytes=rotate_bytes,
+                rotate_seconds=rotate_seconds,
+                level=zstd_level,
             )
             if raw
             else None
