@@ -12,12 +12,10 @@ every file, so engines unify the partitions; every on-tick price is exact).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from .._book import BookError, LocalBook
 from .._wire import PriceError, parse_price
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "Rows", "TableBuilder", "arrow_schema", "tick_scale"]
@@ -197,6 +195,46 @@ class _Candle:
         self.first_seq = self.last_seq = seq
 
 
+def _qty(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise _Bad(f"quantity must be a non-negative int, got {value!r}")
+    return value
+
+
+class _Book:
+    """One symbol's levels as unscaled int prices, with the best of each side kept.
+
+    Lighter than `LocalBook`: no sorted structure, since only the top is
+    needed; removing the best level rescans that side (rare and short).
+    """
+
+    __slots__ = ("asks", "best_ask", "best_bid", "bids", "seq", "stale", "top")
+
+    def __init__(self, seq: int) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.best_bid: int | None = None
+        self.best_ask: int | None = None
+        self.seq = seq
+        self.stale = False
+        self.top: tuple[int | None, int | None, int | None, int | None] | None = None
+
+    def set(self, side: str, price: int, qty: int) -> None:
+        if side == "buy":
+            if qty:
+                self.bids[price] = qty
+                if self.best_bid is None or price > self.best_bid:
+                    self.best_bid = price
+            elif self.bids.pop(price, None) is not None and price == self.best_bid:
+                self.best_bid = max(self.bids) if self.bids else None
+        elif qty:
+            self.asks[price] = qty
+            if self.best_ask is None or price < self.best_ask:
+                self.best_ask = price
+        elif self.asks.pop(price, None) is not None and price == self.best_ask:
+            self.best_ask = min(self.asks) if self.asks else None
+
+
 class TableBuilder:
     """Decodes frames into table rows, keeping the books it needs for ``top_of_book``.
 
@@ -213,8 +251,7 @@ class TableBuilder:
         self.bad_frames = 0
         self.bad_rows = 0
         self._prices: dict[str, int] = {}
-        self._books: dict[str, LocalBook] = {}
-        self._stale: set[str] = set()
+        self._books: dict[str, _Book] = {}
         self._candles: dict[tuple[str, int], _Candle] = {}
 
     # -- helpers --------------------------------------------------------------
@@ -252,7 +289,8 @@ class TableBuilder:
     # -- frames -----------------------------------------------------------------
     def gap(self) -> None:
         """Frames were dropped: no book is known until its next snapshot."""
-        self._stale.update(self._books)
+        for book in self._books.values():
+            book.stale = True
 
     def add(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         """Decode one frame and append its rows; a bad frame is counted, never raised."""
@@ -264,7 +302,7 @@ class TableBuilder:
                 self._md(msg, recv_ns)
             elif channel == "cmd":
                 self._cmd(msg, recv_ns)
-        except (_Bad, orjson.JSONDecodeError, BookError, KeyError, TypeError, ValueError):
+        except (_Bad, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             self.bad_frames += 1
 
     def _md(self, msg: dict[str, Any], recv_ns: int) -> None:
@@ -273,24 +311,31 @@ class TableBuilder:
             sym = msg["sym"]
             seq = msg["seq"]
             ts = msg.get("ts_ns", 0)
-            changes = msg["changes"]
-            rows = [(side, self._unscaled(price), qty) for side, price, qty in changes]
+            unscaled = self._unscaled
+            rows = [(side, unscaled(price), qty) for side, price, qty in msg["changes"]]
+            for side, _, qty in rows:
+                if side not in ("buy", "sell") or type(qty) is not int or qty < 0:
+                    raise _Bad(f"bad change {side!r} {qty!r}")
             cols = self._part("book_deltas", sym, recv_ns)
+            c0, c1, c2, c3, c4, c5 = cols
             for side, price, qty in rows:
-                cols[0].append(ts)
-                cols[1].append(recv_ns)
-                cols[2].append(seq)
-                cols[3].append(side)
-                cols[4].append(price)
-                cols[5].append(qty)
+                c0.append(ts)
+                c1.append(recv_ns)
+                c2.append(seq)
+                c3.append(side)
+                c4.append(price)
+                c5.append(qty)
             self.rows["book_deltas"] += len(rows)
             book = self._books.get(sym)
             if book is None:
                 return  # no snapshot yet: nothing to top
-            self._advance(sym, book, seq)
-            book.apply(changes, seq)
-            if sym not in self._stale:
-                self._top(sym, book, ts, recv_ns, seq)
+            if seq != book.seq + 1:
+                book.stale = True  # a hole upstream: unknown until the next snapshot
+            book.seq = seq
+            for side, price, qty in rows:
+                book.set(side, price, qty)
+            if not book.stale:
+                self._top(sym, book, ts, recv_ns, seq, force=False)
         elif ch == "trade":
             sym = msg["sym"]
             price = self._unscaled(msg["price"])
@@ -301,63 +346,59 @@ class TableBuilder:
             for col, value in zip(
                 cols,
                 (ts, recv_ns, seq, msg.get("trade_id"), price, qty, msg.get("aggressor")),
-                strict=False,
+                strict=True,
             ):
                 col.append(value)
             self.rows["trades"] += 1
             book = self._books.get(sym)
             if book is not None:
-                self._advance(sym, book, seq)
+                if seq != book.seq + 1:
+                    book.stale = True
                 book.seq = seq
             if self.candle_intervals:
                 self._candle(sym, ts, recv_ns, price, qty, seq)
         elif ch == "book.snapshot":
             self._snapshot(msg["sym"], msg, msg["seq"], msg.get("ts_ns", 0), recv_ns, "md")
 
-    def _advance(self, sym: str, book: LocalBook, seq: int) -> None:
-        # seq counts deltas and trades together; a hole means the book is
-        # unknown until the next snapshot (the client resyncs too).
-        if seq != book.seq + 1:
-            self._stale.add(sym)
-
     def _snapshot(
         self, sym: str, msg: dict[str, Any], seq: int, ts: int, recv_ns: int, source: str
     ) -> None:
         bids = msg.get("bids", [])
         asks = msg.get("asks", [])
-        book = LocalBook()
-        book.load(bids, asks, seq)
         rows: list[tuple[Any, ...]] = [
-            (ts, recv_ns, seq, source, side, level, self._unscaled(price), qty)
+            (ts, recv_ns, seq, source, side, level, self._unscaled(price), _qty(qty))
             for side, levels in (("buy", bids), ("sell", asks))
             for level, (price, qty) in enumerate(levels)
         ]
+        book = _Book(seq)
+        for row in rows:
+            book.set(row[4], row[6], row[7])
         if not rows:  # an empty book still marks where it was loaded
             rows.append((ts, recv_ns, seq, source, None, None, None, 0))
         self._books[sym] = book
-        self._stale.discard(sym)
         cols = self._part("book_snapshots", sym, recv_ns)
         for row in rows:
-            for col, value in zip(cols, row, strict=False):
+            for col, value in zip(cols, row, strict=True):
                 col.append(value)
         self.rows["book_snapshots"] += len(rows)
-        self._top(sym, book, ts, recv_ns, seq)
+        self._top(sym, book, ts, recv_ns, seq, force=True)
 
-    def _top(self, sym: str, book: LocalBook, ts: int, recv_ns: int, seq: int) -> None:
-        bid = book.best_bid()
-        ask = book.best_ask()
+    def _top(self, sym: str, book: _Book, ts: int, recv_ns: int, seq: int, *, force: bool) -> None:
+        bid = book.best_bid
+        ask = book.best_ask
+        top = (
+            bid,
+            None if bid is None else book.bids[bid],
+            ask,
+            None if ask is None else book.asks[ask],
+        )
+        if top == book.top and not force:
+            return  # a change below the top
+        book.top = top
         cols = self._part("top_of_book", sym, recv_ns)
-        cols[0].append(ts)
-        cols[1].append(recv_ns)
-        cols[2].append(seq)
-        cols[3].append(None if bid is None else self._decimal(bid[0]))
-        cols[4].append(None if bid is None else bid[1])
-        cols[5].append(None if ask is None else self._decimal(ask[0]))
-        cols[6].append(None if ask is None else ask[1])
+        for col, value in zip(cols, (ts, recv_ns, seq, *top), strict=True):
+            col.append(value)
         self.rows["top_of_book"] += 1
-
-    def _decimal(self, price: Decimal) -> int:
-        return int(price.scaleb(self.scale))
 
     def _candle(self, sym: str, ts: int, recv_ns: int, price: int, qty: int, seq: int) -> None:
         for interval in self.candle_intervals:
