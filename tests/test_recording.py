@@ -189,7 +189,7 @@ async def test_the_documented_queries(recorded: tuple[Witness, Path]) -> None:
     joined = duckdb.sql(
         f"""
         SELECT f.sym, f.side, f.price, f.qty, t.bid_price, t.ask_price,
-               f.price - (t.bid_price + t.ask_price) / 2 AS vs_mid
+               round(f.price - (t.bid_price + t.ask_price) / 2, 4) AS vs_mid
         FROM read_parquet('{out}/fills/**/*.parquet', hive_partitioning = true) f
         ASOF JOIN read_parquet('{out}/top_of_book/**/*.parquet', hive_partitioning = true) t
           ON f.sym = t.sym AND f.recv_ns >= t.recv_ns
