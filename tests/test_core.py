@@ -369,7 +369,7 @@ def test_ring_buffer_keeps_the_newest() -> None:
 
 # -- public surface ------------------------------------------------------------------
 def test_all_matches_the_public_names() -> None:
-    public = {n for n in dir(market_client) if not n.startswith("_")} - {"simulator"}
+    public = {n for n in dir(market_client) if not n.startswith("_")} - {"simulator", "recording"}
     assert set(market_client.__all__) - {"__version__"} == public
     assert market_client.__all__ == sorted(market_client.__all__)
     for name in market_client.__all__:
