@@ -154,3 +154,15 @@ def test_candles_png_draws_candles_whose_open_equals_close(
     ]
     assert body and body[0][1][0] - body[0][0][0] > 0.5
     plt.close("all")
+
+
+@pytest.mark.time_limit(60)
+async def test_record_and_plot_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyarrow")
+    module = runpy.run_path(str(EXAMPLES / "record_and_plot.py"))
+    png = tmp_path / "rec.png"
+    await module["main"](3.0, tmp_path / "rec", png)
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
+    fills = module["recording"].open(tmp_path / "rec").table("fills")
+    assert fills.num_rows >= 2  # its own market orders, read back from Parquet
+    assert "saved" in capsys.readouterr().out

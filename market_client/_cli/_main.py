@@ -14,6 +14,7 @@ from anyio.abc import TaskStatus
 from rich.console import Console
 
 from .._exceptions import AuthError, GatewayError, MarketClientError
+from ..recording import _cli as recording_cli
 from ..simulator import __main__ as sim_main
 from ._commands import NotLoggedIn, identity_of, run_command
 from ._demo import run_demo
@@ -122,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(list(argv) if argv is not None else None)
     if args.command == "sim":
         return sim_main.run(args)
+    if args.command in recording_cli.COMMANDS:
+        return recording_cli.run(args)
     state: dict[str, bool] = {"interrupted": False}
     try:
         if args.command == "demo":

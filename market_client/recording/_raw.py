@@ -1,0 +1,263 @@
+"""The raw layer: every frame as received, as zstandard-compressed JSON lines.
+
+One line per record, in receive order. A file is one zstandard frame written
+in blocks: each batch is flushed as a complete block, so a reader decodes
+everything up to the last batch even from a file whose writer was killed.
+
+Line formats (``docs/recording.md`` is the reference):
+
+* ``{"recv_ns": N, "ch": "md", "raw": "<frame text>"}``: a text frame;
+* ``... "raw": "<text>", "bin": true}``: a bytes frame that is valid UTF-8;
+* ``... "b64": "<base64>", "bin": true}``: a bytes frame that is not;
+* ``... "b64": "<base64 of UTF-8 with surrogates>"}``: a text frame with lone
+  surrogates (not representable in JSON text);
+* ``{"recv_ns": N, "gap": {"dropped": n, "first_ns": a, "last_ns": b}}``:
+  ``n`` frames received from ``a`` to ``b`` were dropped (the recorder's
+  buffer was full);
+* ``{"recv_ns": N, "meta": {...}}``: the first line of every file: format,
+  gateway, symbols, versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+import orjson
+
+__all__ = ["RAW_FORMAT", "RawFrame", "RawGap", "RawWriter", "iter_raw", "raw_files"]
+
+RAW_FORMAT = "market_client.raw/1"
+RAW_DIR = "raw"
+SUFFIX = ".jsonl.zst"
+TMP_SUFFIX = ".tmp"
+
+
+class RawFrame(NamedTuple):
+    """One frame as received.
+
+    Attributes:
+        recv_ns: Local receive time, ns since the epoch (``time.time_ns()``).
+        channel: ``"md"`` or ``"cmd"`` (private events).
+        raw: The frame exactly as received (``str`` or ``bytes``).
+    """
+
+    recv_ns: int
+    channel: str
+    raw: str | bytes
+
+
+class RawGap(NamedTuple):
+    """Frames the recorder dropped because its buffer was full.
+
+    Attributes:
+        recv_ns: Where the gap sits in the stream (receive time of its last dropped frame).
+        dropped: How many frames were dropped.
+        first_ns: Receive time of the first dropped frame.
+        last_ns: Receive time of the last dropped frame.
+    """
+
+    recv_ns: int
+    dropped: int
+    first_ns: int
+    last_ns: int
+
+
+def encode_frame(channel: str, raw: str | bytes, recv_ns: int) -> bytes:
+    """One JSON line (without the newline) for one frame."""
+    if isinstance(raw, str):
+        try:
+            return orjson.dumps({"recv_ns": recv_ns, "ch": channel, "raw": raw})
+        except orjson.JSONEncodeError:  # lone surrogates: keep the code points exactly
+            data = raw.encode("utf-8", "surrogatepass")
+            return orjson.dumps(
+                {"recv_ns": recv_ns, "ch": channel, "b64": base64.b64encode(data).decode()}
+            )
+    data = bytes(raw)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return orjson.dumps(
+            {"recv_ns": recv_ns, "ch": channel, "b64": base64.b64encode(data).decode(), "bin": True}
+        )
+    return orjson.dumps({"recv_ns": recv_ns, "ch": channel, "raw": text, "bin": True})
+
+
+def encode_gap(dropped: int, first_ns: int, last_ns: int) -> bytes:
+    """The line that marks dropped frames."""
+    return orjson.dumps(
+        {"recv_ns": last_ns, "gap": {"dropped": dropped, "first_ns": first_ns, "last_ns": last_ns}}
+    )
+
+
+def decode_line(line: bytes) -> RawFrame | RawGap | None:
+    """A record from one line; ``None`` for a header line.
+
+    Raises:
+        ValueError: The line is not a record of this format.
+    """
+    obj = orjson.loads(line)
+    if not isinstance(obj, dict) or not isinstance(obj.get("recv_ns"), int):
+        raise ValueError(f"not a raw record: {line[:80]!r}")  # noqa: TRY004 - bad data
+    if "meta" in obj:
+        return None
+    gap = obj.get("gap")
+    if gap is not None:
+        return RawGap(obj["recv_ns"], gap["dropped"], gap["first_ns"], gap["last_ns"])
+    raw: str | bytes
+    if "raw" in obj:
+        raw = obj["raw"].encode("utf-8") if obj.get("bin") else obj["raw"]
+    else:
+        data = base64.b64decode(obj["b64"])
+        raw = data if obj.get("bin") else data.decode("utf-8", "surrogatepass")
+    return RawFrame(obj["recv_ns"], obj["ch"], raw)
+
+
+class RawWriter:
+    """Appends records to rotating ``raw/*.jsonl.zst`` files (used from one thread).
+
+    A file is written as ``.NAME.tmp`` (hidden, not matching ``*.jsonl.zst``)
+    and renamed to ``NAME`` when it is closed.
+
+    Args:
+        directory: The recording's directory (files go to ``directory/raw``).
+        rotate_bytes: Start a new file once this many compressed bytes were written.
+        rotate_seconds: Start a new file once the current one is this old.
+        level: zstandard compression level.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        rotate_bytes: int,
+        rotate_seconds: float,
+        level: int = 3,
+    ) -> None:
+        import zstandard
+
+        self._zstd = zstandard
+        self.dir = Path(directory) / RAW_DIR
+        self.rotate_bytes = rotate_bytes
+        self.rotate_seconds = rotate_seconds
+        self.level = level
+        self.meta: dict[str, Any] = {"format": RAW_FORMAT}
+        self._file: BinaryIO | None = None
+        self._compressor: Any = None
+        self._tmp: Path | None = None
+        self._final: Path | None = None
+        self._opened = 0.0
+        self._count = 0
+        self.files = 0  # closed files
+        self.bytes = 0  # compressed bytes written, all files
+        self.file_bytes = 0  # compressed bytes of the open file
+        self.records = 0
+
+    def _open(self, first_ns: int) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(first_ns / 1e9))
+        self._count += 1
+        name = f"raw-{stamp}-{first_ns}-{os.getpid()}-{self._count}{SUFFIX}"
+        self._final = self.dir / name
+        self._tmp = self.dir / f".{name}{TMP_SUFFIX}"
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
+        self._compressor = self._zstd.ZstdCompressor(level=self.level).compressobj()
+        self._opened = time.monotonic()
+        self.file_bytes = 0
+        header = orjson.dumps({"recv_ns": first_ns, "meta": self.meta}) + b"\n"
+        self._put(self._compressor.compress(header))
+
+    def _put(self, data: bytes) -> None:
+        assert self._file is not None
+        if data:
+            self._file.write(data)
+            self.file_bytes += len(data)
+            self.bytes += len(data)
+
+    def write(self, lines: list[bytes], first_ns: int) -> None:
+        """Append encoded lines as one block, flushed to the OS, rotating first if due."""
+        if not lines:
+            return
+        if self._file is not None and (
+            self.file_bytes >= self.rotate_bytes
+            or time.monotonic() - self._opened >= self.rotate_seconds
+        ):
+            self.close()
+        if self._file is None:
+            self._open(first_ns)
+        compressor = self._compressor
+        lines.append(b"")
+        self._put(compressor.compress(b"\n".join(lines)))
+        self._put(compressor.flush(self._zstd.COMPRESSOBJ_FLUSH_BLOCK))
+        assert self._file is not None
+        self._file.flush()
+        self.records += len(lines) - 1
+
+    def close(self) -> None:
+        """Finish and rename the open file (if any)."""
+        if self._file is None:
+            return
+        self._put(self._compressor.flush(self._zstd.COMPRESSOBJ_FLUSH_FINISH))
+        self._file.close()
+        self._file = None
+        assert self._tmp is not None and self._final is not None
+        os.replace(self._tmp, self._final)
+        self.files += 1
+
+
+def raw_files(directory: str | os.PathLike[str], *, include_tmp: bool = False) -> list[Path]:
+    """The raw files of a recording in time order (optionally with unfinished ``.tmp`` ones)."""
+    folder = Path(directory) / RAW_DIR
+    if not folder.is_dir():
+        return []
+    files = list(folder.glob(f"raw-*{SUFFIX}"))
+    if include_tmp:
+        files += folder.glob(f".raw-*{SUFFIX}{TMP_SUFFIX}")
+    return sorted(files, key=_order)
+
+
+def _order(path: Path) -> tuple[int, int, int]:
+    # raw-<stamp>-<first_ns>-<pid>-<count>.jsonl.zst: order by first frame, then file number
+    parts = path.name.lstrip(".").split("-")
+    return int(parts[2]), int(parts[3]), int(parts[4].split(".")[0])
+
+
+def iter_raw(
+    directory: str | os.PathLike[str], *, gaps: bool = False, include_tmp: bool = False
+) -> Iterator[Any]:
+    """Every frame of a recording's raw layer, in receive order, exactly as received.
+
+    Args:
+        directory: The recording's directory.
+        gaps: Also yield a `RawGap` where the recorder dropped frames.
+        include_tmp: Also read files left unfinished by a recorder that was
+            killed (everything up to its last flushed batch).
+
+    Yields:
+        `RawFrame` (``recv_ns``, ``channel``, ``raw``) tuples, and `RawGap`
+        tuples when ``gaps`` is true.
+    """
+    import zstandard
+
+    for path in raw_files(directory, include_tmp=include_tmp):
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        pending = b""
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                try:
+                    data = decompressor.decompress(chunk)
+                except zstandard.ZstdError:
+                    break  # a torn tail of a killed writer: keep what came before
+                if not data:
+                    continue
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    record = decode_line(line)
+                    if record is None or (not gaps and isinstance(record, RawGap)):
+                        continue
+                    yield record

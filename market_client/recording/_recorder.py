@@ -1,0 +1,330 @@
+"""`Recorder`: a bounded buffer on the event loop, a worker task that writes it in a thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._writer import GAP, BatchWriter
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger("market_client.recording")
+
+
+class Recorder:
+    """Writes what a session receives into a directory, off the event loop.
+
+    The client calls `describe` once, then `feed` for every MD frame and
+    private CMD event as received. ``feed`` never blocks and never raises: it
+    appends the frame to a bounded buffer. A worker task hands the buffer, a
+    batch at a time, to a thread (``anyio.to_thread``) that appends it to the
+    raw layer and to the Parquet tables.
+
+    Overflow policy: when the buffer holds ``max_buffer`` frames or
+    ``max_buffer_bytes`` bytes (the disk cannot keep up), new frames are
+    dropped and counted (``stats()["dropped"]``), and the raw layer gets a gap
+    record (how many, from when to when) at the place they would have been;
+    the ``top_of_book`` of every symbol pauses until its next snapshot. The
+    session itself is never slowed down. A failing disk (an ``OSError`` while
+    writing) stops the recording: it is logged, kept in ``stats()["error"]``,
+    and every later frame is counted as dropped; the session goes on.
+
+    Leaving the ``async with`` block (also by cancellation or Ctrl-C) writes
+    what is buffered and closes every file, shielded from cancellation.
+
+    Args:
+        directory: Where to write (created if needed).
+        raw: Write the raw layer (``raw/*.jsonl.zst``).
+        tables: Write the Parquet tables.
+        candles: Candle intervals in ms to derive from MD trades (e.g. ``[1000, 60000]``).
+        batch_frames: Frames that wake the writer before ``flush_interval``.
+        flush_interval: Seconds a frame waits at most before it is written.
+        max_buffer: Most frames waiting to be written.
+        max_buffer_bytes: Most bytes of frames waiting to be written.
+        rotate_bytes: Close a file and start the next one at about this size.
+        rotate_seconds: Close a file and start the next one at this age.
+        row_group_rows: Rows per Parquet row group.
+        zstd_level: zstandard level of the raw layer.
+
+    Raises:
+        ValueError: An option is out of range.
+        ImportError: pyarrow or zstandard is missing (``pip install 'market-client[record]'``).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        raw: bool = True,
+        tables: bool = True,
+        candles: Iterable[int] = (),
+        batch_frames: int = 20_000,
+        flush_interval: float = 0.5,
+        max_buffer: int = 500_000,
+        max_buffer_bytes: int = 256 << 20,
+        rotate_bytes: int = 64 << 20,
+        rotate_seconds: float = 60.0,
+        row_group_rows: int = 65_536,
+        zstd_level: int = 3,
+    ) -> None:
+        try:
+            import pyarrow  # noqa: F401
+            import zstandard  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                "recording needs pyarrow and zstandard: pip install 'market-client[record]'"
+            ) from exc
+        intervals = list(candles)
+        for interval in intervals:
+            if not isinstance(interval, int) or isinstance(interval, bool) or interval <= 0:
+                raise ValueError(f"candle intervals are positive ms, got {interval!r}")
+        for name, value in (
+            ("batch_frames", batch_frames),
+            ("max_buffer", max_buffer),
+            ("max_buffer_bytes", max_buffer_bytes),
+            ("rotate_bytes", rotate_bytes),
+            ("row_group_rows", row_group_rows),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name, seconds in (
+            ("flush_interval", flush_interval),
+            ("rotate_seconds", rotate_seconds),
+        ):
+            if not isinstance(seconds, (int, float)) or not seconds > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
+        if not raw and not tables:
+            raise ValueError("nothing to record: raw and tables are both off")
+        self.directory = os.fspath(directory)
+        self.options: dict[str, Any] = {
+            "raw": raw,
+            "tables": tables,
+            "candles": intervals,
+            "batch_frames": batch_frames,
+            "flush_interval": flush_interval,
+            "max_buffer": max_buffer,
+            "max_buffer_bytes": max_buffer_bytes,
+            "rotate_bytes": rotate_bytes,
+            "rotate_seconds": rotate_seconds,
+            "row_group_rows": row_group_rows,
+            "zstd_level": zstd_level,
+        }
+        self._writer = BatchWriter(
+            self.directory,
+            raw=raw,
+            tables=tables,
+            candles=intervals,
+            rotate_bytes=rotate_bytes,
+            rotate_seconds=rotate_seconds,
+            row_group_rows=row_group_rows,
+            zstd_level=zstd_level,
+        )
+        self._batch_frames = batch_frames
+        self._flush_interval = float(flush_interval)
+        self._max_buffer = max_buffer
+        self._max_bytes = max_buffer_bytes
+        self._buf: list[tuple[str, Any, int]] = []
+        self._buf_bytes = 0
+        self._inflight: list[tuple[str, Any, int]] | None = None
+        self._describe: dict[str, Any] | None = None
+        self._state: Literal["unopened", "open", "closed"] = "unopened"
+        self._tg: TaskGroup | None = None
+        self._wake: anyio.Event | None = None
+        self._error: BaseException | None = None
+        self._gap_count = 0
+        self._gap_first = 0
+        self._gap_last = 0
+        self._counts = {"fed": 0, "dropped": 0, "gaps": 0, "batches": 0, "feed_errors": 0}
+        self._write_seconds = 0.0
+        self._lost = 0  # frames the worker thread could not write (counted there)
+        self._started = 0.0
+        self._ended = 0.0
+
+    # -- lifecycle --------------------------------------------------------------
+    async def __aenter__(self) -> Recorder:
+        if self._state != "unopened":
+            raise RuntimeError(f"this Recorder is {self._state}; a recorder is opened once")
+        await anyio.to_thread.run_sync(
+            lambda: Path(self.directory).mkdir(parents=True, exist_ok=True)
+        )
+        self._state = "open"
+        self._started = time.monotonic()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state != "open" or self._tg is None:
+            self._state = "closed"
+            return
+        self._state = "closed"
+        tg, self._tg = self._tg, None
+        tg.cancel_scope.cancel()
+        try:
+            # Returns once the worker is gone (a thread it started runs to its end).
+            await tg.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                batch = self._take()
+                rest = (self._inflight or []) + batch
+                self._inflight = None
+                self._max_buffer = 0  # from now on every frame is counted as dropped
+                await anyio.to_thread.run_sync(self._finish, rest)
+                self._ended = time.monotonic()
+
+    def _finish(self, batch: list[tuple[str, Any, int]]) -> None:
+        self._write(batch)
+        try:
+            self._writer.close()
+        except Exception as exc:
+            self._failed(exc)
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            if len(self._buf) < self._batch_frames:
+                self._wake = anyio.Event()
+                with anyio.move_on_after(max(0.0, last + self._flush_interval - time.monotonic())):
+                    await self._wake.wait()
+            last = time.monotonic()
+            self._inflight = self._take()
+            await anyio.to_thread.run_sync(self._write, self._inflight)
+
+    def _take(self) -> list[tuple[str, Any, int]]:
+        if self._gap_count:
+            self._close_gap()  # the dropped frames came after everything buffered
+        batch, self._buf = self._buf, []
+        self._buf_bytes = 0
+        return batch
+
+    def _write(self, batch: list[tuple[str, Any, int]]) -> None:
+        # In the worker thread: the only place the writer is touched.
+        started = time.perf_counter()
+        try:
+            if self._error is not None:
+                self._lost += sum(1 for item in batch if item[0] != GAP)
+                return
+            describe, self._describe = self._describe, None
+            if describe is not None:
+                self._writer.describe(**describe)
+            elif not self._writer.meta and batch:
+                self._writer.describe(
+                    gateway_url="", symbols=[], protocol_version="", library_version=""
+                )
+            self._writer.write(batch)
+            if batch:
+                self._counts["batches"] += 1
+        except Exception as exc:
+            self._lost += sum(1 for item in batch if item[0] != GAP)
+            self._failed(exc)
+        finally:
+            self._inflight = None
+            self._write_seconds += time.perf_counter() - started
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._error is None:
+            log.error("recording into %s stopped: %s", self.directory, exc)
+            self._error = exc
+
+    # -- the client's side --------------------------------------------------------
+    def describe(
+        self,
+        *,
+        gateway_url: str,
+        symbols: list[dict[str, Any]],
+        protocol_version: str,
+        library_version: str,
+    ) -> None:
+        """Say what the recording is of: stored in every file's metadata.
+
+        Call it before the first `feed` (the client does).
+
+        Args:
+            gateway_url: The gateway's URL (any token or credentials are stripped).
+            symbols: The ``symbols.list`` entries (``sym``, ``tick``, ``min_qty``,
+                ``lot``, ``status``): the ticks set the price columns' scale.
+            protocol_version: The wire protocol's version.
+            library_version: ``market_client``'s version.
+        """
+        self._describe = {
+            "gateway_url": gateway_url,
+            "symbols": [dict(s) for s in symbols],
+            "protocol_version": protocol_version,
+            "library_version": library_version,
+        }
+
+    def feed(self, channel: Literal["md", "cmd"] | str, raw: str | bytes, recv_ns: int) -> None:
+        """Hand one frame as received, with its local receive time in ns.
+
+        Never blocks, never raises: when the buffer is full the frame is
+        dropped and counted, and a gap record marks the place in the raw layer.
+
+        Args:
+            channel: ``"md"`` or ``"cmd"``.
+            raw: The frame exactly as received.
+            recv_ns: ``time.time_ns()`` when it was received.
+        """
+        try:
+            buf = self._buf
+            if len(buf) < self._max_buffer and self._buf_bytes < self._max_bytes:
+                if self._gap_count:
+                    self._close_gap()
+                buf.append((channel, raw, recv_ns))
+                self._buf_bytes += len(raw)
+                self._counts["fed"] += 1
+                if len(buf) == self._batch_frames and self._wake is not None:
+                    self._wake.set()
+            else:
+                self._counts["dropped"] += 1
+                if self._state == "open" and self._error is None:
+                    if not self._gap_count:
+                        self._gap_first = recv_ns
+                    self._gap_count += 1
+                    self._gap_last = recv_ns
+        except Exception:
+            self._counts["feed_errors"] += 1
+
+    def _close_gap(self) -> None:
+        self._buf.append((GAP, (self._gap_count, self._gap_first, self._gap_last), self._gap_last))
+        self._counts["gaps"] += 1
+        self._gap_count = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Rows, files, bytes and drops so far.
+
+        Returns:
+            ``directory``, ``state``, ``fed`` (frames accepted), ``buffered``,
+            ``dropped``, ``gaps``, ``batches``, ``rows`` (per table),
+            ``raw_records``, ``raw_files``, ``raw_bytes``, ``parquet_files``,
+            ``parquet_bytes`` (closed files), ``bad_frames`` (frames the tables
+            could not use; the raw layer keeps them), ``write_seconds`` (time
+            the worker thread spent writing), ``elapsed`` and ``error``.
+        """
+        end = self._ended or time.monotonic()
+        return {
+            "directory": self.directory,
+            "state": self._state,
+            **self._counts,
+            "dropped": self._counts["dropped"] + self._lost,
+            "buffered": len(self._buf),
+            **self._writer.stats(),
+            "write_seconds": round(self._write_seconds, 3),
+            "elapsed": round(end - self._started, 3) if self._started else 0.0,
+            "error": None if self._error is None else repr(self._error),
+        }

@@ -1,0 +1,276 @@
+"""Recording against the real simulator: the tables and the raw layer hold what the session saw."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from market_client import MarketClient
+from market_client.recording import RawFrame, Recording, iter_raw, rebuild
+from market_client.simulator import RunningSimulator
+
+duckdb = pytest.importorskip("duckdb")
+pl = pytest.importorskip("polars")
+pq = pytest.importorskip("pyarrow.parquet")
+
+pytestmark = pytest.mark.anyio
+
+CAPTURE_EVERY = 40  # capture the local book at every 40th ABC increment
+
+
+class Witness:
+    """What the session itself saw: every frame (a tap beside the recorder's), trades, books."""
+
+    def __init__(self) -> None:
+        self.client: MarketClient | None = None
+        self.on = False
+        self.frames: list[tuple[int, str, str | bytes]] = []
+        self.trades: list[dict[str, Any]] = []
+        self.books: dict[int, dict[str, Any]] = {}
+        self.increments = 0
+
+    def tap(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
+        self.frames.append((recv_ns, channel, raw))
+
+    def on_md(self, msg: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        if msg["ch"] == "trade":
+            self.trades.append(msg)
+        if msg.get("sym") == "ABC" and msg["ch"] in ("trade", "book.delta"):
+            self.increments += 1
+            if self.increments % CAPTURE_EVERY == 0 and len(self.books) < 8:
+                assert self.client is not None
+                book = self.client.book_snapshot("ABC", depth=1000)
+                self.books[book["seq"]] = book
+
+
+async def record_session(url: str, out: Path, *, trades_wanted: int = 60) -> Witness:
+    """Record a session under flow (with a few own orders) and witness it independently."""
+    witness = Witness()
+    async with MarketClient.session(url, md=False, on_md_event=witness.on_md) as client:
+        witness.client = client
+        async with client.record(out, candles=[1000]) as recorder:
+            # Our tap sits beside the recorder's from here to the end of the block:
+            # the same frames, in the same order, with no await in between.
+            client._taps.append(witness.tap)
+            witness.on = True
+            await client.open_md()
+            await client.place_order("ABC", side="buy", qty=2, type="market")
+            await client.place_order("ABC", side="sell", qty=1, type="market")
+            await client.place_order("XYZ", side="buy", price="1.00", qty=10)
+            while len(witness.trades) < trades_wanted or len(witness.books) < 3:
+                await anyio.sleep(0.05)
+            witness.on = False
+            client._taps.remove(witness.tap)
+        stats = recorder.stats()
+    assert stats["dropped"] == 0 and stats["error"] is None and stats["bad_frames"] == 0
+    assert stats["fed"] == len(witness.frames)
+    return witness
+
+
+@pytest.fixture
+async def recorded(busy_sim: RunningSimulator, tmp_path: Path) -> tuple[Witness, Path]:
+    out = tmp_path / "rec"
+    return await record_session(busy_sim.url, out), out
+
+
+@pytest.mark.time_limit(60)
+async def test_trades_table_is_exactly_the_trades_seen(recorded: tuple[Witness, Path]) -> None:
+    witness, out = recorded
+    rows = duckdb.sql(
+        f"""
+        SELECT sym, seq, trade_id, price, qty, aggressor, ts_ns, ts
+        FROM read_parquet('{out}/trades/**/*.parquet', hive_partitioning=true)
+        ORDER BY sym, seq
+        """
+    ).fetchall()
+    seen = sorted(witness.trades, key=lambda m: (m["sym"], m["seq"]))
+    assert [(r[0], r[1], r[2], r[4], r[5], r[6]) for r in rows] == [
+        (m["sym"], m["seq"], m["trade_id"], m["qty"], m["aggressor"], m["ts_ns"]) for m in seen
+    ]
+    for row, msg in zip(rows, seen, strict=False):
+        assert isinstance(row[3], Decimal) and row[3] == Decimal(msg["price"])
+        seconds, ns = divmod(msg["ts_ns"], 10**9)
+        assert row[7] == datetime.datetime.fromtimestamp(
+            seconds, datetime.timezone.utc
+        ) + datetime.timedelta(microseconds=ns // 1000)
+    schema = pq.read_schema(next(out.glob("trades/**/*.parquet")))
+    assert str(schema.field("price").type) == "decimal128(18, 2)"  # the largest tick scale
+
+
+@pytest.mark.time_limit(60)
+async def test_book_rebuilt_from_tables_equals_the_local_book(
+    recorded: tuple[Witness, Path],
+) -> None:
+    witness, out = recorded
+    assert len(witness.books) >= 3
+    con = duckdb.connect()
+    for seq, book in witness.books.items():
+        assert rebuild_book(con, out, "ABC", seq) == (
+            [(p, q) for p, q in book["bids"]],
+            [(p, q) for p, q in book["asks"]],
+        ), seq
+
+
+def rebuild_book(
+    con: Any, out: Path, sym: str, seq: int
+) -> tuple[list[tuple[Decimal, int]], list[tuple[Decimal, int]]]:
+    """The book at ``seq``: the latest snapshot at or before it, then the deltas up to it."""
+    (snap_seq,) = con.execute(
+        f"SELECT max(seq) FROM read_parquet('{out}/book_snapshots/**/*.parquet') "
+        "WHERE sym = ? AND seq <= ?",
+        [sym, seq],
+    ).fetchone()
+    levels: dict[tuple[str, Decimal], int] = {}
+    for side, price, qty in con.execute(
+        f"SELECT side, price, qty FROM read_parquet('{out}/book_snapshots/**/*.parquet') "
+        "WHERE sym = ? AND seq = ? AND side IS NOT NULL",
+        [sym, snap_seq],
+    ).fetchall():
+        levels[side, price] = qty
+    for side, price, qty in con.execute(
+        f"SELECT side, price, qty FROM read_parquet('{out}/book_deltas/**/*.parquet') "
+        "WHERE sym = ? AND seq > ? AND seq <= ? ORDER BY seq, recv_ns",
+        [sym, snap_seq, seq],
+    ).fetchall():
+        if qty:
+            levels[side, price] = qty
+        else:
+            levels.pop((side, price), None)
+    bids = sorted(((p, q) for (s, p), q in levels.items() if s == "buy"), reverse=True)
+    asks = sorted((p, q) for (s, p), q in levels.items() if s == "sell")
+    return bids, asks
+
+
+@pytest.mark.time_limit(60)
+async def test_raw_layer_holds_every_frame_byte_for_byte(recorded: tuple[Witness, Path]) -> None:
+    witness, out = recorded
+    frames = list(iter_raw(out))
+    assert all(isinstance(f, RawFrame) for f in frames)
+    assert [(f.recv_ns, f.channel, f.raw) for f in frames] == witness.frames
+    assert {f.channel for f in frames} == {"md", "cmd"}
+
+
+@pytest.mark.time_limit(60)
+async def test_the_documented_queries(recorded: tuple[Witness, Path]) -> None:
+    _, out = recorded
+    rec = Recording(out)
+    # VWAP per minute in DuckDB
+    vwap = duckdb.sql(
+        f"""
+        SELECT sym, date_trunc('minute', ts) AS minute,
+               sum(price * qty) / sum(qty) AS vwap, sum(qty) AS volume
+        FROM read_parquet('{out}/trades/**/*.parquet', hive_partitioning = true)
+        GROUP BY ALL ORDER BY sym, minute
+        """
+    ).fetchall()
+    assert {row[0] for row in vwap} == {"ABC", "XYZ", "QQQ", "ETH"}
+    assert all(row[3] > 0 and row[2] > 0 for row in vwap)
+    # Spread over time in Polars
+    spread = (
+        rec.polars("top_of_book")
+        .filter(pl.col("sym") == "ABC")
+        .with_columns((pl.col("ask_price") - pl.col("bid_price")).alias("spread"))
+        .group_by_dynamic("ts", every="1s")
+        .agg(pl.col("spread").mean().alias("mean_spread"), pl.len().alias("updates"))
+        .collect()
+    )
+    assert spread.height >= 1 and spread["updates"].sum() > 0
+    # Own fills joined to the top of book at fill time (the last update at or before it)
+    joined = duckdb.sql(
+        f"""
+        SELECT f.sym, f.side, f.price, f.qty, t.bid_price, t.ask_price,
+               round(f.price - (t.bid_price + t.ask_price) / 2, 4) AS vs_mid
+        FROM read_parquet('{out}/fills/**/*.parquet', hive_partitioning = true) f
+        ASOF JOIN read_parquet('{out}/top_of_book/**/*.parquet', hive_partitioning = true) t
+          ON f.sym = t.sym AND f.recv_ns >= t.recv_ns
+        ORDER BY f.recv_ns
+        """
+    ).fetchall()
+    assert len(joined) >= 2 and {row[1] for row in joined} == {"buy", "sell"}
+    buy = next(row for row in joined if row[1] == "buy")
+    assert buy[2] >= buy[4]  # a market buy pays at least the bid it saw
+    # The own orders: every event, and candles derived from the trades
+    orders = rec.dataset("orders").to_table().to_pylist()
+    assert {"accepted", "fill"} <= {o["event"] for o in orders}
+    assert any(o["price"] == Decimal("1.00") and o["sym"] == "XYZ" for o in orders)
+    candles = rec.table("candles").to_pylist()
+    volume = duckdb.sql(
+        f"SELECT sym, sum(qty) FROM read_parquet('{out}/trades/**/*.parquet') GROUP BY sym"
+    ).fetchall()
+    assert dict(volume) == {
+        s: sum(c["volume"] for c in candles if c["sym"] == s) for s, _ in volume
+    }
+
+
+@pytest.mark.time_limit(60)
+async def test_metadata_summary_and_rebuild(recorded: tuple[Witness, Path]) -> None:
+    witness, out = recorded
+    rec = Recording(out)
+    meta = rec.metadata()
+    assert meta["protocol_version"] == "1.0" and meta["price_scale"] == 2
+    assert meta["ticks"]["XYZ"] == "0.05" and "token" not in meta["gateway_url"]
+    summary = rec.summary()
+    assert summary["tables"]["trades"]["rows"] == len(witness.trades)
+    before = {t: rec.table(t).sort_by([("recv_ns", "ascending")]) for t in ("trades", "fills")}
+    rebuilt = rebuild(out, candles=[1000])
+    assert rebuilt["trades"] == len(witness.trades)
+    for table, data in before.items():
+        again = rec.table(table).sort_by([("recv_ns", "ascending")])
+        assert again.select(data.column_names).equals(data), table
+
+
+@pytest.mark.time_limit(60)
+async def test_recorder_killed_leaves_only_valid_parquet(
+    busy_sim: RunningSimulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed"
+    proc = await anyio.open_process(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from market_client._cli import main; sys.exit(main())",
+            "record",
+            "--url",
+            busy_sim.url,
+            "--out",
+            str(out),
+            "--rotate-seconds",
+            "0.3",
+            "--quiet",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Kill it once it has closed some files and is writing others.
+        while len(list(out.glob("book_deltas/**/*.parquet"))) < 4 or not list(
+            out.glob("**/.*.tmp")
+        ):
+            assert proc.returncode is None
+            await anyio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        await proc.aclose()
+    parquet = list(out.glob("**/*.parquet"))
+    assert parquet
+    for path in parquet:
+        pq.read_table(path)  # every file named *.parquet is complete
+    assert all(p.name.startswith(".") and p.name.endswith(".tmp") for p in out.glob("**/*.tmp"))
+    # The raw layer's unfinished file reads up to its last flushed batch.
+    assert len(list(iter_raw(out, include_tmp=True))) >= len(list(iter_raw(out)))
+    (count,) = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{out}/book_deltas/**/*.parquet')"
+    ).fetchall()[0]
+    assert count > 0

@@ -1,0 +1,219 @@
+"""The recorder's writer without sockets: raw round trip, rotation, drop policy, metadata."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from market_client.recording import RawFrame, RawGap, Recorder, Recording, iter_raw
+from market_client.recording._raw import decode_line, encode_frame
+from market_client.recording._tables import TableBuilder, tick_scale
+from market_client.recording._writer import BatchWriter, clean_url, finish_leftovers
+
+pq = pytest.importorskip("pyarrow.parquet")
+
+SYMBOLS = [
+    {"sym": "ABC", "tick": "0.01", "min_qty": 1, "lot": 1, "status": "trading"},
+    {"sym": "ETH", "tick": "0.1", "min_qty": 1, "lot": 1, "status": "trading"},
+]
+DESCRIBE = {
+    "gateway_url": "http://user:secret@127.0.0.1:8000/?token=u-1.mac",
+    "symbols": SYMBOLS,
+    "protocol_version": "1.0",
+    "library_version": "9.9.9",
+}
+T0 = 1_800_000_000_000_000_000
+
+
+def md(seq: int, ch: str = "book.delta", sym: str = "ABC", **fields: Any) -> str:
+    msg: dict[str, Any] = {"type": "md", "ch": ch, "sym": sym, "seq": seq, "ts_ns": T0 + seq}
+    if ch == "book.delta":
+        msg["changes"] = fields.pop("changes", [["buy", "100.00", seq]])
+    msg.update(fields)
+    return orjson.dumps(msg).decode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"type":"md","ch":"heartbeat","ts_ns":1}',
+        'not json at all \u00e9 \U0001f600 "quoted" \\ \n',
+        "lone \ud800 surrogate",
+        b'{"type":"md","ch":"heartbeat"}',
+        b"\xff\xfe binary \x00",
+        b"",
+        "",
+    ],
+)
+def test_raw_lines_round_trip_exactly(raw: str | bytes) -> None:
+    record = decode_line(encode_frame("md", raw, 123))
+    assert record == RawFrame(123, "md", raw)
+    assert type(record.raw) is type(raw)  # type: ignore[union-attr]
+
+
+def test_raw_files_rotate_by_size_and_read_back_in_order(tmp_path: Path) -> None:
+    writer = BatchWriter(tmp_path, tables=False, rotate_bytes=2_000, rotate_seconds=3600)
+    writer.describe(**DESCRIBE)
+    sent = []
+    for batch in range(20):
+        frames = [("md", md(batch * 100 + i) + "x" * i, T0 + batch * 100 + i) for i in range(100)]
+        writer.write(frames)
+        sent += frames
+    writer.close()
+    files = sorted((tmp_path / "raw").glob("*.jsonl.zst"))
+    assert len(files) > 3 and not list((tmp_path / "raw").glob(".*"))
+    assert [(f.channel, f.raw, f.recv_ns) for f in iter_raw(tmp_path)] == sent
+
+
+def test_an_unfinished_raw_file_reads_up_to_its_last_batch(tmp_path: Path) -> None:
+    writer = BatchWriter(tmp_path, tables=False)
+    writer.describe(**DESCRIBE)
+    writer.write([("md", md(1), T0), ("cmd", "{}", T0 + 1)])
+    # Killed here: no close() (the OS closes the descriptor). The file is
+    # hidden and not named *.jsonl.zst.
+    assert writer.raw is not None and writer.raw._file is not None
+    writer.raw._file.close()
+    assert list(iter_raw(tmp_path)) == []
+    assert [f.raw for f in iter_raw(tmp_path, include_tmp=True)] == [md(1), "{}"]
+    assert finish_leftovers(tmp_path) == {"raw_kept": 1, "parquet_removed": 0}
+    assert [f.raw for f in iter_raw(tmp_path)] == [md(1), "{}"]
+
+
+def test_tables_rotate_by_age_and_carry_metadata(tmp_path: Path) -> None:
+    writer = BatchWriter(tmp_path, rotate_seconds=0.05, row_group_rows=10)
+    writer.describe(**DESCRIBE)
+    snapshot = orjson.dumps(
+        {
+            "type": "md",
+            "ch": "book.snapshot",
+            "sym": "ETH",
+            "seq": 0,
+            "bids": [["2500.1", 3]],
+            "asks": [["2500.2", 4]],
+            "ts_ns": T0,
+        }
+    ).decode()
+    writer.write([("md", snapshot, T0)])
+    changes = [["sell", "2500.3", 1], ["sell", "2500.2", 0], ["buy", "2500.0", 9]]
+    for seq, change in enumerate(changes, 1):
+        writer.write([("md", md(seq, sym="ETH", changes=[change]), T0 + seq)])
+        threading.Event().wait(0.06)  # age the open files (a thread-free unit test)
+    writer.close()
+    files = sorted((tmp_path / "book_deltas").glob("date=*/sym=ETH/*.parquet"))
+    assert len(files) >= 2
+    assert not list(tmp_path.glob("**/.*.tmp"))
+    meta = pq.read_schema(files[0]).metadata
+    assert meta[b"market_client.protocol_version"] == b"1.0"
+    assert meta[b"market_client.gateway_url"] == b"http://127.0.0.1:8000/"
+    assert orjson.loads(meta[b"market_client.ticks"]) == {"ABC": "0.01", "ETH": "0.1"}
+    assert meta[b"market_client.table"] == b"book_deltas"
+    rec = Recording(tmp_path)
+    tops = rec.table("top_of_book").to_pylist()
+    # A row at the snapshot and whenever the top changes (not for seq 1 nor 3).
+    assert [(t["seq"], t["bid_price"], t["ask_price"], t["ask_qty"]) for t in tops] == [
+        (0, Decimal("2500.1"), Decimal("2500.2"), 4),
+        (2, Decimal("2500.1"), Decimal("2500.3"), 1),
+    ]
+    assert str(rec.dataset("book_deltas").schema.field("price").type) == "decimal128(18, 2)"
+
+
+def test_bad_frames_are_counted_and_off_tick_prices_never_rounded() -> None:
+    builder = TableBuilder(scale=2)
+    builder.add("md", "not json", T0)
+    builder.add("md", md(1, changes=[["buy", "100.001", 1]]), T0)  # finer than the scale
+    builder.add("md", md(2, changes=[["buy", 100.5, 1]]), T0)  # a float
+    builder.add("md", md(3, ch="trade", price="99.99", qty=1, trade_id="t-1"), T0)
+    assert builder.bad_frames == 3
+    assert builder.rows["trades"] == 1 and builder.rows["book_deltas"] == 0
+    assert tick_scale("0.25") == 2 and tick_scale("5") == 0 and tick_scale("0.10") == 1
+
+
+def test_candles_from_trades() -> None:
+    builder = TableBuilder(scale=2, candles=[1000])
+    prices = [("100.00", 1), ("101.00", 2), ("99.00", 3)]
+    for i, (price, qty) in enumerate(prices, 1):
+        msg = orjson.loads(md(i, ch="trade", price=price, qty=qty, trade_id=f"t-{i}"))
+        msg["ts_ns"] = T0 + i * 100_000_000  # the same second
+        builder.add("md", orjson.dumps(msg), T0)
+    late = orjson.loads(md(9, ch="trade", price="98.00", qty=1, trade_id="t-9"))
+    late["ts_ns"] = T0 + 2_000_000_000
+    builder.add("md", orjson.dumps(late), T0)
+    builder.finish_candles(T0)
+    (rows,) = [r for (table, _, _), r in builder.take().items() if table == "candles"]
+    t, interval, o, h, low, c, v, n, first, last, complete = (col[0] for col in rows.columns)
+    assert (o, h, low, c, v, n, first, last, complete) == (
+        10000,
+        10100,
+        9900,
+        9900,
+        6,
+        3,
+        1,
+        3,
+        True,
+    )
+    assert t == T0 and interval == 1000
+    assert [col[1] for col in rows.columns][-1] is False  # the last one is still open
+
+
+def test_gateway_url_loses_its_credentials() -> None:
+    assert clean_url("https://u:p@[::1]:9/x?token=T#f") == "https://[::1]:9/x"
+
+
+@pytest.mark.anyio
+async def test_a_slow_disk_drops_new_frames_and_marks_the_gap(tmp_path: Path) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    recorder = Recorder(tmp_path, tables=False, max_buffer=100, batch_frames=50)
+    original = recorder._writer.write
+
+    def slow_write(batch: list[Any]) -> None:
+        entered.set()
+        release.wait(20)  # the disk stalls
+        original(batch)
+
+    recorder._writer.write = slow_write  # type: ignore[method-assign]
+    async with recorder:
+        recorder.describe(**DESCRIBE)
+        for seq in range(1, 51):
+            recorder.feed("md", md(seq), T0 + seq)
+        while not entered.is_set():  # the worker holds these 50 in the stalled write
+            await anyio.sleep(0.01)
+        for seq in range(51, 201):
+            recorder.feed("md", md(seq), T0 + seq)  # never blocks, never raises
+        stats = recorder.stats()
+        assert (stats["fed"], stats["buffered"], stats["dropped"]) == (150, 100, 50)
+        release.set()
+    stats = recorder.stats()
+    assert stats["dropped"] == 50 and stats["gaps"] == 1 and stats["state"] == "closed"
+    records = list(iter_raw(tmp_path, gaps=True))
+    assert [r.raw for r in records[:150]] == [md(seq) for seq in range(1, 151)]  # type: ignore[union-attr]
+    assert records[150:] == [RawGap(T0 + 200, 50, T0 + 151, T0 + 200)]
+
+
+@pytest.mark.anyio
+async def test_a_failing_disk_stops_the_recording_not_the_session(tmp_path: Path) -> None:
+    (tmp_path / "raw").write_text("a file where the raw folder should be")
+    async with Recorder(tmp_path, flush_interval=0.01) as recorder:
+        recorder.describe(**DESCRIBE)
+        recorder.feed("md", md(1), T0)
+        while recorder.stats()["error"] is None:
+            await anyio.sleep(0.01)
+        recorder.feed("md", md(2), T0)
+    stats = recorder.stats()
+    assert stats["dropped"] == 2 and "Error" in stats["error"]
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_buffer"):
+        Recorder(tmp_path, max_buffer=0)
+    with pytest.raises(ValueError, match="candle"):
+        Recorder(tmp_path, candles=[0])
+    with pytest.raises(ValueError, match="nothing to record"):
+        Recorder(tmp_path, raw=False, tables=False)
