@@ -82,3 +82,9 @@ def screenshots(session: nox.Session) -> None:
         "from market_client._cli._demo import save_screenshot; "
         "save_screenshot('docs/img/demo.svg')",
     )
+
+
+@nox.session
+def diagrams(session: nox.Session) -> None:
+    """Redraw docs/img/architecture.svg from the code (needs Graphviz's ``dot``)."""
+    session.run("python", "docs/diagram.py")
