@@ -43,7 +43,10 @@ from ._reconnect import ReconnectPolicy
 from ._transports import (
     HttpxWsTransport,
     PicowsTransport,
+    TransportClosed,
+    TransportOpenError,
     TrioWebsocketTransport,
+    WebSocket,
     WebsocketsTransport,
     WebSocketTransport,
 )
@@ -83,7 +86,10 @@ __all__ = [
     "SessionClosed",
     "SymbolDict",
     "TooManyInFlight",
+    "TransportClosed",
+    "TransportOpenError",
     "TrioWebsocketTransport",
+    "WebSocket",
     "WebSocketTransport",
     "WebsocketsTransport",
     "__version__",

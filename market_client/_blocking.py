@@ -6,10 +6,12 @@ which block until done and raise the same errors:
 
 ```python
 with MarketClient.blocking("http://127.0.0.1:8000") as client:
-    client.place_order("ABC", side="buy", price="100.00", qty=1)
-    with client.events("order") as events:
+    with client.events("order") as events:  # subscribe first, then act
+        client.place_order("ABC", side="buy", price="100.00", qty=1)
         for evt in events:
             print(evt)
+            if evt.kind == "order.accepted":
+                break
 ```
 
 Every call, async or not, runs on the loop's thread, so reads of the local
@@ -44,10 +46,16 @@ class BlockingEvents:
         return self
 
     def __next__(self) -> Event:
+        future = self._portal.start_task_soon(self._stream.__anext__)
         try:
-            return self._portal.call(self._stream.__anext__)
+            return future.result()
         except StopAsyncIteration:
             raise StopIteration from None
+        except BaseException:
+            # Ctrl-C here: stop the wait on the loop too, so no event is taken
+            # by a wait nobody will read.
+            future.cancel()
+            raise
 
     def __enter__(self) -> BlockingEvents:
         return self

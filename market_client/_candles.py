@@ -16,6 +16,7 @@ from typing import Any
 
 from ._book import cached_price
 from ._models import CandleDict
+from ._wire import MAX_CANDLES, MAX_INTERVAL_MS
 
 __all__ = ["CandleSeries"]
 
@@ -44,12 +45,15 @@ class CandleSeries:
     __slots__ = ("_width", "candles", "depth", "interval_ms", "last_seq")
 
     def __init__(self, interval_ms: int, depth: int) -> None:
-        if not isinstance(interval_ms, int) or interval_ms <= 0 or interval_ms % 1000:
+        if not isinstance(interval_ms, int) or isinstance(interval_ms, bool):
+            raise TypeError(f"interval_ms must be an int of milliseconds, got {interval_ms!r}")
+        if not 0 < interval_ms <= MAX_INTERVAL_MS or interval_ms % 1000:
             raise ValueError(
-                f"interval_ms must be a positive multiple of 1000, got {interval_ms!r}"
+                "interval_ms must be a positive multiple of 1000 up to one day "
+                f"({MAX_INTERVAL_MS}), got {interval_ms!r}"
             )
-        if not isinstance(depth, int) or depth <= 0:
-            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 < depth <= MAX_CANDLES:
+            raise ValueError(f"depth must be an integer from 1 to {MAX_CANDLES}, got {depth!r}")
         self.interval_ms = interval_ms
         self.depth = depth
         self._width = interval_ms * 1_000_000

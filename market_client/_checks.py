@@ -7,11 +7,14 @@ Each check raises ``TypeError`` for a value of the wrong type and
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from ._wire import MAX_CLIENT_ORDER_ID, ORDER_TYPES, SIDES, TIFS, check_int64, price_text
+
+SYMBOL = re.compile(r"[A-Za-z0-9._-]{1,32}")  # what can travel in the MD URL's query
 
 __all__ = [
     "check_op",
@@ -54,8 +57,11 @@ def check_symbols(symbols: Sequence[str] | None) -> list[str] | None:
     if isinstance(symbols, str):
         raise TypeError("symbols is a list of names, e.g. ['ABC'], not a string")
     names = list(symbols)
-    if not names or not all(isinstance(s, str) and s for s in names):
-        raise ValueError("symbols must be a non-empty list of symbol names")
+    if not names or not all(isinstance(s, str) and SYMBOL.fullmatch(s) for s in names):
+        raise ValueError(
+            "symbols must be a non-empty list of symbol names (letters, digits, '.', '_', '-'), "
+            f"got {names!r:.80}"
+        )
     return names
 
 

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -43,8 +43,10 @@ from ._events import Event, EventHub, EventStream, Hook, HookRunner
 from ._exceptions import (
     AuthError,
     ConnectionLost,
+    GatewayError,
     MarketClientError,
     SessionClosed,
+    fresh,
     unwrap,
 )
 from ._helpers import Helpers
@@ -69,6 +71,7 @@ from ._transports import (
     connect_websocket,
     install_log_redaction,
 )
+from ._wire import MD_CHANNELS, PRIVATE_EVENTS
 
 if TYPE_CHECKING:
     from ._blocking import BlockingClient
@@ -78,11 +81,22 @@ __all__ = ["MarketClient", "RequestSession"]
 
 log = logging.getLogger("market_client")
 
-C = TypeVar("C")
+C = TypeVar("C", bound="MarketClient")
 CLOSED_CODE = 1006  # "abnormal closure": the link dropped without a close frame
+# Every kind events() delivers: the gateway's private events, MD channels, and
+# what the session itself reports.
+EVENT_KINDS = (
+    *PRIVATE_EVENTS,
+    "order.reconciled",
+    *(f"md.{ch}" for ch in MD_CHANNELS if ch != "heartbeat"),
+    "connection.lost",
+    "connection.restored",
+    "events.missed",
+)
+NEVER_BETTER = frozenset({"bad_request", "unknown_symbol", "forbidden"})  # not worth a retry
 
 
-class _ThisClass(Generic[C]):
+class _ThisClass:
     """A class attribute that is the class itself, so ``Cls.session(...)`` is ``Cls(...)``.
 
     Type checkers see the constructor's exact signature through it.
@@ -138,7 +152,7 @@ class MarketClient(Helpers):
             `record`; needs the ``record`` extra).
     """
 
-    session: _ThisClass[MarketClient] = _ThisClass()
+    session = _ThisClass()
     """``MarketClient.session(url, ...)`` is ``MarketClient(url, ...)``: a client to open
     with ``async with``, which reads well at the top of a block."""
 
@@ -333,7 +347,12 @@ class MarketClient(Helpers):
         try:
             suppressed = await stack.__aexit__(exc_type, exc, tb)
         except BaseException as err:
-            single = unwrap(err)
+            single = unwrap(err, besides=exc)
+            if isinstance(single, MarketClientError) and single is not exc:
+                # What ended the session, for every later call to raise
+                # instead of SessionClosed ("you closed it").
+                self._ended = single
+                self._cmd.ended = single
             if single is exc:
                 return False  # the block's own exception goes on as it was
             if single is err:
@@ -374,6 +393,8 @@ class MarketClient(Helpers):
 
     def _require_open(self) -> TaskGroup:
         if self._state == "closed":
+            if self._ended is not None and not isinstance(self._ended, SessionClosed):
+                raise fresh(self._ended)
             raise SessionClosed("the session was closed; open a new MarketClient")
         if self._tg is None:
             raise RuntimeError(
@@ -387,8 +408,12 @@ class MarketClient(Helpers):
         return self._token
 
     def _give_up(self, exc: BaseException) -> bool:
-        """Whether background work (a resync) should stop rather than retry after ``exc``."""
-        return self._ended is not None or (self._policy is None and isinstance(exc, ConnectionLost))
+        """Whether background work (a resync, a candle seed) should stop rather than retry."""
+        return (
+            self._ended is not None
+            or (self._policy is None and isinstance(exc, ConnectionLost))
+            or (isinstance(exc, GatewayError) and exc.code in NEVER_BETTER)
+        )
 
     def __repr__(self) -> str:
         return f"<MarketClient {self._base_url} user={self.user_id} {self._state}>"
@@ -523,7 +548,10 @@ class MarketClient(Helpers):
     def _logged_in(self, session: RequestSession, old: RequestSession | None) -> None:
         """A CMD connection is logged in: check the private event ``seq`` it reports."""
         seq = session.login.get("event_seq") if session.login else None
+        resets = self._sequence.gateway_resets
         gap = self._sequence.on_login(seq, again=old is not None)
+        if self._sequence.gateway_resets != resets:
+            self._orders.gateway_restarted()  # it numbers its orders afresh
         if gap is not None:
             self._missed_events(*gap)
 
@@ -628,10 +656,15 @@ class MarketClient(Helpers):
         Several intervals per symbol may be configured. Returns the seeded candles.
         """
         check_sym(sym)
-        self._market.add_series(sym, interval_ms, depth)  # validates interval and depth
+        series = self._market.add_series(sym, interval_ms, depth)  # checks interval and depth
         if not self._md_open:
             log.info("configure_candles(%s) without market data: candles will not update", sym)
-        await self._md.seed_candles(sym, interval_ms)
+        try:
+            await self._md.seed_candles(sym, interval_ms)
+        except BaseException:
+            # Not seeded: a series left behind would be retried at every reconnect.
+            self._market.remove_series(sym, interval_ms, series)
+            raise
         self._candle_defaults.setdefault(sym, interval_ms)
         return self.get_candles(sym, interval_ms)
 
@@ -641,7 +674,9 @@ class MarketClient(Helpers):
 
         Args:
             *kinds: Kinds or prefixes to receive (``"order.fill"``, ``"order"``,
-                ``"md.trade"``, ``"md"``, ``"connection"``); none means all.
+                ``"md.trade"``, ``"md"``, ``"connection"``); none means all. A
+                kind that no event has raises `ValueError` (a typo would
+                otherwise wait forever).
             buffer: This subscriber's buffer. When it is full, market data is
                 dropped for it (and counted); a missed private event makes its
                 next iteration raise `EventOverflow`.
@@ -649,6 +684,14 @@ class MarketClient(Helpers):
         Returns:
             An async iterator (and async context manager) of `Event`.
         """
+        for kind in kinds:
+            if isinstance(kind, str) and not any(
+                k == kind or k.startswith(kind + ".") for k in EVENT_KINDS
+            ):
+                raise ValueError(
+                    f"no event is of kind {kind!r}; kinds are {', '.join(EVENT_KINDS)} "
+                    "or a prefix of them ('order', 'md', 'connection')"
+                )
         self._require_open()
         return self._hub.subscribe(tuple(kinds), buffer)
 

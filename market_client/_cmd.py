@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import anyio
 from anyio.abc import TaskStatus
@@ -35,6 +36,7 @@ from ._transports import TransportClosed, TransportOpenError, WebSocket
 __all__ = ["CmdChannel", "RequestSession", "open_error"]
 
 log = logging.getLogger("market_client")
+MAX_HELD = 10_000  # events held back while a new connection logs in
 
 
 class _Waiter:
@@ -70,6 +72,9 @@ class RequestSession:
         max_pending: Most requests in flight at once.
         on_raw_event: Called with every private event frame as received,
             before ``on_event`` (what a recorder keeps).
+        hold_events: Keep events back until `release_events` (a new
+            connection holds them until its login reply has been handled, so
+            the event ``seq`` the login reports is seen first).
     """
 
     def __init__(
@@ -80,8 +85,10 @@ class RequestSession:
         timeout: float = 5.0,
         max_pending: int = 10_000,
         on_raw_event: Callable[[str | bytes], None] | None = None,
+        hold_events: bool = False,
     ) -> None:
         self._ws = ws
+        self._held: list[tuple[str | bytes, dict[str, Any]]] | None = [] if hold_events else None
         self._on_event = on_event
         self._on_raw_event = on_raw_event
         self.timeout = timeout
@@ -131,8 +138,8 @@ class RequestSession:
             with anyio.CancelScope(deadline=anyio.current_time() + limit) as scope:
                 await self._ws.send(text)
                 await waiter.event.wait()
-            if scope.cancelled_caught:
-                raise RequestTimeout(op, limit)
+            if scope.cancelled_caught and waiter.frame is None and waiter.error is None:
+                raise RequestTimeout(op, limit)  # (the deadline and the reply may meet)
         except TransportClosed as exc:
             self.closed = self.closed or link_closed("CMD", exc.code, exc.reason)
             raise fresh(self.closed) from exc
@@ -151,7 +158,6 @@ class RequestSession:
         """
         ws = self._ws
         correlator = self.correlator
-        on_event = self._on_event
         while True:
             try:
                 raw = await ws.recv()
@@ -165,12 +171,25 @@ class RequestSession:
             if kind == "response":
                 correlator.resolve(cast(dict[str, Any], frame))
             elif kind == "event" and is_event(cast(dict[str, Any], frame)):
-                if self._on_raw_event is not None:
-                    self._on_raw_event(raw)
-                on_event(cast(dict[str, Any], frame))
+                if self._held is not None:
+                    if len(self._held) < MAX_HELD:  # beyond: seen as missed, by seq
+                        self._held.append((raw, cast(dict[str, Any], frame)))
+                    continue
+                self._event(raw, cast(dict[str, Any], frame))
             else:
                 self.malformed += 1
                 log.warning("malformed CMD frame ignored: %.200r", raw)
+
+    def _event(self, raw: str | bytes, frame: dict[str, Any]) -> None:
+        if self._on_raw_event is not None:
+            self._on_raw_event(raw)
+        self._on_event(frame)
+
+    def release_events(self) -> None:
+        """Deliver the events held back, and every later one as it comes."""
+        held, self._held = self._held, None
+        for raw, frame in held or ():
+            self._event(raw, frame)
 
     def fail(self, exc: MarketClientError) -> None:
         """Refuse new requests and fail the pending ones with ``exc``."""
@@ -247,7 +266,7 @@ class CmdChannel:
 
     async def connect(self, *, task_status: TaskStatus[None]) -> None:
         """One CMD connection: open, read, log in, watch; returns only by raising."""
-        url = f"{self._ws_base}/ws/cmd?token={self._token()}"
+        url = f"{self._ws_base}/ws/cmd?" + urlencode({"token": self._token()})
         try:
             async with self._connect(url) as ws:
                 session = RequestSession(
@@ -256,12 +275,14 @@ class CmdChannel:
                     timeout=self.timeout,
                     max_pending=self._max_pending,
                     on_raw_event=self._on_raw_event,
+                    hold_events=True,
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(session.run)
                     login = await session.request("auth.login", {}, timeout=self.timeout)
                     session.login = cast(LoginReply, login)
                     self._adopt(session)
+                    session.release_events()
                     tg.start_soon(self._watch, session, ws)
                     task_status.started()
         except TransportOpenError as exc:
@@ -289,8 +310,13 @@ class CmdChannel:
         interval = min(0.5, limit / 4)
         while True:
             await anyio.sleep(interval)
-            with anyio.move_on_after(limit) as scope:
-                await ws.ping()
+            try:
+                with anyio.move_on_after(limit) as scope:
+                    await ws.ping()
+            except TransportClosed as exc:  # closed while the ping waited: the reader says why
+                lost = link_closed("CMD", exc.code, exc.reason)
+                session.fail(lost)
+                raise lost from exc
             if scope.cancelled_caught:
                 lost = ConnectionLost(f"the CMD link answered no ping for {limit:g} s: it is dead")
                 session.fail(lost)

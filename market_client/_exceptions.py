@@ -182,21 +182,23 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def unwrap(exc: BaseException) -> BaseException:
+def unwrap(exc: BaseException, besides: BaseException | None = None) -> BaseException:
     """What to raise at the session boundary instead of an exception group.
 
-    Cancellations are dropped; one remaining exception is raised as itself;
-    several of one type (the CMD and MD channels failing together, say with
-    ``AuthError``) are reported as the first; several that all report the
-    link going down as the one that ended the session (``ReconnectFailed``)
-    or else the first. Anything else stays a group.
+    Cancellations are dropped, and so is ``besides`` (the block's own
+    exception, which goes on as the context of what is raised); one
+    remaining exception is raised as itself; several of one type (the CMD
+    and MD channels failing together, say with ``AuthError``) are reported as
+    the first; several that all report the link going down as the one that
+    ended the session (``ReconnectFailed``) or else the first. Anything else
+    stays a group.
     """
     if not isinstance(exc, BaseExceptionGroup):
         return exc
     cancelled = anyio.get_cancelled_exc_class()
-    real = [e for e in _leaves(exc) if not isinstance(e, cancelled)]
+    real = [e for e in _leaves(exc) if not isinstance(e, cancelled) and e is not besides]
     if not real:
-        return exc
+        return besides if besides is not None and besides in _leaves(exc) else exc
     if all(type(e) is type(real[0]) for e in real):
         return real[0]
     if all(isinstance(e, ConnectionLost) for e in real):

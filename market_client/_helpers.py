@@ -68,7 +68,7 @@ class Helpers:
         price: Decimal | str | None = None,
         qty: int = 1,
         tif: str = "GTC",
-        type: str = "limit",
+        type: str | None = None,
         client_order_id: str | None = None,
     ) -> OrderReply:
         """Place an order; returns ``{order, fills}`` (fills of this order's own executions).
@@ -77,10 +77,11 @@ class Helpers:
             sym: Symbol.
             side: ``"buy"`` or ``"sell"``.
             price: Limit price as ``Decimal`` or decimal string (never a float);
-                omit for a market order.
+                omit it for a market order.
             qty: Positive integer quantity (a multiple of the symbol's lot).
             tif: ``"GTC"``, ``"IOC"`` or ``"FOK"``.
-            type: ``"limit"`` or ``"market"``.
+            type: ``"limit"`` or ``"market"``; by default ``"limit"`` with a
+                price and ``"market"`` without one.
             client_order_id: Your id for the order, unique among your live
                 orders: retrying with the same id after a timeout or a lost
                 connection cannot place the order twice.
@@ -89,6 +90,8 @@ class Helpers:
             ValueError, TypeError: Bad arguments; nothing was sent.
             GatewayError: The gateway rejected the order (e.g. ``invalid_price``).
         """
+        if type is None:
+            type = "market" if price is None else "limit"
         payload = order_payload(sym, side, price, qty, tif, type, client_order_id)
         reply = cast(OrderReply, await self.send("order.place", payload))
         self._orders.apply(reply.get("order"))

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -97,9 +98,10 @@ class MdChannel:
 
     async def connect(self, *, task_status: TaskStatus[None]) -> None:
         """One MD connection: ready once every symbol's snapshot came; returns only by raising."""
-        url = f"{self._ws_base}/ws/md?token={self._token()}"
+        query = {"token": self._token()}
         if self.symbols:
-            url += "&symbols=" + ",".join(self.symbols)
+            query["symbols"] = ",".join(self.symbols)
+        url = f"{self._ws_base}/ws/md?" + urlencode(query, safe=",")
         try:
             async with self._connect(url) as ws, anyio.create_task_group() as tg:
                 ready = anyio.Event()
@@ -128,39 +130,54 @@ class MdChannel:
         if not expected:
             ready.set()
         count = 0
-        with anyio.CancelScope(deadline=current_time() + limit) as watchdog:
-            while True:
+        pending: str | bytes | None = None
+        while True:
+            with anyio.CancelScope(deadline=current_time() + limit) as watchdog:
+                while True:
+                    if pending is None:
+                        try:
+                            raw = await ws.recv()
+                        except TransportClosed as exc:
+                            raise link_closed("MD", exc.code, exc.reason) from exc
+                    else:
+                        raw, pending = pending, None
+                    watchdog.deadline = current_time() + limit
+                    self.messages += 1
+                    count += 1
+                    if count % FAIR_EVERY == 0:
+                        # recv() returns without yielding while frames are buffered:
+                        # without this, a flood starves every other task.
+                        await checkpoint()
+                    if taps:
+                        now_ns = time.time_ns()
+                        for tap in taps:
+                            tap("md", raw, now_ns)
+                    msg = market.on_frame(raw)  # counts and logs what is malformed
+                    if market.resync_wanted:
+                        self._start_resyncs()
+                    if msg is None:
+                        continue
+                    ch = msg["ch"]
+                    if ch == "heartbeat":
+                        continue
+                    if expected and ch == "book.snapshot":
+                        expected.discard(msg["sym"])
+                        if not expected:
+                            ready.set()
+                    if hub.has_subscribers:
+                        hub.publish(Event("md." + ch, msg, msg.get("sym")))
+                    if self.on_md_event is not None:
+                        hooks.call(self.on_md_event, msg)
+            # The deadline passed. If the event loop itself was blocked for that
+            # long (a sync hook, a long collection), frames may be waiting that
+            # the timer beat: one short read tells a live link from a dead one.
+            with anyio.move_on_after(min(0.25, limit / 4)):
                 try:
-                    raw = await ws.recv()
+                    pending = await ws.recv()
                 except TransportClosed as exc:
                     raise link_closed("MD", exc.code, exc.reason) from exc
-                watchdog.deadline = current_time() + limit
-                self.messages += 1
-                count += 1
-                if count % FAIR_EVERY == 0:
-                    # recv() returns without yielding while frames are buffered:
-                    # without this, a flood starves every other task.
-                    await checkpoint()
-                if taps:
-                    now_ns = time.time_ns()
-                    for tap in taps:
-                        tap("md", raw, now_ns)
-                msg = market.on_frame(raw)  # counts and logs what is malformed
-                if market.resync_wanted:
-                    self._start_resyncs()
-                if msg is None:
-                    continue
-                ch = msg["ch"]
-                if ch == "heartbeat":
-                    continue
-                if expected and ch == "book.snapshot":
-                    expected.discard(msg["sym"])
-                    if not expected:
-                        ready.set()
-                if hub.has_subscribers:
-                    hub.publish(Event("md." + ch, msg, msg.get("sym")))
-                if self.on_md_event is not None:
-                    hooks.call(self.on_md_event, msg)
+            if pending is None:
+                break
         await ws.abort()  # a dead peer would never answer a polite close
         raise ConnectionLost(f"no market data nor heartbeat for {limit:g} s: the link is dead")
 

@@ -15,6 +15,7 @@ applied (`OwnOrders.settle`), which yields the ``order.reconciled`` events.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ log = logging.getLogger("market_client")
 LIVE = frozenset({"open", "partially_filled"})
 TERMINAL = frozenset({"filled", "cancelled", "rejected"})
 MAX_OPEN = 100_000  # far above any gateway's cap (the simulator's is 1,000)
+MAX_DONE = 10_000  # ids of finished orders remembered, so a late reply cannot revive one
 
 
 class EventSequence:
@@ -88,13 +90,23 @@ def _progress(order: Mapping[str, Any]) -> tuple[int, int]:
 class OwnOrders:
     """The session's own open orders, as far as it has seen them.
 
+    States arrive from two places that race: the reader applies order events
+    as they come, and the task that waited for a reply applies the reply
+    when it runs, possibly after later events. So a state is taken only
+    when it is not behind the one held (`filled_qty`, then a final status),
+    and the ids of finished orders are remembered, so that a late reply
+    saying "open" cannot bring a filled order back.
+
     Args:
         max_open: Most orders tracked (the oldest are forgotten beyond it).
+        max_done: How many finished order ids are remembered.
     """
 
-    def __init__(self, max_open: int = MAX_OPEN) -> None:
+    def __init__(self, max_open: int = MAX_OPEN, max_done: int = MAX_DONE) -> None:
         self.max_open = max_open
         self._open: dict[str, OrderDict] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._max_done = max_done
 
     def __len__(self) -> int:
         return len(self._open)
@@ -104,15 +116,12 @@ class OwnOrders:
         return [cast(OrderDict, dict(o)) for o in self._open.values()]
 
     def apply(self, order: Any) -> bool:
-        """Take an order's state from a reply or an event; False when it is stale or malformed.
-
-        Replies are handled by the task that waited for them, possibly after
-        events that the reader has already applied: a state is taken only
-        when it is not behind the one held.
-        """
+        """Take an order's state from a reply or an event; False when it is stale or malformed."""
         if not _is_order(order):
             return False
         order_id = order["order_id"]
+        if order_id in self._done:
+            return False  # finished already: any state now is an older one
         held = self._open.get(order_id)
         if held is not None and _progress(order) < _progress(held):
             return False
@@ -124,8 +133,14 @@ class OwnOrders:
                 )
             self._open[order_id] = cast(OrderDict, dict(order))
         else:
-            self._open.pop(order_id, None)
+            self._finish(order_id)
         return True
+
+    def _finish(self, order_id: str) -> None:
+        self._open.pop(order_id, None)
+        self._done[order_id] = None
+        if len(self._done) > self._max_done:
+            self._done.popitem(last=False)
 
     def on_event(self, frame: Mapping[str, Any]) -> None:
         """A private event: order events carry the order's new state."""
@@ -136,9 +151,11 @@ class OwnOrders:
     def to_check(self, listed: Iterable[Any]) -> list[str]:
         """The ids to fetch with ``order.history`` after a reconnect.
 
-        ``listed`` is the gateway's ``order.list`` (open orders): an order it
-        lists in another state than ours, one it lists that we never saw, and
-        one we hold that it no longer lists all changed while we were away.
+        ``listed`` is the gateway's ``order.list`` (open orders). An order
+        changed while we were away when the list is *ahead* of what we hold
+        (more filled), when it lists an order we never saw, or when we hold
+        one it no longer lists. A list *behind* us (events we already applied
+        arrived after it was made) is not a change.
         """
         seen: set[str] = set()
         changed: list[str] = []
@@ -147,25 +164,31 @@ class OwnOrders:
                 continue
             order_id = order["order_id"]
             seen.add(order_id)
+            if order_id in self._done:
+                continue
             held = self._open.get(order_id)
-            if (
-                held is None
-                or _progress(held) != _progress(order)
-                or held["status"] != order["status"]
-            ):
+            if held is None or _progress(order) > _progress(held):
                 changed.append(order_id)
         changed.extend(oid for oid in self._open if oid not in seen)
         return changed
 
+    def gateway_restarted(self) -> None:
+        """The gateway lost its orders and numbers new ones afresh: old ids mean nothing."""
+        self._done.clear()
+
     def forget(self, order_id: str) -> None:
         """The gateway does not know this order (it restarted): it is not open."""
-        self._open.pop(order_id, None)
+        self._finish(order_id)
 
-    def settle(self, order: Any) -> None:
-        """The gateway's current state of an order found by `to_check`: it replaces ours."""
+    def settle(self, order: Any) -> bool:
+        """The gateway's state of an order found by `to_check`; False when we already knew it.
+
+        Returns whether the state held changed, that is whether an
+        ``order.reconciled`` event is due.
+        """
         if not _is_order(order):
-            return
-        if order["status"] in LIVE:
-            self._open[order["order_id"]] = cast(OrderDict, dict(order))
-        else:
-            self._open.pop(order["order_id"], None)
+            return False
+        held = self._open.get(order["order_id"])
+        if held is not None and dict(held) == dict(order):
+            return False
+        return self.apply(order)

@@ -7,7 +7,9 @@ every order that changed while the session could not see it (see
 ``order.reconciled`` event per such order, carrying the order as the gateway
 has it now and its fills, to the session's delivery (ring buffer,
 ``events()``, hooks). A reconnect that comes while it runs makes it run
-again; one that interrupts it leaves the work to the next reconnect.
+again. A run that fails (the link dropped again, a timeout, an error from
+the gateway) is retried with backoff while the session lives: it is never
+fatal, and it is not left to a reconnect that may not come.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from anyio.abc import TaskGroup
 
-from ._exceptions import ConnectionLost, GatewayError, RequestTimeout, SessionClosed
+from ._exceptions import GatewayError, MarketClientError, SessionClosed
 from ._private import OwnOrders
 from ._protocol import PROTOCOL_VERSION
+from ._reconnect import ReconnectPolicy
 
 __all__ = ["Reconciler"]
 
@@ -34,6 +38,7 @@ class Reconciler:
         orders: The own orders to reconcile.
         send: Sends a CMD request.
         deliver: Hands a private event frame to the session.
+        retry: The backoff between failed runs.
     """
 
     def __init__(
@@ -42,13 +47,16 @@ class Reconciler:
         *,
         send: Callable[..., Awaitable[dict[str, Any]]],
         deliver: Callable[[dict[str, Any]], None],
+        retry: ReconnectPolicy | None = None,
     ) -> None:
         self._orders = orders
         self._send = send
         self._deliver = deliver
+        self._retry = retry or ReconnectPolicy()
         self._running = False
         self._again = False
         self.runs = 0
+        self.failures = 0
         self.reconciled = 0
 
     def want(self, tg: TaskGroup) -> None:
@@ -60,15 +68,25 @@ class Reconciler:
             tg.start_soon(self._run)
 
     async def _run(self) -> None:
+        failed = 0
         try:
             while True:
                 self._again = False
                 self.runs += 1
-                await self._once()
+                try:
+                    await self._once()
+                except SessionClosed:
+                    return
+                except MarketClientError as exc:
+                    failed += 1
+                    self.failures += 1
+                    log.warning("reconciling own orders failed (%s); retrying", exc)
+                    await anyio.sleep(self._retry.delay(failed))
+                    self._again = True
+                else:
+                    failed = 0
                 if not self._again:
                     return
-        except (ConnectionLost, RequestTimeout, SessionClosed) as exc:
-            log.info("reconciling own orders was interrupted (%s); the next reconnect retries", exc)
         finally:
             self._running = False
 
@@ -84,7 +102,8 @@ class Reconciler:
                 self._orders.forget(order_id)
                 log.warning("order %s is unknown to the gateway after a reconnect", order_id)
                 continue
-            self._orders.settle(history.get("order"))
+            if not self._orders.settle(history.get("order")):
+                continue  # an event told us meanwhile: nothing the user missed
             self.reconciled += 1
             self._deliver(
                 {

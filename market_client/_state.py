@@ -333,6 +333,12 @@ class MarketState:
         state.series[interval_ms] = series
         return series
 
+    def remove_series(self, sym: str, interval_ms: int, series: CandleSeries) -> None:
+        """Drop a series (one whose seeding failed), unless another replaced it since."""
+        state = self.symbols.get(sym)
+        if state is not None and state.series.get(interval_ms) is series:
+            del state.series[interval_ms]
+
     def seed_series(self, sym: str, interval_ms: int, reply: dict[str, Any]) -> None:
         """Seed a series from ``candles.get`` and replay newer trades already seen."""
         state = self.ensure(sym)

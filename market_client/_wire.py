@@ -21,12 +21,16 @@ __all__ = [
     "ERROR_CODES",
     "HTTP_BODY_LIMIT",
     "INT64_MAX",
+    "MAX_CANDLES",
     "MAX_CLIENT_ORDER_ID",
+    "MAX_INTERVAL_MS",
     "MAX_PRICE_DIGITS",
     "MAX_PRICE_EXPONENT",
     "MAX_PRICE_TEXT",
+    "MD_CHANNELS",
     "MD_FRAME_LIMIT",
     "ORDER_TYPES",
+    "PRIVATE_EVENTS",
     "SIDES",
     "TIFS",
     "PriceError",
@@ -41,6 +45,10 @@ BOOK_SIDES: Final = ("both", "buy", "sell")
 """``side`` of ``book.get``."""
 ORDER_TYPES: Final = ("limit", "market")
 TIFS: Final = ("GTC", "IOC", "FOK")
+PRIVATE_EVENTS: Final = ("order.accepted", "order.rejected", "order.fill", "order.cancelled")
+"""The ``event`` names of private CMD events."""
+MD_CHANNELS: Final = ("book.snapshot", "book.delta", "trade", "status", "heartbeat")
+"""The ``ch`` of MD messages."""
 ERROR_CODES: Final = (
     "bad_request",
     "unknown_op",
@@ -72,6 +80,11 @@ MD_FRAME_LIMIT: Final = 16 * 1024 * 1024
 """Largest frame the client reads, in bytes: a reply or MD message never exceeds it."""
 INT64_MAX: Final = 2**63 - 1
 """Integers on the wire (qty, depth, limit, ns times) are signed 64-bit."""
+
+MAX_CANDLES: Final = 10_000
+"""Most candles one ``candles.get`` returns (its ``limit``)."""
+MAX_INTERVAL_MS: Final = 86_400_000
+"""Widest candle interval, one day."""
 
 MAX_PRICE_TEXT: Final = 64
 """Longest price text, in characters."""

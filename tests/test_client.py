@@ -155,7 +155,7 @@ async def test_gateway_errors_carry_code_message_op(sim: Simulator) -> None:
         ({"side": "buy", "price": "1.00", "qty": True}, TypeError),
         ({"side": "buy", "price": "1.00", "qty": 1, "tif": "DAY"}, ValueError),
         ({"side": "buy", "price": "1.00", "qty": 1, "type": "stop"}, ValueError),
-        ({"side": "buy", "qty": 1}, ValueError),
+        ({"side": "buy", "type": "limit", "qty": 1}, ValueError),
         ({"side": "buy", "type": "market", "price": "1.00", "qty": 1}, ValueError),
         ({"side": "buy", "price": "1.00", "qty": 1, "client_order_id": ""}, ValueError),
     ],

@@ -375,8 +375,9 @@ PUBLIC_API = {
     "FillDict", "GatewayError", "HandshakeReply", "HttpxWsTransport", "LoginReply",
     "MarketClient", "MarketClientError", "OrderDict", "OrderReply", "PicowsTransport",
     "Portfolio", "PositionDict", "Quote", "ReconnectFailed", "ReconnectPolicy", "RequestSession",
-    "RequestTimeout", "SessionClosed", "SymbolDict", "TooManyInFlight", "TrioWebsocketTransport",
-    "WebSocketTransport", "WebsocketsTransport", "__version__",
+    "RequestTimeout", "SessionClosed", "SymbolDict", "TooManyInFlight", "TransportClosed",
+    "TransportOpenError", "TrioWebsocketTransport", "WebSocket", "WebSocketTransport",
+    "WebsocketsTransport", "__version__",
 }  # fmt: skip
 
 
@@ -428,3 +429,38 @@ def test_exception_tree() -> None:
         "order.place",
         {"x": 1},
     )
+
+
+def _order(status: str, filled: int, oid: str = "o-1") -> dict[str, Any]:
+    return {"order_id": oid, "sym": "ABC", "status": status, "filled_qty": filled, "qty": 5}
+
+
+def test_a_late_reply_cannot_revive_a_finished_order() -> None:
+    from market_client._private import OwnOrders
+
+    orders = OwnOrders()
+    orders.apply(_order("filled", 5))  # the reader applied the fill event first
+    orders.apply(_order("open", 0))  # then the waiting task applied the place reply
+    assert orders.open_orders() == []
+
+
+def test_reconciliation_never_goes_back_and_ignores_a_list_behind_us() -> None:
+    from market_client._private import OwnOrders
+
+    orders = OwnOrders()
+    orders.apply(_order("partially_filled", 3))
+    assert orders.to_check([_order("partially_filled", 2)]) == []  # the list is older
+    assert orders.to_check([_order("partially_filled", 4)]) == ["o-1"]  # it is ahead
+    assert not orders.settle(_order("partially_filled", 2))
+    assert orders.open_orders()[0]["filled_qty"] == 3
+    assert orders.to_check([]) == ["o-1"]  # no longer listed: it finished while away
+    assert orders.settle(_order("filled", 5)) and orders.open_orders() == []
+
+
+def test_a_restarted_gateway_may_reuse_order_ids() -> None:
+    from market_client._private import OwnOrders
+
+    orders = OwnOrders()
+    orders.apply(_order("filled", 5))
+    orders.gateway_restarted()
+    assert orders.apply(_order("open", 0)) and len(orders) == 1

@@ -5,15 +5,27 @@ Against the real simulator, on Trio and asyncio.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from typing import Any
 
 import anyio
 import pytest
 
-from market_client import Event, MarketClient, TooManyInFlight
+from market_client import (
+    ConnectionLost,
+    Event,
+    GatewayError,
+    MarketClient,
+    TooManyInFlight,
+    TransportClosed,
+    WebSocket,
+    WebSocketTransport,
+)
 from market_client._wire import CMD_FRAME_LIMIT
-from market_client.testing import Simulator
+from market_client.testing import ScriptedWebSocket, Simulator, wait_until
 
 from .support import FAST, anext_kind
 
@@ -203,3 +215,136 @@ def _drop_cmd_of(sim: Simulator, client: MarketClient) -> None:
     sid = current.login["session_id"]
     conns = sim.running.gateway._cmd[client.user_id or ""]
     next(c for c in conns if c.session and c.session.session_id == sid).kill(1012, "test")
+
+
+async def test_a_reconciliation_the_gateway_refuses_does_not_end_the_session(
+    sim: Simulator,
+) -> None:
+    async with MarketClient.session(sim.url, md=False, reconnect=FAST) as client:
+        await client.place_order("ABC", "buy", "1.00", 1)
+        sim.faults.fail.add("order.list")
+        async with client.events("connection") as events:
+            await sim.disconnect(client.user_id)
+            await anext_kind(events, "connection.restored")
+        await wait_until(lambda: client._reconciler.failures >= 1)
+        sim.faults.clear()
+        await wait_until(lambda: not client._reconciler._running)
+        assert await client.get_symbols(force_refresh=True)
+        assert client.open_orders() == await client.list_orders()
+
+
+class _Scripted(WebSocketTransport):
+    """Connects the client to scripted sockets instead of the gateway."""
+
+    def __init__(self, make: Callable[[], ScriptedWebSocket]) -> None:
+        super().__init__()
+        self.make = make
+
+    @contextlib.asynccontextmanager
+    async def open(self, url: str, **options: Any) -> AsyncIterator[WebSocket]:
+        yield self.make()
+
+
+def _login_reply(request: Any, event_seq: int = 0) -> list[dict[str, Any]]:
+    if not request or request.get("op") != "auth.login":
+        return []
+    return [
+        {
+            "type": "response",
+            "ver": "1.0",
+            "corr_id": request["msg_id"],
+            "op": "auth.login",
+            "status": "ok",
+            "payload": {"user_id": "u-1", "session_id": "s", "event_seq": event_seq},
+        }
+    ]
+
+
+class _Eager(ScriptedWebSocket):
+    """Returns buffered frames without a checkpoint, as the websockets library does."""
+
+    async def recv(self) -> str | bytes:
+        if self._frames and self.closed_by_us is None:
+            return self._frames.popleft()
+        return await super().recv()
+
+
+async def test_an_event_right_behind_the_login_reply_is_not_a_gateway_reset(
+    sim: Simulator,
+) -> None:
+    order = {"order_id": "o-1", "sym": "ABC", "status": "open", "filled_qty": 0, "qty": 1}
+
+    def reply(request: Any) -> list[dict[str, Any]]:
+        frames = _login_reply(request, event_seq=5)
+        if frames:
+            frames.append(
+                {"type": "event", "event": "order.accepted", "seq": 6, "payload": {"order": order}}
+            )
+        return frames
+
+    transport = _Scripted(lambda: _Eager(reply=reply, close_code=None))
+    async with MarketClient.session(sim.url, md=False, transport=transport) as client:
+        await wait_until(lambda: client.stats()["cmd_events"] == 1)
+        assert client.stats()["gateway_resets"] == 0
+        assert client.stats()["missed_private_events"] == 0
+        assert [o["order_id"] for o in client.open_orders()] == ["o-1"]
+
+
+class _ClosesDuringPing(ScriptedWebSocket):
+    """A pong that takes 0.3 s; the peer closes meanwhile."""
+
+    pings_started = 0
+
+    async def ping(self) -> None:
+        self.pings_started += 1
+        with anyio.move_on_after(0.3):
+            await self._gone.wait()
+        if self._gone.is_set():
+            raise TransportClosed(1012)
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await super().recv()
+        except TransportClosed:
+            self._gone.set()
+            await anyio.sleep(0.01)  # the ping sees the close first
+            raise
+
+
+async def test_a_close_while_a_ping_waits_is_a_drop_to_reconnect(sim: Simulator) -> None:
+    sockets: list[_ClosesDuringPing] = []
+
+    def make() -> _ClosesDuringPing:
+        sockets.append(_ClosesDuringPing(reply=_login_reply, close_code=None))
+        return sockets[-1]
+
+    async with MarketClient.session(
+        sim.url, md=False, transport=_Scripted(make), reconnect=FAST, heartbeat_timeout=2
+    ) as client:
+        await wait_until(lambda: sockets[0].pings_started > 0)
+        sockets[0].close(1012)
+        await wait_until(lambda: client.stats()["links"]["cmd"]["reconnects"] == 1)
+
+
+async def test_after_a_failure_every_call_says_what_ended_the_session(sim: Simulator) -> None:
+    client = MarketClient(sim.url, md=False, reconnect=False)
+    with pytest.raises(ConnectionLost):
+        async with client:
+            await sim.disconnect(client.user_id)
+            await anyio.sleep_forever()
+    with pytest.raises(ConnectionLost):
+        await client.get_symbols()
+
+
+async def test_a_candle_series_the_gateway_refuses_is_not_kept(sim: Simulator) -> None:
+    async with MarketClient.session(sim.url, symbols=["ABC"]) as client:
+        with pytest.raises(ValueError, match="up to one day"):
+            await client.configure_candles("ABC", interval_ms=90_000_000)
+        with pytest.raises(GatewayError):
+            await client.configure_candles("NOPE", interval_ms=1000)
+        assert "NOPE" not in client._market.symbols or not client._market.symbols["NOPE"].series
+
+
+async def test_symbol_names_that_cannot_travel_in_a_url_are_refused(sim: Simulator) -> None:
+    with pytest.raises(ValueError, match="symbol names"):
+        MarketClient(sim.url, symbols=["A#B&token=x"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -88,6 +89,25 @@ def _only_interrupts(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt)
 
 
+def _only_broken_pipe(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_broken_pipe(e) for e in exc.exceptions)
+    return isinstance(exc, BrokenPipeError) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError)
+    )
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises nothing more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
 def _message(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, AuthError):
         try:
@@ -138,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:
         if _only_interrupts(exc):
             return INTERRUPTED
+        if _only_broken_pipe(exc):
+            # The reader of our output went away (`| head`): nothing to say, to nobody.
+            _quiet_stdout()
+            return 1
         if not isinstance(exc, Exception) or args.debug:
             raise
         if isinstance(

@@ -94,6 +94,15 @@ def _backend(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _plain_price(text: str) -> str:
+    """A price as people write it: digits and one point (``1e2`` is refused, not read as 100)."""
+    if not re.fullmatch(r"\d+(\.\d+)?", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a price: write it with digits and a point, e.g. 100.25"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``market-client`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -152,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     place.add_argument("sym")
     place.add_argument("side", choices=("buy", "sell"))
     place.add_argument("qty", type=positive_int)
-    place.add_argument("price", nargs="?", default=None, help="omit for a market order")
+    place.add_argument(
+        "price", nargs="?", default=None, type=_plain_price, help="omit for a market order"
+    )
     place.add_argument("--tif", default="GTC", choices=("GTC", "IOC", "FOK"))
     place.add_argument("--client-order-id", default=None, help="your id for the order")
     cancel = command("cancel", "cancel one of your open orders")

@@ -130,7 +130,12 @@ class WebsocketsTransport(WebSocketTransport):
         open_timeout: float,
         max_size: int,
     ) -> AsyncIterator[WebSocket]:
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+        from websockets.exceptions import (
+            ConnectionClosed,
+            InvalidHandshake,
+            InvalidStatus,
+            InvalidURI,
+        )
 
         where = without_token(url)
         options: dict[str, Any] = {
@@ -160,6 +165,9 @@ class WebsocketsTransport(WebSocketTransport):
             async with trio.open_nursery() as nursery:
                 try:
                     ws = await connect_trio(url, **options).connect(nursery)
+                except InvalidURI:
+                    # Its message holds the whole URL, token included: not chained.
+                    error = TransportOpenError(f"cannot open {where}: not a valid URL")
                 except InvalidStatus as exc:
                     error = TransportOpenError(f"{where}: {exc}", exc.response.status_code)
                     error.__cause__ = exc
@@ -181,6 +189,9 @@ class WebsocketsTransport(WebSocketTransport):
 
             try:
                 ws2 = await connect_asyncio(url, **options)
+            except InvalidURI:
+                # Its message holds the whole URL, token included: not chained.
+                raise TransportOpenError(f"cannot open {where}: not a valid URL") from None
             except InvalidStatus as exc:
                 raise TransportOpenError(f"{where}: {exc}", exc.response.status_code) from exc
             except (InvalidHandshake, OSError, TimeoutError) as exc:

@@ -1,0 +1,51 @@
+"""Frictions a new user met, each with the test that would have caught it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from market_client import MarketClient
+from market_client.testing import Simulator
+
+from .test_cli_errors import fails, gateway  # noqa: F401 - gateway is a fixture
+
+
+def test_a_price_in_scientific_notation_is_refused_by_the_cli(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = fails(capsys, "place", "ABC", "buy", "1", "1e2", code=2)
+    assert "not a price" in err and "100.25" in err
+
+
+def test_output_into_a_pipe_that_closes_early_ends_quietly(gateway: str) -> None:  # noqa: F811
+    cli = [sys.executable, "-c", "from market_client._cli import main; raise SystemExit(main())"]
+    with subprocess.Popen(
+        [*cli, "symbols", "--json", "--url", gateway],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # as `| head -0` would
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=30)
+    assert "Traceback" not in err and "Exception Group" not in err, err
+
+
+@pytest.mark.anyio
+async def test_place_order_without_a_price_is_a_market_order(sim: Simulator) -> None:
+    async with MarketClient.session(sim.url, md=False) as client:
+        reply = await client.place_order("ABC", side="buy", qty=1)
+        assert reply["order"]["type"] == "market"
+        assert reply["order"]["status"] == "filled"
+
+
+@pytest.mark.anyio
+async def test_a_misspelt_event_kind_is_refused(sim: Simulator) -> None:
+    async with MarketClient.session(sim.url, md=False) as client:
+        with pytest.raises(ValueError, match="no event is of kind 'ordr'"):
+            client.events("ordr")
+        async with client.events("order", "md.book", "connection"):
+            pass
