@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -162,3 +165,25 @@ class SimProcess:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.kill()
+
+
+@contextlib.contextmanager
+def gateway_process(*args: str) -> Iterator[str]:
+    """The simulator in a process of its own (for code that runs its own event loop).
+
+    Yields its URL, read from the line it prints once it serves.
+    """
+    with subprocess.Popen(
+        [sys.executable, "-m", "market_client.simulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            match = re.search(r"(http://\S+)", proc.stdout.readline())
+            assert match, "the simulator printed no URL"
+            yield match.group(1)
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,23 +11,14 @@ import pytest
 from market_client._cli import main
 from market_client._cli._profiles import CONFIG_DIR_ENV, TOKEN_ENV
 
+from .support import gateway_process
+
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    with subprocess.Popen(
-        [sys.executable, "-m", "market_client.simulator", "--port", "0", "--flow-hz", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            match = re.search(r"(http://\S+)", proc.stdout.readline())
-            assert match
-            yield match.group(1)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    """A simulator in its own process."""
+    with gateway_process("--flow-hz", "0") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,24 +15,14 @@ from market_client._cli._output import align_decimals, human_time
 from market_client._cli._parser import interval_ms
 from market_client._cli._profiles import CONFIG_DIR_ENV, TOKEN_ENV
 
+from .support import gateway_process
+
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
     """A simulator with background flow, in its own process."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "market_client.simulator", "--port", "0", "--flow-hz", "300"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            match = re.search(r"(http://\S+)", proc.stdout.readline())
-            assert match
-            yield match.group(1)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with gateway_process("--flow-hz", "300") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

@@ -24,24 +24,14 @@ from market_client._cli._profiles import (
     resolve_identity,
 )
 
+from .support import gateway_process
+
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
     """A simulator in its own process (the commands run their own event loops)."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "market_client.simulator", "--port", "0", "--flow-hz", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            match = re.search(r"(http://\S+)", proc.stdout.readline())
-            assert match
-            yield match.group(1)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with gateway_process("--flow-hz", "0") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
