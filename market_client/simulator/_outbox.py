@@ -35,8 +35,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 #: The scope key under which `RawSendMiddleware` keeps the server's own ``send``.
 RAW_SEND = "market_client.raw_send"
-BATCH_BYTES = 64 * 1024  # at most this much goes to the server in one write
-BATCH_FRAMES = 1024
+BATCH_FRAMES = 512  # at most this many messages go to the server in one write
 
 # Server frames are unmasked and, without extensions, the same bytes for every
 # connection; a FrameProtocol keeps no state between whole (fin) messages.
@@ -68,9 +67,6 @@ class SharedFrame:
         if wire is None:
             wire = self._wire = frame_bytes(self.text)
         return wire
-
-
-Item = str | SharedFrame
 
 
 class RawSendMiddleware:
@@ -138,11 +134,11 @@ class Outbox:
         self.close_code = CLOSE_NORMAL
         self.close_reason = ""
         self.scope = anyio.CancelScope()
-        self._queue: deque[Item] = deque()
+        self._queue: deque[SharedFrame] = deque()
         self._wake: anyio.Event | None = None
         self._closed = False
 
-    def push(self, item: Item) -> bool:
+    def push(self, item: str | SharedFrame) -> bool:
         """Queue one message; False when it was not (closed, or the queue was full).
 
         A full queue cuts the consumer off with 1013.
@@ -153,7 +149,7 @@ class Outbox:
         if len(queue) >= self.max_queue:
             self.kill(CLOSE_TRY_AGAIN_LATER, "consumer too slow: outgoing queue full")
             return False
-        queue.append(item)
+        queue.append(SharedFrame(item) if isinstance(item, str) else item)
         wake = self._wake
         if wake is not None:
             self._wake = None
@@ -191,16 +187,14 @@ class Outbox:
         while True:
             await self._ready()
             if stream is None:
-                item = queue.popleft()
-                await send_text(item if isinstance(item, str) else item.text)
+                await send_text(queue.popleft().text)
                 continue
             if stream.closed or stream.connection.state is not ConnectionState.OPEN:
                 return  # the peer is closing; the reader sees it end
-            chunks: list[bytes] = []
-            size = 0
-            while queue and size < BATCH_BYTES and len(chunks) < BATCH_FRAMES:
-                item = queue.popleft()
-                wire = frame_bytes(item) if isinstance(item, str) else item.wire
-                chunks.append(wire)
-                size += len(wire)
-            await stream.send(Data(stream_id=stream.stream_id, data=b"".join(chunks)))
+            if len(queue) <= BATCH_FRAMES:
+                batch = list(queue)
+                queue.clear()
+            else:
+                batch = [queue.popleft() for _ in range(BATCH_FRAMES)]
+            data = b"".join([frame.wire for frame in batch])
+            await stream.send(Data(stream_id=stream.stream_id, data=data))
