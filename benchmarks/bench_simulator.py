@@ -28,8 +28,10 @@ ADMIN = "bench-admin"
 
 
 def gateway(backend: str, flow_hz: float = 0) -> contextlib.AbstractAsyncContextManager[Server]:
+    # Every order of the order benchmark rests: allow them all.
     return simulator_process(
-        "--seed", "1", "--flow-hz", str(flow_hz), "--admin-token", ADMIN, "--backend", backend
+        *("--seed", "1", "--flow-hz", str(flow_hz), "--admin-token", ADMIN),
+        *("--backend", backend, "--max-open-orders", "100000"),
     )
 
 
