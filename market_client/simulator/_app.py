@@ -1,9 +1,10 @@
 """The gateway's I/O layer: a Starlette ASGI application around `Exchange`.
 
-Every socket has one bounded outgoing queue and one writer task, so the
-engine never awaits a socket: it pushes with ``send_nowait`` and moves on. A
+Every socket has one bounded outgoing queue and one writer task (an
+`Outbox`), so the engine never awaits a socket: it pushes and moves on. A
 connection whose queue fills up (a consumer that fell too far behind) is
-closed with code 1013 instead of being buffered without bound.
+closed with code 1013 instead of being buffered without bound. Each MD
+message is encoded once and shared by every subscriber (`SharedFrame`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -25,13 +27,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .._wire import CMD_FRAME_LIMIT, HTTP_BODY_LIMIT
 from ._exchange import FRAME_FAULTS, Exchange, Json, Limits, OpError, Session, SymbolSpec, User
 from ._flow import Flow
+from ._outbox import Outbox, RawSendMiddleware, SharedFrame, hypercorn_stream
 
 __all__ = ["Gateway", "GatewayStats"]
 
 log = logging.getLogger("market_client.simulator")
 
 CLOSE_NORMAL = 1000
-CLOSE_TRY_AGAIN_LATER = 1013  # the subscriber fell too far behind
+CLOSE_TRY_AGAIN_LATER = 1013  # the subscriber fell too far behind (see `Outbox`)
 CLOSE_SERVICE_RESTART = 1012  # admin.disconnect
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
@@ -113,37 +116,6 @@ class GatewayStats:
     md_connections: int = 0
 
 
-@dataclass(eq=False)
-class _Conn:
-    """One socket's outgoing side: a bounded queue drained by one writer."""
-
-    user_id: str
-    max_queue: int
-    session: Session | None = None
-    close_code: int = CLOSE_NORMAL
-    close_reason: str = ""
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-
-    def __post_init__(self) -> None:
-        self.tx, self.rx = anyio.create_memory_object_stream[str](self.max_queue)
-
-    def push(self, text: str) -> bool:
-        try:
-            self.tx.send_nowait(text)
-        except anyio.WouldBlock:
-            self.kill(CLOSE_TRY_AGAIN_LATER, "consumer too slow: outgoing queue full")
-            return False
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return False
-        return True
-
-    def kill(self, code: int, reason: str) -> None:
-        if self.close_code == CLOSE_NORMAL:
-            self.close_code = code
-            self.close_reason = reason
-        self.scope.cancel()
-
-
 class Gateway:
     """The simulator gateway as an ASGI application (``gateway.app``).
 
@@ -181,9 +153,9 @@ class Gateway:
         )
         self.queue_size = queue_size
         self.stats = GatewayStats()
-        self._md: dict[str, set[_Conn]] = {sym: set() for sym in self.exchange.symbols}
-        self._md_all: set[_Conn] = set()
-        self._cmd: dict[str, set[_Conn]] = {}
+        self._md: dict[str, set[Outbox]] = {sym: set() for sym in self.exchange.symbols}
+        self._md_all: set[Outbox] = set()
+        self._cmd: dict[str, set[Outbox]] = {}
         self._md_stall_until = 0.0
         self.flow = Flow(self.exchange, flow_hz, seed)
         self.flow.seed_books()
@@ -196,6 +168,7 @@ class Gateway:
                 WebSocketRoute("/ws/md", self._ws_md),
             ],
             lifespan=self._lifespan,
+            middleware=[Middleware(RawSendMiddleware)],
         )
 
     # -- Sink ------------------------------------------------------------
@@ -204,12 +177,14 @@ class Gateway:
         subs = self._md[sym]
         if not subs or (self._md_stall_until and self._md_stalled()):
             return
-        text = orjson.dumps(msg).decode()
+        frame = SharedFrame(orjson.dumps(msg).decode())
+        sent = 0
         for conn in tuple(subs):
-            if conn.push(text):
-                self.stats.md_sent += 1
-            else:
-                self.stats.md_dropped_slow += 1
+            if conn.push(frame):
+                sent += 1
+        stats = self.stats
+        stats.md_sent += sent
+        stats.md_dropped_slow += len(subs) - sent
 
     def event(self, user_id: str, frame: Json) -> None:
         """Push a private event to the user's logged-in CMD sockets."""
@@ -278,9 +253,11 @@ class Gateway:
             await anyio.sleep(HEARTBEAT_S)
             if self._md_stall_until and self._md_stalled():
                 continue
-            text = orjson.dumps(
-                {"type": "md", "ch": "heartbeat", "ts_ns": self.exchange.now_ns()}
-            ).decode()
+            text = SharedFrame(
+                orjson.dumps(
+                    {"type": "md", "ch": "heartbeat", "ts_ns": self.exchange.now_ns()}
+                ).decode()
+            )
             for conn in tuple(self._md_all):
                 conn.push(text)
 
@@ -341,13 +318,12 @@ class Gateway:
         return user
 
     async def _serve_conn(
-        self, ws: WebSocket, conn: _Conn, on_frame: Callable[[Any], Awaitable[None]] | None
+        self, ws: WebSocket, conn: Outbox, on_frame: Callable[[Any], Awaitable[None]] | None
     ) -> None:
         """Run the writer and the reader of one socket until either ends."""
 
         async def writer() -> None:
-            async for text in conn.rx:
-                await ws.send_text(text)
+            await conn.run_writer(ws.send_text, hypercorn_stream(ws.scope))
 
         async def reader() -> None:
             while True:
@@ -370,8 +346,7 @@ class Gateway:
             # The peer went away mid-send; nothing to report to anyone.
             log.debug("socket of %s ended: %r", conn.user_id, exc)
         finally:  # also when the server cancels the connection (the peer vanished)
-            conn.tx.close()
-            conn.rx.close()
+            conn.close()
         if conn.close_code != CLOSE_NORMAL:
             with contextlib.suppress(Exception):
                 await ws.close(conn.close_code, conn.close_reason)
@@ -382,7 +357,7 @@ class Gateway:
             return
         user_id = user.user_id
         session = Session(user)
-        conn = _Conn(user_id, self.queue_size, session)
+        conn = Outbox(user_id, self.queue_size, session)
         faults = self.exchange.faults
         self._cmd.setdefault(user_id, set()).add(conn)
         self.stats.cmd_connections += 1
@@ -448,7 +423,7 @@ class Gateway:
         if unknown:
             await ws.close(CLOSE_BAD_REQUEST, f"unknown symbols: {','.join(unknown)}"[:120])
             return
-        conn = _Conn(user.user_id, self.queue_size)
+        conn = Outbox(user.user_id, self.queue_size)
         # Snapshot and subscription happen in one synchronous step, so every
         # increment queued after the snapshot is newer than it.
         for sym in syms:
