@@ -266,6 +266,7 @@ class ReplayOrders(Orders):
         self.fill_log: deque[Json] = deque(maxlen=1_000_000)
         self.on_fill: Callable[[Json], None] | None = None
         self._fill_ids = 0
+        self.placed = 0
 
     # -- the user's orders -----------------------------------------------------
     def place(self, user: User, payload: Json) -> tuple[Order, list[Json]]:
@@ -275,6 +276,7 @@ class ReplayOrders(Orders):
             OpError: As `Orders.place`.
         """
         state, order = self._parse(user, payload)
+        self.placed += 1
         refusal = self._refusal(user, state, order)
         if refusal is not None:
             order.status = "rejected"
