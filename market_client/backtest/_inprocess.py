@@ -58,7 +58,12 @@ class _InProcessSocket(WebSocket):
         if self._seen is not None or self._closing:
             raise self._closed_error()
         try:
-            msg = await self._rx.receive()
+            try:
+                # Without a checkpoint while frames are queued, as the socket
+                # transports do (the reader checkpoints every few frames).
+                msg = self._rx.receive_nowait()
+            except anyio.WouldBlock:
+                msg = await self._rx.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise self._seen_closed(TransportClosed(1006)) from None
         if msg["type"] == "websocket.send":

@@ -47,6 +47,7 @@ def run(
     maker_fee_bps: Decimal | str | int = 0,
     taker_fee_bps: Decimal | str | int = 0,
     sample_ms: int = 1000,
+    resolution_ms: float = 1.0,
     progress: Progress | None = None,
     seed: int = 0,
     **client_options: Any,
@@ -72,6 +73,9 @@ def run(
         maker_fee_bps: Fee on maker fills, in basis points of notional.
         taker_fee_bps: Fee on taker fills, in basis points of notional.
         sample_ms: Recorded milliseconds between points of the equity curve.
+        resolution_ms: Step of recorded time: the frames of one step reach
+            the client together and the strategy reacts after the step (0:
+            every frame is a step of its own; slower).
         progress: Called about every 0.25 wall seconds with ``frames``,
             ``recorded_seconds``, ``wall_seconds``, ``frames_per_second``.
         seed: Seed of Trio's scheduling choices (the same every run).
@@ -90,7 +94,10 @@ def run(
         data, symbols=symbols, start_ns=_time_ns(start), end_ns=_time_ns(end)
     )
     fees = (Decimal(str(maker_fee_bps)), Decimal(str(taker_fee_bps)))
-    main = partial(_main, strategy, source, fees, sample_ms, progress, seed, client_options)
+    if not resolution_ms >= 0:
+        raise ValueError(f"resolution_ms must be >= 0, got {resolution_ms}")
+    steps = (sample_ms, int(resolution_ms * 1_000_000))
+    main = partial(_main, strategy, source, fees, steps, progress, seed, client_options)
     try:
         result: BacktestReport = anyio.run(
             main, backend=backend, backend_options=backend_options(backend)
@@ -107,7 +114,7 @@ async def _main(
     strategy: Strategy,
     source: ReplaySource,
     fees: tuple[Decimal, Decimal],
-    sample_ms: int,
+    steps: tuple[int, int],
     progress: Progress | None,
     seed: int,
     client_options: dict[str, Any],
@@ -128,8 +135,14 @@ async def _main(
                 last_report = now
                 progress(gateway.progress.as_dict())
 
+    sample_ms, resolution_ns = steps
     gateway = ReplayGateway(
-        source, speed=1.0, wait_for_subscriber=False, settle=settle_function(), on_frame=on_frame
+        source,
+        speed=1.0,
+        wait_for_subscriber=False,
+        settle=settle_function(),
+        on_frame=on_frame,
+        resolution_ns=resolution_ns,
     )
     exchange = gateway.replay_exchange
     ledger = Ledger(

@@ -102,6 +102,9 @@ class ReplayGateway(Gateway):
             strategy has reacted); while it is set, private events are held
             and pushed after the frame's MD has been handled.
         on_frame: Called after every frame is applied (a backtest samples its equity there).
+        resolution_ns: Step of recorded time (0: every frame is its own
+            step). The frames of one step are applied and sent together, at
+            the step's end; ``settle`` is awaited between steps.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class ReplayGateway(Gateway):
         wait_for_subscriber: bool = True,
         settle: Callable[[], Awaitable[None]] | None = None,
         on_frame: Callable[[ReplayFrame], None] | None = None,
+        resolution_ns: int = 0,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive (or inf), got {speed}")
@@ -147,6 +151,7 @@ class ReplayGateway(Gateway):
         self.progress = ReplayProgress()
         self.subscribed = anyio.Event()
         self.done = anyio.Event()
+        self.resolution_ns = resolution_ns
         self._wait = wait_for_subscriber
         self._settle = settle
         self._on_frame = on_frame
@@ -201,6 +206,18 @@ class ReplayGateway(Gateway):
         self.subscribed.set()
         await super()._serve_md(ws, user)
 
+    async def _end_step(self) -> None:
+        """Let the step's MD be handled, then push the private events it caused."""
+        settle = self._settle
+        if settle is not None:
+            await settle()
+        if self._held:
+            held, self._held = self._held, []
+            for user_id, event in held:
+                super().event(user_id, event)
+            if settle is not None:
+                await settle()
+
     async def run_replay(self) -> None:
         """Apply and send every frame of the source at its recorded pace; then set ``done``."""
         if self._wait:
@@ -212,19 +229,27 @@ class ReplayGateway(Gateway):
         settle = self._settle
         on_frame = self._on_frame
         pace = not math.isinf(self.speed)
+        step = self.resolution_ns
         start_t = anyio.current_time()
         first_ns: int | None = None
+        batch_end: int | None = None
         for frame in self.source:
+            recv_ns = frame.recv_ns
             if first_ns is None:
-                first_ns = progress.first_ns = frame.recv_ns
-            if pace:
-                delay = start_t + (frame.recv_ns - first_ns) / 1e9 / self.speed
-                delay -= anyio.current_time()
-                if delay > 0:
-                    await anyio.sleep(delay)
-            if settle is not None:
-                await settle()  # everything due before this frame has run
-            clock.anchor(frame.recv_ns, anyio.current_time())
+                first_ns = progress.first_ns = recv_ns
+            if batch_end is None or recv_ns > batch_end:
+                # A new step of recorded time: what the last one caused runs first.
+                if self._held:
+                    await self._end_step()
+                due = recv_ns if not step else -(-recv_ns // step) * step
+                batch_end = due
+                if pace:
+                    delay = start_t + (due - first_ns) / 1e9 / self.speed - anyio.current_time()
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                if settle is not None:
+                    await settle()  # everything due before this step has run
+                clock.anchor(due, anyio.current_time())
             self._driving = True
             try:
                 send = exchange.apply(frame.msg)
@@ -232,18 +257,11 @@ class ReplayGateway(Gateway):
                 self._driving = False
             if send:
                 await self.send_md(frame.sym, frame.text)
-            if self._held:
-                if settle is not None:
-                    await settle()  # the frame's MD is handled before its fills arrive
-                held, self._held = self._held, []
-                for user_id, event in held:
-                    super().event(user_id, event)
             progress.frames += 1
             if not progress.frames % 256:
                 await anyio.lowlevel.checkpoint()  # let the writers run between full queues
-            progress.last_ns = frame.recv_ns
+            progress.last_ns = recv_ns
             if on_frame is not None:
                 on_frame(frame)
-        if settle is not None:
-            await settle()
+        await self._end_step()
         self.done.set()
