@@ -176,6 +176,7 @@ class InProcessTransport(WebSocketTransport):
                     await self.gateway.app(scope, receive, send)  # type: ignore[arg-type]
                 finally:
                     down_tx.close()
+                    up_rx.close()
                     accepted.set()
 
         async with anyio.create_task_group() as tg:

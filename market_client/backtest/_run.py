@@ -98,15 +98,9 @@ def run(
         raise ValueError(f"resolution_ms must be >= 0, got {resolution_ms}")
     steps = (sample_ms, int(resolution_ms * 1_000_000))
     main = partial(_main, strategy, source, fees, steps, progress, seed, client_options)
-    try:
-        result: BacktestReport = anyio.run(
-            main, backend=backend, backend_options=backend_options(backend)
-        )
-    except BaseException as exc:
-        single = unwrap(exc)
-        if single is exc:
-            raise
-        raise single from single.__cause__
+    result: BacktestReport = anyio.run(
+        main, backend=backend, backend_options=backend_options(backend)
+    )
     return result
 
 
@@ -153,6 +147,31 @@ async def _main(
     )
     exchange.orders.on_fill = ledger.on_fill
     names = [s.sym for s in source.specs]
+    try:
+        await _session(gateway, ledger, strategy, names, client_options)
+    except BaseException as exc:
+        single = unwrap(exc)  # the strategy's own exception, not a group
+        if single is exc:
+            raise
+        raise single from single.__cause__
+    if progress is not None:
+        progress(gateway.progress.as_dict())
+    return ledger.report(
+        orders=exchange.orders.placed,
+        frames=gateway.progress.frames,
+        recorded_seconds=gateway.progress.recorded_seconds,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+async def _session(
+    gateway: ReplayGateway,
+    ledger: Ledger,
+    strategy: Strategy,
+    names: list[str],
+    client_options: dict[str, Any],
+) -> None:
+    exchange = gateway.replay_exchange
     async with anyio.create_task_group() as tg:
         tg.start_soon(gateway._heartbeats)
         async with InProcessClient(gateway, symbols=names, **client_options) as client:
@@ -165,11 +184,3 @@ async def _main(
                 await gateway.done.wait()
                 session.cancel_scope.cancel()
         tg.cancel_scope.cancel()
-    if progress is not None:
-        progress(gateway.progress.as_dict())
-    return ledger.report(
-        orders=exchange.orders.placed,
-        frames=gateway.progress.frames,
-        recorded_seconds=gateway.progress.recorded_seconds,
-        wall_seconds=time.perf_counter() - started,
-    )
