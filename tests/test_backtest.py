@@ -28,10 +28,13 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rec = tmp_path_factory.mktemp("backtest") / "rec"
 
     async def record() -> None:
+        config = SimulatorConfig(seed=2, flow_hz=400)
         with anyio.fail_after(30):
-            async with open_simulator(SimulatorConfig(seed=2, flow_hz=400)) as sim:
-                async with MarketClient.session(sim.url, record=rec) as client:
-                    await wait_until(lambda: client.stats()["md_messages"] >= 400)
+            async with (
+                open_simulator(config) as sim,
+                MarketClient.session(sim.url, record=rec) as client,
+            ):
+                await wait_until(lambda: client.stats()["md_messages"] >= 400)
 
     anyio.run(record)
     return rec

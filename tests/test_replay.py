@@ -49,8 +49,8 @@ class RefBooks:
         sym = msg["sym"]
         if msg["ch"] == "book.snapshot":
             self.books[sym] = {
-                "buy": {p: q for p, q in msg["bids"]},
-                "sell": {p: q for p, q in msg["asks"]},
+                "buy": dict(msg["bids"]),
+                "sell": dict(msg["asks"]),
             }
         elif msg["ch"] == "book.delta":
             for side, price, qty in msg["changes"]:

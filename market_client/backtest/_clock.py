@@ -31,7 +31,7 @@ import sniffio
 __all__ = ["VirtualClockLoop", "backend_options", "settle_function"]
 
 
-class _Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _Selector(selectors.DefaultSelector):
     loop: VirtualClockLoop | None = None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
@@ -46,7 +46,7 @@ class _Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
             elif timeout is not None:
                 loop._now += timeout
                 timeout = 0
-        return super().select(timeout)  # type: ignore[no-any-return]
+        return super().select(timeout)
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
@@ -97,7 +97,9 @@ def settle_function() -> Callable[[], Awaitable[None]]:
         return trio.testing.wait_all_tasks_blocked
     loop = asyncio.get_running_loop()
     if not isinstance(loop, VirtualClockLoop):
-        raise RuntimeError("a backtest runs on its own virtual-clock loop (backtest.run)")
+        raise RuntimeError(  # noqa: TRY004 - a wrong loop, not a wrong argument
+            "a backtest runs on its own virtual-clock loop (backtest.run)"
+        )
     return loop.wait_idle
 
 

@@ -1,4 +1,4 @@
-"""What a backtest reports: fills, position, cash, P&L, fees, drawdown, turnover, the equity curve."""
+"""What a backtest reports: fills, position, cash, P&L, fees, drawdown, turnover, equity curve."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ from ..simulator._replay import ReplayExchange, ReplayFrame
 __all__ = ["BacktestReport", "Ledger"]
 
 _BPS = Decimal(10_000)
+_PLACES = Decimal("1e-8")
+
+
+def _exact(value: Decimal) -> Decimal:
+    """``value`` to at most 8 decimal places (average prices divide; money need not show 28)."""
+    exponent = value.as_tuple().exponent
+    return value.quantize(_PLACES) if isinstance(exponent, int) and exponent < -8 else value
 
 
 @dataclass
@@ -134,7 +141,9 @@ class BacktestReport:
             )
         ax.set_xlabel("recorded seconds")
         ax.set_ylabel("net P&L")
-        ax.set_title(f"{len(self.fills)} fills, net P&L {self.net_pnl}, max drawdown {self.max_drawdown}")
+        ax.set_title(
+            f"{len(self.fills)} fills, net P&L {self.net_pnl}, max drawdown {self.max_drawdown}"
+        )
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
@@ -198,7 +207,8 @@ class Ledger:
             realized += position.realized_pnl
             if position.qty and mark is not None:
                 unrealized += (mark - position.avg_price) * position.qty
-        return realized, unrealized, realized + unrealized - self.fees
+        realized, unrealized = _exact(realized), _exact(unrealized)
+        return realized, unrealized, realized + unrealized - _exact(self.fees)
 
     def sample(self, t_ns: int) -> None:
         """Add one point to the equity curve and the drawdown."""
@@ -227,7 +237,7 @@ class Ledger:
             starting_cash=STARTING_CASH,
             realized_pnl=realized,
             unrealized_pnl=unrealized,
-            fees=self.fees,
+            fees=_exact(self.fees),
             net_pnl=net,
             max_drawdown=self.max_drawdown,
             turnover=self.turnover,

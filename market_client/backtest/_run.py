@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ from ._report import BacktestReport, Ledger
 
 __all__ = ["Strategy", "run"]
 
-Strategy = Callable[[MarketClient], Awaitable[Any]]
+Strategy = Callable[[MarketClient], Coroutine[Any, Any, Any]]
 """``async def strategy(client)``: a bot written against the ordinary `MarketClient` API."""
 
 Progress = Callable[[dict[str, Any]], None]
@@ -90,9 +90,7 @@ def run(
     """
     if "symbols" in client_options or "transport" in client_options:
         raise TypeError("symbols are given to run(); the transport is the in-process one")
-    source = ReplaySource(
-        data, symbols=symbols, start_ns=_time_ns(start), end_ns=_time_ns(end)
-    )
+    source = ReplaySource(data, symbols=symbols, start_ns=_time_ns(start), end_ns=_time_ns(end))
     fees = (Decimal(str(maker_fee_bps)), Decimal(str(taker_fee_bps)))
     if not resolution_ms >= 0:
         raise ValueError(f"resolution_ms must be >= 0, got {resolution_ms}")

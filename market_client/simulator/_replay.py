@@ -77,7 +77,9 @@ def parse_time(text: str) -> int:
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not a time: {text!r} (ISO 8601, or nanoseconds since the epoch)") from None
+        raise ValueError(
+            f"not a time: {text!r} (ISO 8601, or nanoseconds since the epoch)"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -102,8 +104,9 @@ def _read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
             obj = orjson.loads(data.split(b"\n", 1)[0])
         except orjson.JSONDecodeError:
             continue
-        if isinstance(obj, dict) and isinstance(obj.get("meta"), dict):
-            return obj["meta"]
+        meta = obj.get("meta") if isinstance(obj, dict) else None
+        if isinstance(meta, dict):
+            return meta
     return {}
 
 
@@ -462,7 +465,9 @@ class ReplayExchange(Exchange):
 
     def __init__(self, symbols: Iterable[SymbolSpec], sink: Sink | None = None, **options: Any):
         super().__init__(symbols, sink, **options)
-        self.orders = ReplayOrders(self.accounts, self.market, self.limits, self.now_ns)
+        self.orders: ReplayOrders = ReplayOrders(
+            self.accounts, self.market, self.limits, self.now_ns
+        )
         self.admin.orders = self.orders
         self._ops.update(self.orders.ops)
         self._ticks: dict[str, dict[str, int]] = {sym: {} for sym in self.market.symbols}
@@ -555,7 +560,5 @@ class ReplayExchange(Exchange):
         for sym in positions:
             state = self.market.symbols[sym]
             bid, ask = state.book.best_bid(), state.book.best_ask()
-            marks[sym] = (
-                None if bid is None or ask is None else (bid + ask) * state.spec.tick / 2
-            )
+            marks[sym] = None if bid is None or ask is None else (bid + ask) * state.spec.tick / 2
         return user.cash, positions, marks
