@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_client
+import bench_replay
 import bench_simulator
 from _report import measured, table, write_section
 
@@ -19,6 +20,7 @@ def main() -> None:
     if "--client-only" not in sys.argv:
         simulator()
     bench_client.report(bench_client.main([]), "nox -s bench")
+    bench_replay.main(["--write"])
     print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
 
 
