@@ -20,11 +20,12 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import orjson
 from starlette.applications import Starlette
 from starlette.websockets import WebSocket
 
 from ._accounts import User
-from ._app import Gateway
+from ._app import HEARTBEAT_S, Gateway
 from ._exchange import Json, Limits
 from ._flow import Flow
 from ._replay import ReplayExchange, ReplayFrame, ReplaySource
@@ -199,6 +200,20 @@ class ReplayGateway(Gateway):
             tg.start_soon(self.run_replay)
             yield
             tg.cancel_scope.cancel()
+
+    async def _heartbeats(self) -> None:
+        # A subscriber whose queue is full has data coming: it needs no heartbeat,
+        # and pushing one would cut it off (1013) while the replay waits for it.
+        while True:
+            await anyio.sleep(HEARTBEAT_S)
+            text = orjson.dumps(
+                {"type": "md", "ch": "heartbeat", "ts_ns": self.exchange.now_ns()}
+            ).decode()
+            for conn in tuple(self._md_all):
+                with contextlib.suppress(
+                    anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+                ):
+                    conn.tx.send_nowait(text)
 
     async def _serve_md(self, ws: WebSocket, user: User) -> None:
         # Set before the base class subscribes, in the same synchronous step:
