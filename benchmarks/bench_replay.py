@@ -142,7 +142,8 @@ def report_section(grid: str, args: argparse.Namespace, frames: int) -> None:
         "is Python end to end: the socket replay includes the gateway's fan-out, the "
         "WebSocket and the client applying every event to its books; the backtest also runs "
         "the strategy, the queue model and the virtual clock, and waits for the strategy to "
-        "react after every 1 ms step.\n\n" + grid,
+        "react after every 1 ms step. Load average when it ended: "
+        f"{os.getloadavg()[0]:.1f} on this shared machine.\n\n" + grid,
     )
 
 
