@@ -135,7 +135,7 @@ def report_section(grid: str, args: argparse.Namespace, frames: int) -> None:
     write_section(
         TITLE,
         measured("python benchmarks/bench_replay.py --write")
-        + f". A recording of {args.seconds:g} s of the simulator under flow 400/s ({frames:,} MD "
+        + f" A recording of {args.seconds:g} s of the simulator under flow 400/s ({frames:,} MD "
         f"events), {args.rounds} alternating rounds per backend; median and range. Anchors: "
         "tardis-machine replays about 700,000 msg/s from its cache (no matching of the user's "
         "orders), nautilus' Rust core decodes about 970,000 records/s (decoding only). Ours "
