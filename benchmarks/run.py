@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_client
+import bench_replay
 import bench_simulator
 from _report import measured, table, write_section
 
@@ -22,6 +23,7 @@ def main() -> None:
     if "--simulator-only" in sys.argv:
         return
     bench_client.report(bench_client.main([]), "nox -s bench")
+    bench_replay.main(["--write"])
     print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from .._exceptions import AuthError, GatewayError, MarketClientError
 from ..recording import _cli as recording_cli
 from ..simulator import __main__ as sim_main
+from . import _backtest as backtest_cli
 from ._commands import NotLoggedIn, identity_of, run_command
 from ._demo import run_demo
 from ._output import Output
@@ -145,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sim_main.run(args)
     if args.command in recording_cli.COMMANDS:
         return recording_cli.run(args)
+    if args.command in backtest_cli.COMMANDS:
+        return backtest_cli.run(args)
     state: dict[str, bool] = {"interrupted": False}
     try:
         if args.command == "demo":

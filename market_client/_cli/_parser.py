@@ -12,6 +12,7 @@ import re
 
 from ..recording import _cli as recording_cli
 from ..simulator import __main__ as sim_main
+from . import _backtest as backtest_cli
 
 __all__ = ["GLOBAL_DEFAULTS", "build_parser", "interval_ms", "positive_int"]
 
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = command("sim", "serve the simulator gateway", gateway=False)
     sim_main.add_arguments(sim)
     recording_cli.add_commands(sub)
+    backtest_cli.add_commands(sub)
 
     demo = command("demo", "live dashboard (against the embedded simulator unless --url)")
     demo.add_argument(

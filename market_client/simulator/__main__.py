@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
 import anyio
 
+from ._replay import parse_time
 from ._server import SimulatorConfig, serve_forever
 
 
@@ -62,6 +64,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="users remembered at once; the longest idle one is forgotten (default 10000)",
     )
+    parser.add_argument(
+        "--replay",
+        default=None,
+        metavar="DIR",
+        help="serve this recording instead of a simulated market (see docs/backtesting.md)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="1|10|max",
+        help="replay pace: recorded seconds per second, or max (as fast as the slowest "
+        "subscriber reads); default 1",
+    )
+    parser.add_argument(
+        "--from",
+        dest="replay_from",
+        type=_time,
+        default=None,
+        metavar="T",
+        help="replay from this receive time (ISO 8601, UTC unless given, or ns since the epoch)",
+    )
+    parser.add_argument(
+        "--to", dest="replay_to", type=_time, default=None, metavar="T", help="replay up to T"
+    )
     parser.add_argument("--certfile", default=None, help="PEM certificate, to serve https/wss")
     parser.add_argument("--keyfile", default=None, help="PEM private key, with --certfile")
     parser.add_argument(
@@ -71,6 +98,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="event loop to serve on (default asyncio: measured about twice "
         "as fast for this server, see docs/benchmarks.md)",
     )
+
+
+def _speed(text: str) -> float:
+    if text == "max":
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or max, got {text!r}")
+    return value
+
+
+def _time(text: str) -> int:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def config_from(args: argparse.Namespace) -> SimulatorConfig:
@@ -88,6 +134,10 @@ def config_from(args: argparse.Namespace) -> SimulatorConfig:
         max_users=args.max_users,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        replay=args.replay,
+        speed=args.speed,
+        replay_from=args.replay_from,
+        replay_to=args.replay_to,
     )
 
 

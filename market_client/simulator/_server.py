@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from hypercorn.utils import wrap_app
 from .._wire import CMD_FRAME_LIMIT
 from ._app import Gateway, GatewayStats
 from ._exchange import Exchange, Faults, Limits, SymbolSpec, parse_symbols
+from ._replay import ReplaySource, recording_specs
+from ._replay_app import ReplayGateway
 
 __all__ = ["RunningSimulator", "SimulatorConfig", "serve", "serve_forever"]
 
@@ -47,6 +50,14 @@ class SimulatorConfig:
             rejected with ``too_many_orders``.
         max_users: Users remembered at once; the longest idle one (no open
             order, no socket) is forgotten to make room.
+        replay: Serve this recording (a ``record=`` folder) instead of a
+            simulated market: its MD with the recorded ``seq``, the user's
+            orders filled by the queue model of docs/backtesting.md. The
+            background flow is off; ``symbols`` names the symbols to replay.
+        speed: Replay pace, recorded seconds per second (``math.inf``: as fast
+            as the slowest subscriber reads).
+        replay_from: First receive time to send, ns since the epoch (None: the start).
+        replay_to: Last receive time to send, ns since the epoch (None: the end).
     """
 
     host: str = "127.0.0.1"
@@ -63,10 +74,26 @@ class SimulatorConfig:
     send_buffer: int | None = None
     max_open_orders: int = _DEFAULT_LIMITS.max_open_orders
     max_users: int = _DEFAULT_LIMITS.max_users
+    replay: str | os.PathLike[str] | None = None
+    speed: float = 1.0
+    replay_from: int | None = None
+    replay_to: int | None = None
 
     def symbol_specs(self) -> tuple[SymbolSpec, ...]:
-        """The parsed symbol list."""
+        """The parsed symbol list (of the recording, when replaying).
+
+        Raises:
+            ValueError: A symbol is malformed or not in the recording.
+        """
+        if self.replay is not None:
+            names = None if self.symbols is None else _names(self.symbols)
+            return recording_specs(self.replay, names)
         return parse_symbols(self.symbols)
+
+
+def _names(symbols: str | Iterable[str]) -> list[str]:
+    parts = symbols.split(",") if isinstance(symbols, str) else list(symbols)
+    return [p.strip() for p in parts if p.strip()]
 
 
 @dataclass
@@ -170,16 +197,34 @@ async def serve(
         config = SimulatorConfig(**options)  # type: ignore[arg-type]
     elif options:
         raise TypeError("give either a SimulatorConfig or keyword options, not both")
-    gateway = Gateway(
-        config.symbol_specs(),
-        admin_token=config.admin_token,
-        secret=config.secret.encode() if config.secret else None,
-        seed=config.seed,
-        flow_hz=config.flow_hz,
-        rate_limit_hz=config.rate_limit_hz,
-        queue_size=config.queue_size,
-        limits=Limits(max_open_orders=config.max_open_orders, max_users=config.max_users),
-    )
+    limits = Limits(max_open_orders=config.max_open_orders, max_users=config.max_users)
+    gateway: Gateway
+    if config.replay is not None:
+        gateway = ReplayGateway(
+            ReplaySource(
+                config.replay,
+                symbols=None if config.symbols is None else _names(config.symbols),
+                start_ns=config.replay_from,
+                end_ns=config.replay_to,
+            ),
+            speed=config.speed,
+            admin_token=config.admin_token,
+            secret=config.secret.encode() if config.secret else None,
+            rate_limit_hz=config.rate_limit_hz,
+            queue_size=config.queue_size,
+            limits=limits,
+        )
+    else:
+        gateway = Gateway(
+            config.symbol_specs(),
+            admin_token=config.admin_token,
+            secret=config.secret.encode() if config.secret else None,
+            seed=config.seed,
+            flow_hz=config.flow_hz,
+            rate_limit_hz=config.rate_limit_hz,
+            queue_size=config.queue_size,
+            limits=limits,
+        )
     hc = _hypercorn_config(config)
     sockets = hc.create_sockets()
     listening = sockets.secure_sockets or sockets.insecure_sockets
@@ -223,5 +268,13 @@ async def serve_forever(config: SimulatorConfig, *, announce: bool = True) -> No
         if announce:
             print(f"market_client simulator serving on {sim.url}", flush=True)
             symbols = ", ".join(sim.exchange.symbols)
-            print(f"symbols: {symbols}; flow {config.flow_hz:g}/s; Ctrl-C to stop", flush=True)
+            if config.replay is not None:
+                speed = "max" if config.speed == float("inf") else f"{config.speed:g}x"
+                print(
+                    f"replaying {os.fspath(config.replay)} at {speed} ({symbols}); "
+                    "it starts when the first MD subscriber connects; Ctrl-C to stop",
+                    flush=True,
+                )
+            else:
+                print(f"symbols: {symbols}; flow {config.flow_hz:g}/s; Ctrl-C to stop", flush=True)
         await sim._shutdown.wait()

@@ -1,0 +1,254 @@
+"""A client connected to a gateway in the same process: no sockets, the same ASGI app.
+
+`InProcessTransport` is a `WebSocketTransport` that opens a WebSocket by
+calling the gateway's ASGI application directly, with two memory streams
+for the two directions: the gateway's own routes, authentication and queues
+serve it, unchanged. `InProcessClient` is a `MarketClient` whose handshake
+and HTTP requests go to the same gateway's `Exchange` instead of over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._client import MarketClient
+from .._exceptions import AuthError
+from .._models import HandshakeReply
+from .._protocol import payload_or_raise
+from .._transports import TransportClosed, TransportOpenError, WebSocket, WebSocketTransport
+from ..simulator._accounts import Session
+from ..simulator._app import Gateway
+from ..simulator._fields import OpError
+
+__all__ = ["IN_PROCESS_URL", "InProcessClient", "InProcessTransport"]
+
+IN_PROCESS_URL = "http://in-process.invalid"
+"""The base URL of an in-process client (``.invalid``: it is never resolved)."""
+
+Message = dict[str, Any]
+
+
+class _InProcessSocket(WebSocket):
+    def __init__(
+        self,
+        tx: MemoryObjectSendStream[Message],
+        rx: MemoryObjectReceiveStream[Message],
+        server: anyio.CancelScope,
+        close_timeout: float,
+    ) -> None:
+        super().__init__(close_timeout=close_timeout)
+        self._tx = tx
+        self._rx = rx
+        self._server = server
+
+    def _closed_error(self) -> TransportClosed:
+        seen = self._seen
+        return TransportClosed(seen.code, seen.reason) if seen else TransportClosed(1006)
+
+    async def recv(self) -> str | bytes:
+        if self._seen is not None or self._closing:
+            raise self._closed_error()
+        try:
+            try:
+                # Without a checkpoint while frames are queued, as the socket
+                # transports do (the reader checkpoints every few frames).
+                msg = self._rx.receive_nowait()
+            except anyio.WouldBlock:
+                msg = await self._rx.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise self._seen_closed(TransportClosed(1006)) from None
+        if msg["type"] == "websocket.send":
+            data = msg.get("text")
+            return data if data is not None else cast(bytes, msg.get("bytes", b""))
+        raise self._seen_closed(TransportClosed(msg.get("code", 1000), msg.get("reason") or ""))
+
+    async def send(self, text: str) -> None:
+        if self._seen is not None or self._closing:
+            raise self._closed_error()
+        try:
+            await self._tx.send({"type": "websocket.receive", "text": text})
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise self._seen_closed(TransportClosed(1006)) from None
+
+    async def ping(self) -> None:
+        if self._seen is not None or self._closing:
+            raise self._closed_error()
+        await anyio.lowlevel.checkpoint()
+
+    async def _close_handshake(self, code: int, reason: str) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._tx.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+    async def _drop(self) -> None:
+        self._tx.close()
+        self._rx.close()
+        self._server.cancel()
+
+
+class InProcessTransport(WebSocketTransport):
+    """WebSockets to a `Gateway` in this process, through its ASGI app, without sockets.
+
+    Args:
+        gateway: The gateway (its ``app`` serves the connections).
+        **options: ``max_queue`` and ``close_timeout`` of `WebSocketTransport`.
+    """
+
+    name = "in-process"
+
+    def __init__(self, gateway: Gateway, **options: Any) -> None:
+        super().__init__(**options)
+        self.gateway = gateway
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        url: str,
+        *,
+        ssl: ssl_module.SSLContext | None,
+        open_timeout: float,
+        max_size: int,
+    ) -> AsyncIterator[WebSocket]:
+        """Open one in-process WebSocket to ``url``'s path and query (see `WebSocketTransport`).
+
+        Raises:
+            TransportOpenError: The gateway refused it before accepting.
+        """
+        parts = urlsplit(url)
+        scope: Message = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "server": ("in-process.invalid", 80),
+            "client": ("127.0.0.1", 0),
+            "root_path": "",
+            "path": parts.path,
+            "raw_path": parts.path.encode(),
+            "query_string": parts.query.encode(),
+            "headers": [],
+            "subprotocols": [],
+            "state": {},
+        }
+        up_tx, up_rx = anyio.create_memory_object_stream[Message](math.inf)
+        down_tx, down_rx = anyio.create_memory_object_stream[Message](self.max_queue)
+        accepted = anyio.Event()
+        refused: list[Message] = []
+        connected = False
+
+        async def receive() -> Message:
+            nonlocal connected
+            if not connected:
+                connected = True
+                return {"type": "websocket.connect"}
+            try:
+                return await up_rx.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return {"type": "websocket.disconnect", "code": 1006}
+
+        async def send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "websocket.accept":
+                accepted.set()
+                return
+            if kind == "websocket.close" and not accepted.is_set():
+                refused.append(message)
+                accepted.set()
+                return
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await down_tx.send(message)
+            if kind == "websocket.close":
+                down_tx.close()
+
+        server_scope = anyio.CancelScope()
+
+        async def serve() -> None:
+            with server_scope:
+                try:
+                    await self.gateway.app(scope, receive, send)  # type: ignore[arg-type]
+                finally:
+                    down_tx.close()
+                    up_rx.close()
+                    accepted.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            with anyio.fail_after(open_timeout):
+                await accepted.wait()
+            if refused:
+                tg.cancel_scope.cancel()
+                code = refused[0].get("code", 1000)
+                raise TransportOpenError(f"the gateway refused the WebSocket (close {code})", 403)
+            ws = _InProcessSocket(up_tx, down_rx, server_scope, self.close_timeout)
+            try:
+                yield ws
+            finally:
+                await ws.abort()
+                tg.cancel_scope.cancel()
+
+
+class InProcessClient(MarketClient):
+    """A `MarketClient` connected to a gateway in this process (no sockets at all).
+
+    Its WebSockets go through `InProcessTransport`; its handshake and HTTP
+    requests (``api_request``) are answered by the gateway's exchange
+    directly. Everything else is the ordinary client.
+
+    Args:
+        gateway: The gateway to talk to.
+        **options: The other arguments of `MarketClient` (not ``transport``).
+    """
+
+    def __init__(self, gateway: Gateway, **options: Any) -> None:
+        super().__init__(IN_PROCESS_URL, transport=InProcessTransport(gateway), **options)
+        self._gateway = gateway
+
+    async def handshake(self) -> HandshakeReply:
+        """Create a user (or resume the held token's) in the in-process gateway.
+
+        Raises:
+            AuthError: The gateway does not know the token.
+        """
+        try:
+            reply = self._gateway.exchange.handshake(self.token)
+        except OpError as exc:
+            raise AuthError(exc.code, exc.message, "handshake") from None
+        self._token = reply["token"]
+        self.user_id = reply["user_id"]
+        self.is_admin = bool(reply.get("is_admin"))
+        return cast(HandshakeReply, reply)
+
+    async def api_request(
+        self,
+        op: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        as_role: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One request as over ``POST /api/request``, answered in-process; raises like `send`."""
+        if self.token is None:
+            await self.handshake()
+        exchange = self._gateway.exchange
+        user = exchange.user_for_token(self.token)
+        if user is None:
+            payload_or_raise(
+                {"status": "error", "error": {"code": "unauthorized", "message": "unknown token"}},
+                op,
+            )
+        assert user is not None
+        frame: Message = {"op": op, "payload": dict(payload or {})}
+        if as_role is not None:
+            frame["as"] = as_role
+        await anyio.lowlevel.checkpoint()
+        return payload_or_raise(
+            exchange.handle(Session(user, logged_in=True, session_id="http"), frame), op
+        )

@@ -1,0 +1,282 @@
+"""The replay gateway: the unchanged ASGI gateway, its market driven by a recording.
+
+`ReplayGateway` is a `Gateway` whose exchange is a `ReplayExchange` and whose
+background flow is off; its lifespan runs `ReplayGateway.run_replay`, which
+applies the recorded frames in receive order and sends each one, byte for
+byte, to the symbol's subscribers. ``speed`` scales the recorded gaps
+(``math.inf``: no waiting); every send waits for room in each subscriber's
+queue, so the replay goes as fast as the slowest subscriber reads and nobody
+is cut off with 1013. The replay starts when the first MD subscriber
+connects, so that a client sees it from its first frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import orjson
+from starlette.applications import Starlette
+from starlette.websockets import WebSocket
+
+from ._accounts import User
+from ._app import HEARTBEAT_S, Gateway
+from ._exchange import Json, Limits
+from ._flow import Flow
+from ._replay import ReplayExchange, ReplayFrame, ReplaySource
+
+__all__ = ["ReplayClock", "ReplayGateway", "ReplayProgress"]
+
+
+class ReplayClock:
+    """The exchange's time during a replay: recorded time, moving at ``speed`` between frames."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.anchor_ns = 0
+        self.anchor_t: float | None = None
+
+    def anchor(self, recv_ns: int, t: float | None) -> None:
+        """The replay reached the frame received at ``recv_ns``, at clock time ``t``."""
+        self.anchor_ns = recv_ns
+        self.anchor_t = t
+
+    def now_ns(self) -> int:
+        """Recorded nanoseconds now: the last frame's time plus the time since, scaled."""
+        if self.anchor_t is None or math.isinf(self.speed):
+            return self.anchor_ns
+        elapsed = anyio.current_time() - self.anchor_t
+        return self.anchor_ns + max(0, int(elapsed * self.speed * 1e9))
+
+
+class ReplayProgress:
+    """How far a replay got: frames sent, recorded time covered, wall time spent."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.started = time.perf_counter()
+
+    @property
+    def recorded_seconds(self) -> float:
+        """Recorded time covered so far, in seconds."""
+        if self.first_ns is None or self.last_ns is None:
+            return 0.0
+        return (self.last_ns - self.first_ns) / 1e9
+
+    @property
+    def wall_seconds(self) -> float:
+        """Wall time since the replay started."""
+        return time.perf_counter() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as JSON-ready values."""
+        wall = self.wall_seconds
+        return {
+            "frames": self.frames,
+            "recorded_seconds": round(self.recorded_seconds, 6),
+            "wall_seconds": round(wall, 6),
+            "frames_per_second": round(self.frames / wall, 1) if wall > 0 else 0.0,
+        }
+
+
+class ReplayGateway(Gateway):
+    """The gateway serving a recording (see the module docstring).
+
+    Args:
+        source: The recording's frames.
+        speed: Recorded seconds per second of the gateway's clock (``math.inf``: no waiting).
+        admin_token: Token that handshakes as the admin user.
+        secret: Key that signs user tokens (random when None).
+        rate_limit_hz: Per-user request limit (None: unlimited).
+        queue_size: Outgoing messages buffered per socket.
+        limits: The exchange's bounds.
+        wait_for_subscriber: Start the replay when the first MD subscriber
+            connects (else at once).
+        settle: Awaited after every frame (a backtest waits there until the
+            strategy has reacted); while it is set, private events are held
+            and pushed after the frame's MD has been handled.
+        on_frame: Called after every frame is applied (a backtest samples its equity there).
+        resolution_ns: Step of recorded time (0: every frame is its own
+            step). The frames of one step are applied and sent together, at
+            the step's end; ``settle`` is awaited between steps.
+    """
+
+    def __init__(
+        self,
+        source: ReplaySource,
+        *,
+        speed: float = 1.0,
+        admin_token: str | None = None,
+        secret: bytes | None = None,
+        rate_limit_hz: float | None = None,
+        queue_size: int = 10_000,
+        limits: Limits | None = None,
+        wait_for_subscriber: bool = True,
+        settle: Callable[[], Awaitable[None]] | None = None,
+        on_frame: Callable[[ReplayFrame], None] | None = None,
+        resolution_ns: int = 0,
+    ) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive (or inf), got {speed}")
+        super().__init__(
+            source.specs,
+            admin_token=admin_token,
+            secret=secret,
+            flow_hz=0.0,
+            rate_limit_hz=rate_limit_hz,
+            queue_size=queue_size,
+            limits=limits,
+        )
+        self.clock = ReplayClock(speed)
+        # The base class built a live exchange with seeded books: replace it
+        # (and the idle flow bound to it) with the recorded market.
+        self.exchange = ReplayExchange(
+            source.specs,
+            self,
+            secret=secret,
+            admin_token=admin_token,
+            rate_limit_hz=rate_limit_hz,
+            clock_ns=self.clock.now_ns,
+            limits=limits,
+        )
+        self.flow = Flow(self.exchange, 0.0, None)
+        self.source = source
+        self.speed = speed
+        self.progress = ReplayProgress()
+        self.subscribed = anyio.Event()
+        self.done = anyio.Event()
+        self.resolution_ns = resolution_ns
+        self._wait = wait_for_subscriber
+        self._settle = settle
+        self._on_frame = on_frame
+        self._held: list[tuple[str, Json]] = []
+        for frame in source.preroll():
+            self.clock.anchor(frame.recv_ns, None)
+            self.exchange.apply(frame.msg)
+
+    @property
+    def replay_exchange(self) -> ReplayExchange:
+        """The exchange, typed as the replay's."""
+        assert isinstance(self.exchange, ReplayExchange)
+        return self.exchange
+
+    # -- Sink: the flow stays off; events wait for the frame's MD in a backtest ---------
+    def set_flow(self, rate_hz: float) -> None:
+        """The recorded market is the flow: ``admin.flow`` changes nothing."""
+
+    def event(self, user_id: str, frame: Json) -> None:
+        """Push a private event (held until the frame's MD is handled, in a backtest)."""
+        if self._settle is not None and self._driving:
+            self._held.append((user_id, frame))
+        else:
+            super().event(user_id, frame)
+
+    _driving = False
+
+    async def send_md(self, sym: str, text: str) -> None:
+        """Send one recorded frame to the symbol's subscribers, waiting for room in each queue."""
+        for conn in tuple(self._md[sym]):
+            try:
+                try:
+                    conn.tx.send_nowait(text)
+                except anyio.WouldBlock:
+                    await conn.tx.send(text)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                continue
+            self.stats.md_sent += 1
+
+    # -- the replay -----------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._heartbeats)
+            tg.start_soon(self.run_replay)
+            yield
+            tg.cancel_scope.cancel()
+
+    async def _heartbeats(self) -> None:
+        # A subscriber whose queue is full has data coming: it needs no heartbeat,
+        # and pushing one would cut it off (1013) while the replay waits for it.
+        while True:
+            await anyio.sleep(HEARTBEAT_S)
+            text = orjson.dumps(
+                {"type": "md", "ch": "heartbeat", "ts_ns": self.exchange.now_ns()}
+            ).decode()
+            for conn in tuple(self._md_all):
+                with contextlib.suppress(
+                    anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+                ):
+                    conn.tx.send_nowait(text)
+
+    async def _serve_md(self, ws: WebSocket, user: User) -> None:
+        # Set before the base class subscribes, in the same synchronous step:
+        # the replay task cannot run in between.
+        self.subscribed.set()
+        await super()._serve_md(ws, user)
+
+    async def _end_step(self) -> None:
+        """Let the step's MD be handled, then push the private events it caused."""
+        settle = self._settle
+        if settle is not None:
+            await settle()
+        if self._held:
+            held, self._held = self._held, []
+            for user_id, event in held:
+                super().event(user_id, event)
+            if settle is not None:
+                await settle()
+
+    async def run_replay(self) -> None:
+        """Apply and send every frame of the source at its recorded pace; then set ``done``."""
+        if self._wait:
+            await self.subscribed.wait()
+        exchange = self.replay_exchange
+        clock = self.clock
+        progress = self.progress
+        progress.started = time.perf_counter()
+        settle = self._settle
+        on_frame = self._on_frame
+        pace = not math.isinf(self.speed)
+        step = self.resolution_ns
+        start_t = anyio.current_time()
+        first_ns: int | None = None
+        batch_end: int | None = None
+        for frame in self.source:
+            recv_ns = frame.recv_ns
+            if first_ns is None:
+                first_ns = progress.first_ns = recv_ns
+            if batch_end is None or recv_ns > batch_end:
+                # A new step of recorded time: what the last one caused runs first.
+                if self._held:
+                    await self._end_step()
+                due = recv_ns if not step else -(-recv_ns // step) * step
+                batch_end = due
+                if pace:
+                    delay = start_t + (due - first_ns) / 1e9 / self.speed - anyio.current_time()
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                if settle is not None:
+                    await settle()  # everything due before this step has run
+                clock.anchor(due, anyio.current_time())
+            self._driving = True
+            try:
+                send = exchange.apply(frame.msg)
+            finally:
+                self._driving = False
+            if send:
+                await self.send_md(frame.sym, frame.text)
+            progress.frames += 1
+            if not progress.frames % 256:
+                await anyio.lowlevel.checkpoint()  # let the writers run between full queues
+            progress.last_ns = recv_ns
+            if on_frame is not None:
+                on_frame(frame)
+        await self._end_step()
+        self.done.set()

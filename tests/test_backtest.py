@@ -1,0 +1,139 @@
+"""Backtests: a strategy against a recording, in one process, on a virtual clock.
+
+`backtest.run` starts its own event loop (the virtual clock is the loop's),
+so these tests are plain functions, parametrized over both backends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from market_client import MarketClient, backtest
+from market_client.simulator import SimulatorConfig
+from market_client.testing import open_simulator, wait_until
+
+BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")]
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recording of the busy simulator (seed 2, 400 actions a second): 400 MD messages."""
+    rec = tmp_path_factory.mktemp("backtest") / "rec"
+
+    async def record() -> None:
+        config = SimulatorConfig(seed=2, flow_hz=400)
+        with anyio.fail_after(30):
+            async with (
+                open_simulator(config) as sim,
+                MarketClient.session(sim.url, record=rec) as client,
+            ):
+                await wait_until(lambda: client.stats()["md_messages"] >= 400)
+
+    anyio.run(record)
+    return rec
+
+
+async def quoter(client: MarketClient) -> None:
+    """Quote one lot at the best bid and ask every 0.2 s; keep what rests."""
+    while True:
+        top = client.best_bid_ask("ABC")
+        if top["bid"] is not None and top["ask"] is not None:
+            await client.place_order("ABC", "buy", top["bid"]["price"], 1)
+            await client.place_order("ABC", "sell", top["ask"]["price"], 1)
+        await anyio.sleep(0.2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_runs_give_identical_orders_and_fills(recording: Path, backend: str) -> None:
+    first = backtest.run(quoter, recording, backend=backend, taker_fee_bps=2)
+    second = backtest.run(quoter, recording, backend=backend, taker_fee_bps=2)
+    assert first.orders > 0
+    assert first.fills
+    assert orjson.dumps(first.fills) == orjson.dumps(second.fills)
+    one, two = first.to_json(), second.to_json()
+    for varies in ("wall_seconds", "events_per_second"):
+        del one[varies], two[varies]
+    assert orjson.dumps(one) == orjson.dumps(two)
+    assert first.realized_pnl + first.unrealized_pnl - first.fees == first.net_pnl
+    assert first.frames > 300
+
+
+def test_both_backends_agree(recording: Path) -> None:
+    on_asyncio = backtest.run(quoter, recording, backend="asyncio")
+    on_trio = backtest.run(quoter, recording, backend="trio")
+    assert orjson.dumps(on_asyncio.fills) == orjson.dumps(on_trio.fills)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sleeps_and_deadlines_follow_recorded_time(recording: Path, backend: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def sleeper(client: MarketClient) -> None:
+        start = anyio.current_time()
+        with anyio.move_on_after(0.5):
+            await anyio.sleep_forever()
+        seen["half"] = anyio.current_time() - start
+        await client.send("portfolio.get", timeout=0.001)  # in-process: answered at once
+        await anyio.sleep(3600)  # an hour of virtual time, past the data's end
+
+    started = time.perf_counter()
+    report = backtest.run(sleeper, recording, backend=backend)
+    assert seen["half"] == pytest.approx(0.5)
+    assert report.recorded_seconds > 0.1
+    assert time.perf_counter() - started < 30  # no wall-clock waiting for the virtual hour
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_strategy_sees_the_recorded_market(recording: Path, backend: str) -> None:
+    seqs: list[int] = []
+
+    async def watcher(client: MarketClient) -> None:
+        async for event in client.events("md.trade"):
+            seqs.append(event.data["seq"])
+
+    report = backtest.run(watcher, recording, backend=backend, symbols=["ABC"])
+    assert seqs == sorted(seqs)
+    assert len(seqs) > 0
+    assert report.fills == []
+    assert report.net_pnl == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failing_strategy_fails_the_run(recording: Path, backend: str) -> None:
+    async def broken(client: MarketClient) -> None:
+        await anyio.sleep(0.1)
+        raise ZeroDivisionError("strategy bug")
+
+    with pytest.raises(ZeroDivisionError, match="strategy bug"):
+        backtest.run(broken, recording, backend=backend)
+
+
+def test_report_outputs(recording: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report = backtest.run(quoter, recording, maker_fee_bps="-0.5", taker_fee_bps=1)
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["fill_count"] == len(report.fills)
+    assert data["equity"]
+    report.plot(tmp_path / "equity.png")
+    assert (tmp_path / "equity.png").read_bytes()[:4] == b"\x89PNG"
+    from rich.console import Console
+
+    console = Console(record=True, width=100)
+    console.print(report.table())
+    assert "max drawdown" in console.export_text()
+
+
+def test_bad_arguments(recording: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no recording"):
+        backtest.run(quoter, tmp_path)
+    with pytest.raises(ValueError, match="not in the recording"):
+        backtest.run(quoter, recording, symbols=["NOPE"])
+    with pytest.raises(ValueError, match="backend"):
+        backtest.run(quoter, recording, backend="curio")
