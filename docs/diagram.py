@@ -45,7 +45,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
             "_exceptions",
         ],
     ),
-    "packages": ("packages", ["recording", "testing", "simulator", "_cli"]),
+    "packages": ("packages", ["recording", "testing", "simulator", "backtest", "_cli"]),
 }
 
 # What each module's objects run as tasks (shown in its box).

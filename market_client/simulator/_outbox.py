@@ -118,6 +118,7 @@ class Outbox:
     __slots__ = (
         "_closed",
         "_queue",
+        "_room",
         "_wake",
         "close_code",
         "close_reason",
@@ -136,6 +137,7 @@ class Outbox:
         self.scope = anyio.CancelScope()
         self._queue: deque[SharedFrame] = deque()
         self._wake: anyio.Event | None = None
+        self._room: anyio.Event | None = None
         self._closed = False
 
     def push(self, item: str | SharedFrame) -> bool:
@@ -156,6 +158,33 @@ class Outbox:
             wake.set()
         return True
 
+    def offer(self, item: str | SharedFrame) -> bool:
+        """Queue one message if there is room; never cuts the consumer off.
+
+        For what may be skipped without harm (a heartbeat to a socket that
+        has data queued anyway).
+        """
+        if self._closed or len(self._queue) >= self.max_queue:
+            return False
+        return self.push(item)
+
+    async def put(self, item: str | SharedFrame) -> bool:
+        """Queue one message, waiting for room instead of cutting the consumer off.
+
+        Back-pressure for a producer that may wait (a replay at full speed
+        goes as fast as its slowest subscriber reads). False when closed.
+        """
+        while not self._closed and len(self._queue) >= self.max_queue:
+            room = self._room = anyio.Event()
+            await room.wait()
+        return self.push(item)
+
+    def _made_room(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
+
     def kill(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` (the first code given wins)."""
         if self.close_code == CLOSE_NORMAL:
@@ -163,11 +192,13 @@ class Outbox:
             self.close_reason = reason
         self._closed = True
         self.scope.cancel()
+        self._made_room()
 
     def close(self) -> None:
         """Accept nothing more; what is queued is dropped."""
         self._closed = True
         self._queue.clear()
+        self._made_room()
 
     async def _ready(self) -> None:
         while not self._queue:
@@ -187,7 +218,9 @@ class Outbox:
         while True:
             await self._ready()
             if stream is None:
-                await send_text(queue.popleft().text)
+                item = queue.popleft()
+                self._made_room()
+                await send_text(item.text)
                 continue
             if stream.closed or stream.connection.state is not ConnectionState.OPEN:
                 return  # the peer is closing; the reader sees it end
@@ -196,5 +229,6 @@ class Outbox:
                 queue.clear()
             else:
                 batch = [queue.popleft() for _ in range(BATCH_FRAMES)]
+            self._made_room()
             data = b"".join([frame.wire for frame in batch])
             await stream.send(Data(stream_id=stream.stream_id, data=data))

@@ -28,6 +28,7 @@ from ._accounts import User
 from ._app import HEARTBEAT_S, Gateway
 from ._exchange import Json, Limits
 from ._flow import Flow
+from ._outbox import SharedFrame
 from ._replay import ReplayExchange, ReplayFrame, ReplaySource
 
 __all__ = ["ReplayClock", "ReplayGateway", "ReplayProgress"]
@@ -182,15 +183,10 @@ class ReplayGateway(Gateway):
 
     async def send_md(self, sym: str, text: str) -> None:
         """Send one recorded frame to the symbol's subscribers, waiting for room in each queue."""
+        frame = SharedFrame(text)
         for conn in tuple(self._md[sym]):
-            try:
-                try:
-                    conn.tx.send_nowait(text)
-                except anyio.WouldBlock:
-                    await conn.tx.send(text)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                continue
-            self.stats.md_sent += 1
+            if await conn.put(frame):
+                self.stats.md_sent += 1
 
     # -- the replay -----------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -209,11 +205,9 @@ class ReplayGateway(Gateway):
             text = orjson.dumps(
                 {"type": "md", "ch": "heartbeat", "ts_ns": self.exchange.now_ns()}
             ).decode()
+            frame = SharedFrame(text)
             for conn in tuple(self._md_all):
-                with contextlib.suppress(
-                    anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
-                ):
-                    conn.tx.send_nowait(text)
+                conn.offer(frame)
 
     async def _serve_md(self, ws: WebSocket, user: User) -> None:
         # Set before the base class subscribes, in the same synchronous step:
