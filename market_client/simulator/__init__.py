@@ -6,12 +6,15 @@ several symbols, background order flow, candles, market data and the admin
 ops that tests use to drive it.
 
 Start it from the shell (``market-client sim`` or ``python -m
-market_client.simulator``) or from Python::
+market_client.simulator``) or from Python:
 
-    from market_client.simulator import serve
+```python
+from market_client.simulator import serve
 
-    async with serve(seed=7) as sim:
-        print(sim.url)
+async with serve(seed=7) as sim:
+    print(sim.url)
+```
+
 """
 
 from ._app import Gateway, GatewayStats

@@ -187,11 +187,14 @@ async def serve(
     Yields:
         The running simulator, with its ``url``.
 
-    Example::
+    For example:
 
-        async with serve(seed=1, flow_hz=0) as sim:
-            async with MarketClient.session(sim.url) as client:
-                ...
+    ```python
+    async with serve(seed=1, flow_hz=0) as sim:
+        async with MarketClient.session(sim.url) as client:
+            ...
+    ```
+
     """
     if config is None:
         config = SimulatorConfig(**options)  # type: ignore[arg-type]

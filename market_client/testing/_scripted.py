@@ -35,14 +35,16 @@ class ScriptedWebSocket(WebSocket):
 
     A ``reply`` function answers what the code under test sends: it gets each
     sent frame decoded from JSON (None when it is not JSON) and returns the
-    frames to play next, e.g. the response to a request::
+    frames to play next, e.g. the response to a request:
 
-        def reply(request):
-            return [{"type": "response", "corr_id": request["msg_id"],
-                     "status": "ok", "payload": {"symbols": []}}]
+    ```python
+    def reply(request):
+        return [{"type": "response", "corr_id": request["msg_id"],
+                 "status": "ok", "payload": {"symbols": []}}]
 
-        ws = ScriptedWebSocket(reply=reply, close_code=None)
-        session = RequestSession(ws, on_event=print)
+    ws = ScriptedWebSocket(reply=reply, close_code=None)
+    session = RequestSession(ws, on_event=print)
+    ```
 
     Args:
         frames: The frames to play first. Mappings are encoded as JSON text.

@@ -233,11 +233,13 @@ async def open_simulator(config: SimulatorConfig | None = None) -> AsyncIterator
     The gateway serves on a free port of 127.0.0.1, on the running backend
     (Trio or asyncio), and accepts connections as soon as the block starts.
     This is what the ``simulator`` fixture does; use it directly for a
-    second gateway in a test, or outside pytest::
+    second gateway in a test, or outside pytest:
 
-        async with open_simulator(SimulatorConfig(seed=1, flow_hz=0, symbols="ABC")) as sim:
-            async with MarketClient.session(sim.url) as client:
-                ...
+    ```python
+    async with open_simulator(SimulatorConfig(seed=1, flow_hz=0, symbols="ABC")) as sim:
+        async with MarketClient.session(sim.url) as client:
+            ...
+    ```
 
     Args:
         config: The gateway's options, used as they are; None for the test

@@ -45,10 +45,12 @@ async def wait_until(
     The predicate may be a plain function or a coroutine function (say, a
     request to the gateway); an exception it raises propagates at once.
 
-    Example::
+    For example:
 
-        await wait_until(lambda: client.stats()["malformed_frames"] == 3)
-        order = await wait_until(lambda: client.get_transactions()[-1:])
+    ```python
+    await wait_until(lambda: client.stats()["malformed_frames"] == 3)
+    order = await wait_until(lambda: client.get_transactions()[-1:])
+    ```
 
     Args:
         predicate: Called with no argument; its result is tested for truth.
