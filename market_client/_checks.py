@@ -12,11 +12,22 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ._wire import MAX_CLIENT_ORDER_ID, ORDER_TYPES, SIDES, TIFS, check_int64, price_text
+from ._wire import (
+    MAX_CLIENT_ORDER_ID,
+    MD_CHANNELS,
+    ORDER_TYPES,
+    PRIVATE_EVENTS,
+    SIDES,
+    TIFS,
+    check_int64,
+    price_text,
+)
 
 SYMBOL = re.compile(r"[A-Za-z0-9._-]{1,32}")  # what can travel in the MD URL's query
 
 __all__ = [
+    "EVENT_KINDS",
+    "check_event_kinds",
     "check_op",
     "check_positive_int",
     "check_sym",
@@ -123,3 +134,30 @@ def order_ref(order_id: str | None, client_order_id: str | None) -> dict[str, st
             f"client_order_id must be a string of 1 to {MAX_CLIENT_ORDER_ID} characters"
         )
     return {"client_order_id": client_order_id}
+
+
+# Every kind events() delivers: the gateway's private events, MD channels, and
+# what the session itself reports.
+EVENT_KINDS = (
+    *PRIVATE_EVENTS,
+    "order.reconciled",
+    *(f"md.{ch}" for ch in MD_CHANNELS if ch != "heartbeat"),
+    "connection.lost",
+    "connection.restored",
+    "events.missed",
+)
+
+
+def check_event_kinds(kinds: tuple[str, ...]) -> None:
+    """Kinds of `events()`: each a kind in `EVENT_KINDS` or a prefix of one.
+
+    A typo (``"ordr"``) would otherwise subscribe to nothing and wait forever.
+    """
+    for kind in kinds:
+        if isinstance(kind, str) and not any(
+            k == kind or k.startswith(kind + ".") for k in EVENT_KINDS
+        ):
+            raise ValueError(
+                f"no event is of kind {kind!r}; kinds are {', '.join(EVENT_KINDS)} "
+                "or a prefix of them ('order', 'md', 'connection')"
+            )

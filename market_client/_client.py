@@ -26,12 +26,13 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from ._checks import (
+    check_event_kinds,
     check_op,
     check_positive_int,
     check_sym,
@@ -71,7 +72,6 @@ from ._transports import (
     connect_websocket,
     install_log_redaction,
 )
-from ._wire import MD_CHANNELS, PRIVATE_EVENTS
 
 if TYPE_CHECKING:
     from ._blocking import BlockingClient
@@ -81,29 +81,8 @@ __all__ = ["MarketClient", "RequestSession"]
 
 log = logging.getLogger("market_client")
 
-C = TypeVar("C", bound="MarketClient")
 CLOSED_CODE = 1006  # "abnormal closure": the link dropped without a close frame
-# Every kind events() delivers: the gateway's private events, MD channels, and
-# what the session itself reports.
-EVENT_KINDS = (
-    *PRIVATE_EVENTS,
-    "order.reconciled",
-    *(f"md.{ch}" for ch in MD_CHANNELS if ch != "heartbeat"),
-    "connection.lost",
-    "connection.restored",
-    "events.missed",
-)
 NEVER_BETTER = frozenset({"bad_request", "unknown_symbol", "forbidden"})  # not worth a retry
-
-
-class _ThisClass:
-    """A class attribute that is the class itself, so ``Cls.session(...)`` is ``Cls(...)``.
-
-    Type checkers see the constructor's exact signature through it.
-    """
-
-    def __get__(self, obj: object, owner: type[C]) -> type[C]:
-        return owner
 
 
 class MarketClient(Helpers):
@@ -151,10 +130,6 @@ class MarketClient(Helpers):
         record: Record what the session receives into this directory (see
             `record`; needs the ``record`` extra).
     """
-
-    session = _ThisClass()
-    """``MarketClient.session(url, ...)`` is ``MarketClient(url, ...)``: a client to open
-    with ``async with``, which reads well at the top of a block."""
 
     def __init__(
         self,
@@ -684,14 +659,7 @@ class MarketClient(Helpers):
         Returns:
             An async iterator (and async context manager) of `Event`.
         """
-        for kind in kinds:
-            if isinstance(kind, str) and not any(
-                k == kind or k.startswith(kind + ".") for k in EVENT_KINDS
-            ):
-                raise ValueError(
-                    f"no event is of kind {kind!r}; kinds are {', '.join(EVENT_KINDS)} "
-                    "or a prefix of them ('order', 'md', 'connection')"
-                )
+        check_event_kinds(kinds)
         self._require_open()
         return self._hub.subscribe(tuple(kinds), buffer)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from ._checks import check_positive_int, check_sym, order_payload, order_ref
 from ._models import (
@@ -28,9 +28,25 @@ from ._state import MarketState
 
 __all__ = ["Helpers"]
 
+C = TypeVar("C")
+
+
+class _ThisClass:
+    """A class attribute that is the class itself, so ``Cls.session(...)`` is ``Cls(...)``.
+
+    Type checkers see the constructor's exact signature through it.
+    """
+
+    def __get__(self, obj: object, owner: type[C]) -> type[C]:
+        return owner
+
 
 class Helpers:
     """Requests by name and reads of the local books and candles."""
+
+    session = _ThisClass()
+    """``MarketClient.session(url, ...)`` is ``MarketClient(url, ...)``: a client to open
+    with ``async with``, which reads well at the top of a block."""
 
     _orders: OwnOrders
     _market: MarketState
