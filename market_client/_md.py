@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
 from ._cmd import open_error
@@ -42,8 +43,21 @@ RESYNC_DEPTH = 1000
 RETRY_DELAY = 0.5  # between failed resync or re-seed attempts
 FAIR_EVERY = 16  # frames read between two checkpoints, so other tasks run under a flood
 
+_KINDS = {ch: "md." + ch for ch in ("book.delta", "trade", "book.snapshot", "status")}
+
 Send = Callable[..., Awaitable[dict[str, Any]]]
 Tap = Callable[[str, "str | bytes", int], None]
+
+
+def _clock() -> Callable[[], float]:
+    """The running event loop's clock, read without AnyIO's per-call backend lookup."""
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        return asyncio.get_running_loop().time
+    import trio
+
+    return trio.current_time
 
 
 class MdChannel:
@@ -119,34 +133,44 @@ class MdChannel:
 
     async def _read(self, ws: WebSocket, ready: anyio.Event, expected: set[str]) -> None:
         market = self.market
+        on_frame = market.on_frame
         hub = self._hub
         hooks = self._hooks
         taps = self._taps
         limit = self.heartbeat_timeout
-        current_time = anyio.current_time
+        # Moving a cancel scope's deadline reschedules a timer (2 µs on asyncio):
+        # it moves when the clock has advanced a hundredth of the limit, so a
+        # silent link is declared dead at most 1% early, never late.
+        step = limit / 100
+        clock = _clock()
         checkpoint = anyio.lowlevel.checkpoint
         if not expected:
             ready.set()
-        count = 0
-        with anyio.CancelScope(deadline=current_time() + limit) as watchdog:
+        count = self.messages
+        moved = clock()
+        with anyio.CancelScope(deadline=moved + limit) as watchdog:
             while True:
                 try:
                     raw = await ws.recv()
                 except TransportClosed as exc:
                     raise link_closed("MD", exc.code, exc.reason) from exc
-                watchdog.deadline = current_time() + limit
-                self.messages += 1
+                now = clock()
+                if now - moved > step:
+                    watchdog.deadline = now + limit
+                    moved = now
                 count += 1
                 if count % FAIR_EVERY == 0:
                     # recv() returns without yielding while frames are buffered:
                     # without this, a flood starves every other task.
+                    self.messages = count
                     await checkpoint()
+                self.messages = count
                 if taps:
                     now_ns = time.time_ns()
                     for tap in taps:
                         tap("md", raw, now_ns)
-                msg = market.on_frame(raw)  # counts and logs what is malformed
-                if market.resync_wanted:
+                msg = on_frame(raw)  # counts and logs what is malformed
+                if market._resync_queue:
                     self._start_resyncs()
                 if msg is None:
                     continue
@@ -157,8 +181,8 @@ class MdChannel:
                     expected.discard(msg["sym"])
                     if not expected:
                         ready.set()
-                if hub.has_subscribers:
-                    hub.publish(Event("md." + ch, msg, msg.get("sym")))
+                if hub._subs:
+                    hub.publish(Event(_KINDS.get(ch) or "md." + ch, msg, msg.get("sym")))
                 if self.on_md_event is not None:
                     hooks.call(self.on_md_event, msg)
         await ws.abort()  # a dead peer would never answer a polite close
