@@ -7,8 +7,9 @@ when the reader ends (the link dropped or went silent) the task group ends
 them all and the socket is closed by the block that opened it.
 
 Liveness needs no polling: the reader's receive loop runs under a cancel
-scope whose deadline each frame moves ``heartbeat_timeout`` ahead, so a
-silent link is declared dead exactly when the limit passes.
+scope whose deadline the frames move ``heartbeat_timeout`` ahead (at most
+once per hundredth of it), so a silent link is declared dead when the limit
+passes, at most 1% early.
 """
 
 from __future__ import annotations
