@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_client
 import bench_replay
 import bench_simulator
+import bench_tick_to_trade
 from _report import measured, table, write_section
 
 
@@ -24,6 +25,7 @@ def main() -> None:
         return
     bench_client.report(bench_client.main([]), "nox -s bench")
     bench_replay.main(["--write"])
+    bench_tick_to_trade.report(bench_tick_to_trade.main([]), "nox -s bench")
     print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
 
 

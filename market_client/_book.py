@@ -27,7 +27,10 @@ class BookError(ValueError):
 
 
 _PRICES: dict[str, Decimal] = {}  # text -> validated price: books reuse a few thousand prices
+_BID_KEYS: dict[str, Decimal] = {}  # text -> -price, the key of a bid level
 _PRICES_MAX = 100_000
+_contains = dict.__contains__
+_set = dict.__setitem__
 
 
 def cached_price(text: Any) -> Decimal:
@@ -43,8 +46,19 @@ def cached_price(text: Any) -> Decimal:
         raise BookError(str(exc)) from None
     if len(_PRICES) >= _PRICES_MAX:
         _PRICES.clear()
+        _BID_KEYS.clear()
     _PRICES[text] = price
     return price
+
+
+def _bid_key(text: Any) -> Decimal:
+    """``-price`` of a price text (the key of a bid level), cached like the price."""
+    key = _BID_KEYS.get(text) if type(text) is str else None
+    if key is None:
+        key = -cached_price(text)
+        if len(_BID_KEYS) < _PRICES_MAX:
+            _BID_KEYS[text] = key
+    return key
 
 
 def _qty(value: Any) -> int:
@@ -88,25 +102,43 @@ class LocalBook:
         Raises:
             BookError: A change is malformed; no change of this delta is applied.
         """
-        parsed = []
         if not isinstance(changes, (list, tuple)):
             raise BookError(f"changes must be a list, got {changes!r:.50}")
-        for change in changes:
-            if not isinstance(change, (list, tuple)) or len(change) != 3:
-                raise BookError(f"a change is [side, price, qty], got {change!r}")
-            side, price, qty = change
-            if side == "buy":
-                parsed.append((self.bids, -cached_price(price), _qty(qty)))
-            elif side == "sell":
-                parsed.append((self.asks, cached_price(price), _qty(qty)))
-            else:
-                raise BookError(f"side must be 'buy' or 'sell', got {side!r}")
+        if len(changes) == 1:
+            # The usual delta: one change, applied as soon as it is checked (nothing
+            # to undo), through the dict's own methods where the sorted keys stay as
+            # they are (an existing level's new quantity).
+            tree, key, qty = self._parse(changes[0])
+            if qty:
+                if _contains(tree, key):
+                    _set(tree, key, qty)
+                else:
+                    tree[key] = qty
+            elif _contains(tree, key):
+                del tree[key]  # deleting an unknown level is normal
+            self.seq = seq
+            return
+        parsed = [self._parse(change) for change in changes]
         for tree, key, qty in parsed:
             if qty:
                 tree[key] = qty
             else:
-                tree.pop(key, None)  # deleting an unknown level is normal
+                tree.pop(key, None)
         self.seq = seq
+
+    def _parse(self, change: Any) -> tuple[SortedDict[Decimal, int], Decimal, int]:
+        """``(side's tree, key, qty)`` of one ``[side, price, qty]`` change."""
+        if not isinstance(change, (list, tuple)) or len(change) != 3:
+            raise BookError(f"a change is [side, price, qty], got {change!r}")
+        side, price, qty = change
+        if type(qty) is not int or qty < 0:
+            qty = _qty(qty)
+        if side == "buy":
+            return self.bids, _bid_key(price), qty
+        if side == "sell":
+            key = _PRICES.get(price) if type(price) is str else None
+            return self.asks, key if key is not None else cached_price(price), qty
+        raise BookError(f"side must be 'buy' or 'sell', got {side!r}")
 
     def best_bid(self) -> Level | None:
         """``(price, qty)`` of the best bid, or None."""

@@ -1,7 +1,7 @@
 """Fan-out of events to ``events()`` subscribers and to hooks.
 
-Each subscriber owns a bounded AnyIO memory object stream. Publishing never
-waits: it uses ``send_nowait``. When a subscriber's buffer is full:
+Each subscriber owns a bounded buffer. Publishing never waits. When a
+subscriber's buffer is full:
 
 * market-data events (kinds ``md.*``) are dropped for that subscriber and
   counted (``stats()["events_dropped_md"]``);
@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ._exceptions import EventOverflow
 from ._models import FillDict, OrderDict
@@ -32,6 +34,7 @@ __all__ = ["Event", "EventHub", "EventStream", "Hook", "HookRunner"]
 
 log = logging.getLogger("market_client")
 Hook = Callable[[dict[str, Any]], Any]
+DRAIN_EVERY = 64  # buffered events a consumer takes between two turns it gives the reader
 _Call = tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
 
 
@@ -125,20 +128,52 @@ def _summary(evt: Event) -> str:
 
 
 class _Subscriber:
-    __slots__ = ("dropped", "kinds", "missed", "rx", "tx")
+    """One subscriber's bounded buffer (a deque) and the task waiting on it, if any.
 
-    def __init__(self, kinds: tuple[str, ...], buffer: int) -> None:
+    A deque rather than a memory object stream: publishing is an append
+    (0.1 µs, not 1 µs), and the consumer takes every buffered event in one
+    turn of the event loop instead of one event per turn, so a consumer that
+    keeps up with the reader never sees its buffer fill.
+    """
+
+    __slots__ = (
+        "buffer",
+        "capacity",
+        "closed",
+        "dropped",
+        "every",
+        "kinds",
+        "missed",
+        "taken",
+        "waiter",
+    )
+
+    def __init__(self, kinds: tuple[str, ...], capacity: int) -> None:
         self.kinds = kinds
-        self.tx: MemoryObjectSendStream[Event]
-        self.rx: MemoryObjectReceiveStream[Event]
-        self.tx, self.rx = anyio.create_memory_object_stream[Event](buffer)
+        self.every = not kinds
+        self.capacity = capacity
+        self.buffer: deque[Event] = deque()
+        self.waiter: anyio.Event | None = None
+        self.closed = False
         self.dropped = 0
         self.missed = 0
+        self.taken = 0
 
     def wants(self, kind: str) -> bool:
-        if not self.kinds:
+        if self.every:
             return True
         return any(kind == k or kind.startswith(k + ".") for k in self.kinds)
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.buffer.clear()
+        self.wake()
 
 
 class EventStream:
@@ -165,13 +200,27 @@ class EventStream:
 
     async def __anext__(self) -> Event:
         sub = self._sub
-        if sub.missed:
-            missed, sub.missed = sub.missed, 0
-            raise EventOverflow(missed)
-        try:
-            return await sub.rx.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
+        buffer = sub.buffer
+        while True:
+            if sub.missed:
+                missed, sub.missed = sub.missed, 0
+                raise EventOverflow(missed)
+            if buffer:
+                # Buffered events are taken without a turn of the event loop each
+                # (a cancellation is still seen at once); every DRAIN_EVERY events
+                # the reader gets a turn, so neither side starves the other.
+                sub.taken += 1
+                if sub.taken % DRAIN_EVERY:
+                    await checkpoint_if_cancelled()
+                else:
+                    await checkpoint()
+                if buffer:
+                    return buffer.popleft()
+                continue
+            if sub.closed:
+                raise StopAsyncIteration
+            waiter = sub.waiter = anyio.Event()
+            await waiter.wait()
 
     async def __aenter__(self) -> EventStream:
         return self
@@ -205,7 +254,7 @@ class EventHub:
                 raise TypeError(f"event kinds are non-empty strings, got {kind!r}")
         sub = _Subscriber(kinds, buffer)
         if self.closed:
-            sub.tx.close()
+            sub.close()
         else:
             self._subs.append(sub)
         return EventStream(self, sub)
@@ -213,8 +262,7 @@ class EventHub:
     def _remove(self, sub: _Subscriber) -> None:
         with contextlib.suppress(ValueError):
             self._subs.remove(sub)
-        sub.tx.close()
-        sub.rx.close()
+        sub.close()
 
     @property
     def has_subscribers(self) -> bool:
@@ -223,29 +271,29 @@ class EventHub:
 
     def publish(self, event: Event) -> None:
         """Offer ``event`` to every subscriber that wants its kind, without waiting."""
+        kind = event.kind
         for sub in self._subs:
-            if not sub.wants(event.kind):
+            if not sub.every and not sub.wants(kind):
                 continue
-            try:
-                sub.tx.send_nowait(event)
-            except anyio.WouldBlock:
-                if event.droppable:
-                    sub.dropped += 1
-                    self.dropped_md += 1
-                else:
-                    sub.missed += 1
-                    self.missed_private += 1
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass
+            buffer = sub.buffer
+            if len(buffer) < sub.capacity:
+                buffer.append(event)
+                if sub.waiter is not None:
+                    sub.wake()
+            elif event.droppable:
+                sub.dropped += 1
+                self.dropped_md += 1
+            else:
+                sub.missed += 1
+                self.missed_private += 1
+                if sub.waiter is not None:
+                    sub.wake()
 
     def close(self) -> None:
         """End every subscriber's iteration (the session is over)."""
         self.closed = True
         for sub in self._subs:
-            # Both ends: a consumer's receive() ends (StopAsyncIteration), and no
-            # stream is left for the garbage collector to find open.
-            sub.tx.close()
-            sub.rx.close()
+            sub.close()
         self._subs.clear()
 
 

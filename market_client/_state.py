@@ -29,6 +29,7 @@ __all__ = ["MarketState", "Sequencer", "SymbolState"]
 
 log = logging.getLogger("market_client")
 RECENT_TRADES = 4096  # replayed into candle series re-seeded after they arrived
+_loads = orjson.loads
 
 
 class Sequencer:
@@ -150,13 +151,25 @@ class MarketState:
         `malformed`; a bad increment also asks for a resync of its symbol).
         """
         try:
-            msg = orjson.loads(raw)
+            msg = _loads(raw)
         except orjson.JSONDecodeError:
             msg = None
-        if not isinstance(msg, dict) or msg.get("type") != "md":
+        if type(msg) is not dict or msg.get("type") != "md":
             self.malformed += 1
             log.warning("malformed MD frame ignored: %.200r", raw)
             return None
+        # The usual frame first: the next increment of a synced symbol (orjson
+        # makes exact dicts, ints and strs, so type() checks are enough).
+        ch = msg.get("ch")
+        if ch == "book.delta" or ch == "trade":
+            sym = msg.get("sym", "")  # "": no symbol has it, on_md says what is wrong
+            seq = msg.get("seq")
+            state = self.symbols.get(sym) if type(sym) is str else None
+            if state is not None and type(seq) is int:
+                sequencer = state.sequencer
+                if sequencer.synced and seq == sequencer.seq + 1:
+                    sequencer.seq = seq
+                    return msg if self._apply(sym, state, msg) else None
         return msg if self.on_md(msg) is not None else None
 
     def on_md(self, msg: dict[str, Any]) -> str | None:
@@ -227,10 +240,11 @@ class MarketState:
                 ):
                     raise BookError("trade needs price string, integer qty and ts_ns")
                 price = cached_price(price_text)
-                trade = (ts_ns, price, qty, msg["seq"])
-                state.recent_trades.append(trade)
-                for series in state.series.values():
-                    series.add_trade(*trade)
+                seq = msg["seq"]
+                state.recent_trades.append((ts_ns, price, qty, seq))
+                if state.series:
+                    for series in state.series.values():
+                        series.add_trade(ts_ns, price, qty, seq)
         except (BookError, TypeError, ValueError) as exc:
             # A bad increment cannot be skipped: the book would be silently wrong.
             self.malformed += 1

@@ -24,7 +24,7 @@ BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A recording of the busy simulator (seed 2, 400 actions a second): 400 MD messages."""
+    """A recording of the busy simulator (seed 2, 400 actions a second): 400+ MD messages, 1.5+ s."""
     rec = tmp_path_factory.mktemp("backtest") / "rec"
 
     async def record() -> None:
@@ -35,6 +35,9 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 MarketClient.session(sim.url, record=rec) as client,
             ):
                 await wait_until(lambda: client.stats()["md_messages"] >= 400)
+                # About time, not a condition: the recording must span more
+                # recorded time than the strategies below wait (0.5 s).
+                await anyio.sleep(1.5)
 
     anyio.run(record)
     return rec

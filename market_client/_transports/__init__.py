@@ -7,11 +7,13 @@ object or a name) or the one that suits the running backend, and yields a
 ``_picows.py`` each wrap one library; ``_redact.py`` keeps the token out of
 the libraries' logs.
 
-Measured here (see docs/benchmarks.md), the ``websockets`` library's native
-clients are the fastest pure-Python ones on both backends, so they are the
-default; ``trio-websocket`` is a supported alternative under Trio, and
-``httpx-ws`` (AnyIO-native, optional) on both. ``picows`` (Cython, asyncio
-only, optional) is the fastest of all on asyncio.
+Measured here (see docs/benchmarks.md): ``picows`` (Cython, asyncio only,
+the ``picows`` extra) reads market data several times faster than any
+pure-Python library and passes every transport test, so it is the default on
+asyncio wherever it is installed; ``websockets`` is the default elsewhere (its
+native clients are the fastest pure-Python ones on both backends) and the
+fallback. ``trio-websocket`` is a supported alternative under Trio, and
+``httpx-ws`` (AnyIO-native, optional) on both.
 """
 
 from __future__ import annotations
@@ -87,9 +89,11 @@ ONLY_ON: dict[TransportName, Backend] = {
 def default_transport() -> TransportName:
     """The transport used when none is named.
 
-    ``websockets`` on both backends; under Trio it needs the library's native
-    Trio client (websockets 17 or newer, which needs Python 3.11+), and falls
-    back to ``trio-websocket`` where that is not installed.
+    On asyncio, ``picows`` where it is installed (``pip install
+    market-client[picows]``), else ``websockets``. Under Trio, ``websockets``
+    through its native Trio client (websockets 17 or newer, which needs
+    Python 3.11+), falling back to ``trio-websocket`` where that is not
+    installed.
 
     Returns:
         The name of the transport.
@@ -99,7 +103,23 @@ def default_transport() -> TransportName:
             import websockets.trio.client  # noqa: F401
         except ImportError:
             return "trio-websocket"
+        return "websockets"
+    if _picows_installed():
+        return "picows"
     return "websockets"
+
+
+def _picows_installed() -> bool:
+    """Whether picows can be imported (looked up once; the import itself waits for use)."""
+    global _PICOWS
+    if _PICOWS is None:
+        import importlib.util
+
+        _PICOWS = importlib.util.find_spec("picows") is not None
+    return _PICOWS
+
+
+_PICOWS: bool | None = None
 
 
 def resolve_transport(transport: WebSocketTransport | str | None) -> WebSocketTransport:
