@@ -24,7 +24,7 @@ BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A recording of the busy simulator (seed 2, 400 actions a second): 400+ MD messages, 1.5+ s."""
+    """A recording of the busy simulator (seed 2, 400 actions a second), 1.5 s or more."""
     rec = tmp_path_factory.mktemp("backtest") / "rec"
 
     async def record() -> None:
