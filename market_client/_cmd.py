@@ -21,19 +21,18 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ._exceptions import (
-    AuthError,
-    ConnectError,
     ConnectionLost,
     MarketClientError,
     RequestTimeout,
     fresh,
     link_closed,
+    open_error,
 )
 from ._models import LoginReply
 from ._protocol import Correlator, decode_frame, encode_request, is_event, payload_or_raise
 from ._transports import TransportClosed, TransportOpenError, WebSocket
 
-__all__ = ["CmdChannel", "RequestSession", "open_error"]
+__all__ = ["CmdChannel", "RequestSession"]
 
 log = logging.getLogger("market_client")
 MAX_HELD = 10_000  # events held back while a new connection logs in
@@ -202,17 +201,6 @@ class RequestSession:
             await self._ws.aclose()
 
 
-def open_error(channel: str, exc: TransportOpenError, ws_base: str) -> MarketClientError:
-    """What a refused or failed WebSocket open means to the caller."""
-    if exc.status in (401, 403):
-        return AuthError(
-            "unauthorized",
-            f"the gateway refused the {channel} connection (HTTP {exc.status})",
-            "connect",
-        )
-    return ConnectError(f"cannot open the {channel} WebSocket at {ws_base}: {exc}")
-
-
 _RETIRED = ("requests", "frames", "malformed", "late", "unsolicited")
 
 
@@ -286,7 +274,7 @@ class CmdChannel:
                     tg.start_soon(self._watch, session, ws)
                     task_status.started()
         except TransportOpenError as exc:
-            raise open_error("CMD", exc, self._ws_base) from exc
+            raise open_error("CMD", exc.status, str(exc), self._ws_base) from exc
 
     def _adopt(self, session: RequestSession) -> None:
         old = self.current

@@ -164,6 +164,24 @@ def link_closed(channel: str, code: int | None, reason: str = "") -> ConnectionL
     return ConnectionLost(f"{channel} connection closed ({detail})", code)
 
 
+def open_error(channel: str, status: int | None, detail: str, ws_base: str) -> MarketClientError:
+    """What a refused or failed WebSocket open means to the caller.
+
+    Args:
+        channel: ``"CMD"`` or ``"MD"``.
+        status: The HTTP status of a refused upgrade, if there was one.
+        detail: What the transport said (no token in it).
+        ws_base: The gateway's ``ws://`` or ``wss://`` address.
+    """
+    if status in (401, 403):
+        return AuthError(
+            "unauthorized",
+            f"the gateway refused the {channel} connection (HTTP {status})",
+            "connect",
+        )
+    return ConnectError(f"cannot open the {channel} WebSocket at {ws_base}: {detail}")
+
+
 def fresh(exc: BaseException) -> BaseException:
     """A new instance of a stored error, so that tasks never share one traceback."""
     if isinstance(exc, ConnectionLost):

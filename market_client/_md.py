@@ -24,7 +24,6 @@ import anyio
 import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._cmd import open_error
 from ._events import Event, EventHub, Hook, HookRunner
 from ._exceptions import (
     ConnectionLost,
@@ -33,6 +32,7 @@ from ._exceptions import (
     RequestTimeout,
     SessionClosed,
     link_closed,
+    open_error,
 )
 from ._state import MarketState
 from ._transports import TransportClosed, TransportOpenError, WebSocket
@@ -132,7 +132,7 @@ class MdChannel:
                 finally:
                     self._tg = None
         except TransportOpenError as exc:
-            raise open_error("MD", exc, self._ws_base) from exc
+            raise open_error("MD", exc.status, str(exc), self._ws_base) from exc
 
     async def _read(self, ws: WebSocket, ready: anyio.Event, expected: set[str]) -> None:
         market = self.market
