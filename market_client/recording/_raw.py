@@ -100,8 +100,23 @@ class RawSnapshot(NamedTuple):
     source: str
 
 
+_LINE = {
+    "md": b'{"recv_ns":%d,"ch":"md","raw":%s}',
+    "cmd": b'{"recv_ns":%d,"ch":"cmd","raw":%s}',
+}
+
+
 def encode_frame(channel: str, raw: str | bytes, recv_ns: int) -> bytes:
     """One JSON line (without the newline) for one frame."""
+    if type(raw) is str and type(recv_ns) is int:
+        # The common case, about 4x cheaper than dumping a dict: this runs in
+        # the session's process, for every frame.
+        line = _LINE.get(channel)
+        if line is not None:
+            try:
+                return line % (recv_ns, orjson.dumps(raw))
+            except orjson.JSONEncodeError:
+                pass  # lone surrogates: below
     if isinstance(raw, str):
         try:
             return orjson.dumps({"recv_ns": recv_ns, "ch": channel, "raw": raw})

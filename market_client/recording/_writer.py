@@ -273,8 +273,10 @@ class TableWriter:
             row_group_rows=row_group_rows,
         )
 
-    def write(self, records: Iterable[RawFrame | RawGap | RawSnapshot | None]) -> None:
-        """Turn records into rows and write the row groups that are due."""
+    def write(
+        self, records: Iterable[RawFrame | RawGap | RawSnapshot | None], *, take: bool = True
+    ) -> None:
+        """Turn records into rows and write the row groups that are due (with ``take``)."""
         builder = self.builder
         add = builder.add
         for record in records:
@@ -291,11 +293,25 @@ class TableWriter:
                     record.recv_ns,
                     record.source,
                 )
-        self.parquet.add(builder.take())
+        if take:
+            self.parquet.add(builder.take())
 
     def write_lines(self, block: bytes) -> None:
         """Write a block of raw-layer lines (what the recorder's child process is sent)."""
-        self.write(decode_line(line) for line in block.split(b"\n") if line)
+        builder = self.builder
+        add = builder.add
+        loads = orjson.loads
+        for line in block.split(b"\n"):
+            if not line:
+                continue
+            if line.startswith(b'{"recv_ns":') and b'"raw":' in line:
+                # A text frame (the common case): no record object in between.
+                obj = loads(line)
+                if "bin" not in obj:
+                    add(obj["ch"], obj["raw"], obj["recv_ns"])
+                    continue
+            self.write((decode_line(line),), take=False)
+        self.parquet.add(builder.take())
 
     def close(self) -> None:
         """Write every pending row (candles still open as incomplete) and close every file."""
