@@ -1,6 +1,7 @@
 """Run the benchmarks, print their tables and rewrite docs/benchmarks.md.
 
 nox -s bench                      # or: python benchmarks/run.py
+python benchmarks/run.py --faults # also the fault-injection timings (about 6 minutes)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_client
+import bench_faults
 import bench_simulator
 from _report import measured, table, write_section
 
@@ -19,6 +21,10 @@ def main() -> None:
     if "--client-only" not in sys.argv:
         simulator()
     bench_client.report(bench_client.main([]), "nox -s bench")
+    if "--faults" in sys.argv:
+        bench_faults.main(["--write-doc"])
+    else:
+        print("faults: python benchmarks/run.py --faults (not part of this run: about 6 minutes)")
     print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
 
 
