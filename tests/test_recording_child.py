@@ -93,6 +93,7 @@ async def test_the_handover_starts_the_book_tables_at_once(tmp_path: Path) -> No
 
 
 @pytest.mark.anyio
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and sessions are POSIX")
 async def test_a_dead_table_process_is_reported_and_the_raw_layer_goes_on(
     tmp_path: Path,
 ) -> None:

@@ -73,7 +73,7 @@ class TableProcess:
         self.stats: dict[str, Any] = {}
         self.error: str | None = None
         self._waiting = False
-        self._send(b"M", orjson.dumps({"directory": directory, "meta": meta, "options": options}))
+        self.send(b"M", orjson.dumps({"directory": directory, "meta": meta, "options": options}))
 
     @property
     def pid(self) -> int:
@@ -109,7 +109,8 @@ class TableProcess:
         """Send one message once the previous one is answered; a dead child is noted.
 
         Args:
-            kind: ``b"L"`` (a block of lines) or ``b"T"`` (rotate what is due).
+            kind: ``b"M"`` (the description), ``b"L"`` (a block of lines) or
+                ``b"T"`` (rotate what is due).
             payload: The block.
         """
         if self.error is not None:

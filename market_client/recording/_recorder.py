@@ -145,6 +145,7 @@ class Recorder:
         }
         self._tables: TableProcess | None = None
         self._tables_reported = False
+        self._tables_start_error: str | None = None
         self._meta: dict[str, Any] | None = None
         self._batch_frames = batch_frames
         self._flush_interval = float(flush_interval)
@@ -284,7 +285,13 @@ class Recorder:
         if self._raw is not None:
             self._raw.meta.update(meta)
         if self._meta is None and self._want_tables:
-            self._tables = TableProcess(self.directory, meta, self._table_options)
+            try:
+                self._tables = TableProcess(self.directory, meta, self._table_options)
+            except OSError as exc:  # it could not start: the raw layer goes on
+                self._tables_start_error = f"the table process could not start: {exc}"
+                log.exception("recording into %s: %s", self.directory, self._tables_start_error)
+                if self._raw is None:
+                    self._failed(exc)
         self._meta = meta
 
     def _check_tables(self) -> None:
@@ -459,7 +466,7 @@ class Recorder:
             "table_process": None
             if tables is None
             else {"pid": tables.pid, "running": tables.proc.returncode is None},
-            "tables_error": None if tables is None else tables.error,
+            "tables_error": self._tables_start_error if tables is None else tables.error,
             "elapsed": round(end - self._started, 3) if self._started else 0.0,
             "error": None if self._error is None else repr(self._error),
         }
