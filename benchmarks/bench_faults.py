@@ -145,6 +145,7 @@ async def first_success(client: MarketClient, clock: Clock) -> float:
 
 
 async def trial(kind: str, heartbeat: float) -> dict[str, float]:
+    out: dict[str, float] = {}
     async with (
         Gateway() as gateway,
         MarketClient.session(
@@ -155,7 +156,6 @@ async def trial(kind: str, heartbeat: float) -> dict[str, float]:
         clock = Clock()
         tg.start_soon(clock.watch, client)
         await anyio.sleep(0.2)  # the watcher subscribed; links settled
-        out: dict[str, float] = {}
         if kind == "frozen gateway":
             clock.reset()
             gateway.signal(signal.SIGSTOP)
@@ -185,7 +185,7 @@ async def trial(kind: str, heartbeat: float) -> dict[str, float]:
             await gateway.admin("admin.disconnect", {})
             out["CMD restored"], out["MD restored"] = await clock.wait(BACK_CMD, BACK_MD)
         tg.cancel_scope.cancel()
-        return out
+    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
