@@ -164,6 +164,7 @@ class Recorder:
         self._gap_last = 0
         self._counts = {"fed": 0, "dropped": 0, "gaps": 0, "batches": 0, "feed_errors": 0}
         self._write_seconds = 0.0
+        self._write_cpu = 0.0  # CPU time of the worker thread (the raw layer's cost)
         self._lost = 0  # frames the worker thread could not write (counted there)
         self._started = 0.0
         self._ended = 0.0
@@ -244,6 +245,7 @@ class Recorder:
     def _write(self, batch: list[tuple[str, Any, int]]) -> None:
         # In the worker thread: the only place the raw writer and the child are touched.
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         try:
             if self._error is not None:
                 self._lost += sum(1 for item in batch if item[0] != GAP)
@@ -279,6 +281,7 @@ class Recorder:
         finally:
             self._inflight = None
             self._write_seconds += time.perf_counter() - started
+            self._write_cpu += time.thread_time() - cpu_started
 
     def _open(self, describe: dict[str, Any]) -> None:
         meta = recording_meta(**describe)
@@ -437,12 +440,18 @@ class Recorder:
         """Rows, files, bytes and drops so far.
 
         Returns:
-            ``directory``, ``state``, ``fed`` (frames accepted), ``buffered``,
-            ``dropped``, ``gaps``, ``batches``, ``rows`` (per table),
+            ``directory``, ``state``, ``fed`` (frames and books accepted),
+            ``buffered``, ``dropped``, ``gaps``, ``batches``, ``feed_errors``,
+            ``rows`` (per table, as of the table process's last answer),
             ``raw_records``, ``raw_files``, ``raw_bytes``, ``parquet_files``,
             ``parquet_bytes`` (closed files), ``bad_frames`` (frames the tables
-            could not use; the raw layer keeps them), ``write_seconds`` (time
-            the worker thread spent writing), ``elapsed`` and ``error``.
+            could not use; the raw layer keeps them), ``write_seconds`` (wall
+            time of the worker thread, waits for the table process included),
+            ``write_cpu_seconds`` (its CPU time), ``table_seconds`` (the table
+            process's CPU time), ``table_process`` (``pid``, ``running``; None
+            before the first batch or without tables), ``tables_error`` (why
+            the table process stopped, if it did: the raw layer goes on),
+            ``elapsed`` and ``error`` (why the whole recording stopped).
         """
         end = self._ended or time.monotonic()
         raw = self._raw
@@ -462,6 +471,7 @@ class Recorder:
             "parquet_files": child.get("parquet_files", 0),
             "parquet_bytes": child.get("parquet_bytes", 0),
             "write_seconds": round(self._write_seconds, 3),
+            "write_cpu_seconds": round(self._write_cpu, 3),
             "table_seconds": round(child.get("busy", 0.0), 3),
             "table_process": None
             if tables is None
