@@ -1,19 +1,23 @@
 """Recorder benchmark: MD ingest with the recorder on vs off, write throughput, bytes on disk.
 
 In one run, against the flood gateway (``_flood.py``, its own process): a
-session ingests N ``book.delta``/``trade`` messages without a recorder and
-with one at the default settings (rounds alternate; the best of each is
-kept), on asyncio and on Trio. For the recorded rounds it reports the rows
-and MB the worker thread wrote per second of its own time, and the bytes on
-disk per MD message for the raw layer and for each table.
+session ingests N ``book.delta``/``trade`` messages without a recorder, with
+one at the default settings, and with the raw layer only; the three alternate
+within each round, and each round gives its own on/off ratios (the median and
+range over the rounds are reported), on asyncio and on Trio. For the recorded
+rounds it reports the CPU the session's worker thread (raw layer) and the
+table process spent per message, and the bytes on disk per MD message for
+the raw layer and for each table.
 
-    python benchmarks/bench_recorder.py [--messages 300000] [--rounds 2] [--write-doc]
+    python benchmarks/bench_recorder.py [--messages 300000] [--rounds 5] [--write-doc]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -59,37 +63,66 @@ def disk(out: Path) -> dict[str, int]:
 
 
 async def run_backend(server: Server, n: int, rounds: int, backend: str) -> dict[str, Any]:
-    off: list[float] = []
-    on: list[dict[str, Any]] = []
-    raw_only: list[float] = []
+    rounds_out: list[dict[str, Any]] = []
     for _ in range(rounds):
-        off.append((await ingest(server.url, n, None))["rate"])
+        off = (await ingest(server.url, n, None))["rate"]
         tmp = Path(tempfile.mkdtemp(prefix="bench-rec-"))
         try:
-            result = await ingest(server.url, n, tmp / "rec")
-            result["disk"] = disk(tmp / "rec")
-            on.append(result)
+            on = await ingest(server.url, n, tmp / "rec")
+            on["disk"] = disk(tmp / "rec")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix="bench-rec-"))
         try:
-            raw_only.append((await ingest(server.url, n, tmp / "rec", tables=False))["rate"])
+            raw_only = (await ingest(server.url, n, tmp / "rec", tables=False))["rate"]
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    best = max(on, key=lambda r: r["rate"])
-    return {
-        "backend": backend,
-        "off": max(off),
-        "on": best["rate"],
-        "raw_only": max(raw_only),
-        **best,
-    }
+        rounds_out.append({"off": off, "on": on["rate"], "raw_only": raw_only, "last": on})
+    return {"backend": backend, "rounds": rounds_out, **rounds_out[-1]["last"]}
+
+
+WHERE_THE_TIME_GOES = (
+    "Where the time goes: the session's process pays only for the raw layer (the 'raw layer "
+    "thread' column: encoding, zstd compression with the GIL released, the pipe), about a "
+    "tenth of its own cost per message; the rows are built in the table process. With a free "
+    "core the table process runs beside the session and the recorded rate approaches the raw- "
+    "only one. On this 2-core machine the flood gateway and the session already use both "
+    "cores (and the machine is shared), so the table process's CPU per message is taken from "
+    "them: that, not the GIL, is the limit measured here, and the ratio moves with the load."
+)
+
+
+def verdict(results: list[dict[str, Any]]) -> str:
+    """Whether the 0.8 target is met, and what the table process costs against the session."""
+    lines = []
+    for r in results:
+        rounds = r["rounds"]
+        ratio = statistics.median(x["on"] / x["off"] for x in rounds)
+        s = r["stats"]
+        frames = s["fed"] or 1
+        table_us = s["table_seconds"] / frames * 1e6
+        session_us = 1e6 / statistics.median(x["off"] for x in rounds)
+        lines.append(
+            f"- {r['backend']}: recorded / unrecorded = {ratio:.2f} (median), target 0.8 "
+            + ("**met**" if ratio >= 0.8 else "**not met**")
+            + f"; the table process spends {table_us:.1f} µs of CPU per message, against "
+            f"{session_us:.1f} µs per message for the unrecorded session itself."
+        )
+    return "\n".join(lines)
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median (min-max)``."""
+    return (
+        f"{format(statistics.median(values), fmt)} "
+        f"({format(min(values), fmt)}-{format(max(values), fmt)})"
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=300_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--write-doc", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args(argv)
 
@@ -107,33 +140,33 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> None:
     ingest_rows = []
     write_rows = []
-    disk_rows = []
+    disk_rows: list[list[str]] = []
     for r in results:
+        rounds = r["rounds"]
         s = r["stats"]
         rows = sum(s["rows"].values())
-        written = s["raw_bytes"] + s["parquet_bytes"]
-        busy = s["write_seconds"] or float("nan")
         ingest_rows.append(
             [
                 r["backend"],
-                f"{r['off'] / 1000:,.0f}k",
-                f"{r['on'] / 1000:,.0f}k",
-                f"{r['on'] / r['off']:.2f}",
-                f"{r['raw_only'] / 1000:,.0f}k",
-                f"{r['raw_only'] / r['off']:.2f}",
+                spread([x["off"] / 1000 for x in rounds], ",.0f") + "k",
+                spread([x["on"] / 1000 for x in rounds], ",.0f") + "k",
+                "**" + spread([x["on"] / x["off"] for x in rounds], ".2f") + "**",
+                spread([x["raw_only"] / 1000 for x in rounds], ",.0f") + "k",
+                spread([x["raw_only"] / x["off"] for x in rounds], ".2f"),
             ]
         )
+        frames = s["fed"] or 1
         write_rows.append(
             [
                 r["backend"],
                 f"{rows:,}",
-                f"{rows / busy / 1000:,.0f}k",
-                f"{written / busy / 1e6:,.1f}",
-                f"{s['write_seconds'] / s['elapsed']:.0%}",
+                f"{s['write_cpu_seconds'] / frames * 1e6:,.1f}",
+                f"{s['table_seconds'] / frames * 1e6:,.1f}",
+                f"{rows / (s['table_seconds'] or float('nan')) / 1000:,.0f}k",
+                f"{1e6 / statistics.median([x['off'] for x in rounds]):,.1f}",
             ]
         )
         if not disk_rows:
-            frames = s["fed"]
             disk_rows = [
                 [layer, f"{size / 1e6:,.2f}", f"{size / frames:,.1f}"]
                 for layer, size in r["disk"].items()
@@ -153,22 +186,37 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
             ingest_rows,
         ),
         table(
-            ["backend", "rows written", "rows/s (writer)", "MB/s (writer)", "writer busy"],
+            [
+                "backend",
+                "rows written",
+                "raw layer thread (µs CPU / msg)",
+                "table process (µs CPU / msg)",
+                "rows/s (table process CPU)",
+                "session ingest, unrecorded (µs / msg)",
+            ],
             write_rows,
         ),
         table(["layer", "MB on disk", "bytes per MD message"], disk_rows),
     ]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    tables.insert(0, verdict(results))
     for t in tables:
         print(t + "\n")
+    print(f"load average at the end: {load:.1f}")
     if write:
         body = (
             measured(command)
+            + f" Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores."
             + f"\n\nA session ingests {n:,} flood-gateway MD messages (two `book.delta` for each "
-            "`trade`) with no recorder and with `client.record(DIR)` at the default settings "
-            "(raw layer, every table), and with the raw layer only (`tables=False`); the rounds "
-            "alternate and the best of each is kept. "
-            "The writer's rates are per second of the worker thread's own time; its share of "
-            "the wall time is 'writer busy'.\n\n" + "\n\n".join(tables)
+            "`trade`) with no recorder, with `client.record(DIR)` at the default settings "
+            "(raw layer in the session's process, tables in the table process), and with the "
+            "raw layer only (`tables=False`). The three alternate within each round; each "
+            "round gives its own ratios, reported as median (min-max) over the rounds. "
+            "CPU times are per recorded message: the session's worker thread (encoding and "
+            "compressing the raw layer, sending the lines) and the table process.\n\n"
+            + "\n\n".join(tables)
+            + "\n\n"
+            + WHERE_THE_TIME_GOES
         )
         write_section(
             "Recorder: ingest with the recorder on, write throughput, bytes on disk", body

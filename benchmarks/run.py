@@ -2,6 +2,7 @@
 
 nox -s bench                      # or: python benchmarks/run.py
 python benchmarks/run.py --simulator-only
+python benchmarks/run.py --faults # also the fault-injection timings (about 6 minutes)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_client
+import bench_faults
 import bench_replay
 import bench_simulator
 import bench_tick_to_trade
@@ -26,6 +28,10 @@ def main() -> None:
     bench_client.report(bench_client.main([]), "nox -s bench")
     bench_replay.main(["--write"])
     bench_tick_to_trade.report(bench_tick_to_trade.main([]), "nox -s bench")
+    if "--faults" in sys.argv:
+        bench_faults.main(["--write-doc"])
+    else:
+        print("faults: python benchmarks/run.py --faults (not part of this run: about 6 minutes)")
     print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
 
 

@@ -171,14 +171,15 @@ async def test_a_slow_disk_drops_new_frames_and_marks_the_gap(tmp_path: Path) ->
     entered = threading.Event()
     release = threading.Event()
     recorder = Recorder(tmp_path, tables=False, max_buffer=100, batch_frames=50)
-    original = recorder._writer.write
+    assert recorder._raw is not None
+    original = recorder._raw.write_block
 
-    def slow_write(batch: list[Any]) -> None:
+    def slow_write(block: bytes, records: int, first_ns: int) -> None:
         entered.set()
         release.wait(20)  # the disk stalls
-        original(batch)
+        original(block, records, first_ns)
 
-    recorder._writer.write = slow_write  # type: ignore[method-assign]
+    recorder._raw.write_block = slow_write  # type: ignore[method-assign]
     async with recorder:
         recorder.describe(**DESCRIBE)
         for seq in range(1, 51):

@@ -8,7 +8,7 @@ described in ``docs/recording.md``.
 
 from __future__ import annotations
 
-from ._raw import RAW_FORMAT, RawFrame, RawGap, iter_raw
+from ._raw import RAW_FORMAT, RawFrame, RawGap, RawSnapshot, iter_raw
 from ._read import Recording
 from ._read import open_recording as open
 from ._recorder import Recorder
@@ -20,6 +20,7 @@ __all__ = [
     "TABLES",
     "RawFrame",
     "RawGap",
+    "RawSnapshot",
     "Recorder",
     "Recording",
     "arrow_schema",

@@ -14,6 +14,10 @@ Line formats (``docs/recording.md`` is the reference):
 * ``{"recv_ns": N, "gap": {"dropped": n, "first_ns": a, "last_ns": b}}``:
   ``n`` frames received from ``a`` to ``b`` were dropped (the recorder's
   buffer was full);
+* ``{"recv_ns": N, "snapshot": {"sym": s, "seq": q, "bids": [[p, n], ...],
+  "asks": [...], "source": "resync"}}``: a book the client loaded outside the
+  MD stream (a ``book.get`` resync, or the books handed over when recording
+  starts mid-session), as the client had it;
 * ``{"recv_ns": N, "meta": {...}}``: the first line of every file: format,
   gateway, symbols, versions.
 """
@@ -29,7 +33,15 @@ from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
-__all__ = ["RAW_FORMAT", "RawFrame", "RawGap", "RawWriter", "iter_raw", "raw_files"]
+__all__ = [
+    "RAW_FORMAT",
+    "RawFrame",
+    "RawGap",
+    "RawSnapshot",
+    "RawWriter",
+    "iter_raw",
+    "raw_files",
+]
 
 RAW_FORMAT = "market_client.raw/1"
 RAW_DIR = "raw"
@@ -67,8 +79,44 @@ class RawGap(NamedTuple):
     last_ns: int
 
 
+class RawSnapshot(NamedTuple):
+    """A book the client loaded outside the MD stream.
+
+    Attributes:
+        recv_ns: Local time the client loaded it, ns since the epoch.
+        sym: The symbol.
+        seq: The last increment the book includes.
+        bids: ``[price text, qty]`` levels, best first.
+        asks: ``[price text, qty]`` levels, best first.
+        source: ``"resync"`` (a ``book.get`` reply after a ``seq`` gap) or
+            ``"handover"`` (the client's book when the recording started).
+    """
+
+    recv_ns: int
+    sym: str
+    seq: int
+    bids: list[list[Any]]
+    asks: list[list[Any]]
+    source: str
+
+
+_LINE = {
+    "md": b'{"recv_ns":%d,"ch":"md","raw":%s}',
+    "cmd": b'{"recv_ns":%d,"ch":"cmd","raw":%s}',
+}
+
+
 def encode_frame(channel: str, raw: str | bytes, recv_ns: int) -> bytes:
     """One JSON line (without the newline) for one frame."""
+    if type(raw) is str and type(recv_ns) is int:
+        # The common case, about 4x cheaper than dumping a dict: this runs in
+        # the session's process, for every frame.
+        line = _LINE.get(channel)
+        if line is not None:
+            try:
+                return line % (recv_ns, orjson.dumps(raw))
+            except orjson.JSONEncodeError:
+                pass  # lone surrogates: below
     if isinstance(raw, str):
         try:
             return orjson.dumps({"recv_ns": recv_ns, "ch": channel, "raw": raw})
@@ -94,7 +142,12 @@ def encode_gap(dropped: int, first_ns: int, last_ns: int) -> bytes:
     )
 
 
-def decode_line(line: bytes) -> RawFrame | RawGap | None:
+def encode_snapshot(snapshot: dict[str, Any], recv_ns: int) -> bytes:
+    """The line of a book loaded outside the MD stream."""
+    return orjson.dumps({"recv_ns": recv_ns, "snapshot": snapshot})
+
+
+def decode_line(line: bytes) -> RawFrame | RawGap | RawSnapshot | None:
     """A record from one line; ``None`` for a header line.
 
     Raises:
@@ -108,6 +161,16 @@ def decode_line(line: bytes) -> RawFrame | RawGap | None:
     gap = obj.get("gap")
     if gap is not None:
         return RawGap(obj["recv_ns"], gap["dropped"], gap["first_ns"], gap["last_ns"])
+    snap = obj.get("snapshot")
+    if snap is not None:
+        return RawSnapshot(
+            obj["recv_ns"],
+            snap["sym"],
+            snap["seq"],
+            snap.get("bids", []),
+            snap.get("asks", []),
+            snap.get("source", "resync"),
+        )
     raw: str | bytes
     if "raw" in obj:
         raw = obj["raw"].encode("utf-8") if obj.get("bin") else obj["raw"]
@@ -180,7 +243,16 @@ class RawWriter:
 
     def write(self, lines: list[bytes], first_ns: int) -> None:
         """Append encoded lines as one block, flushed to the OS, rotating first if due."""
-        if not lines:
+        if lines:
+            self.write_block(b"\n".join(lines) + b"\n", len(lines), first_ns)
+
+    def write_block(self, block: bytes, records: int, first_ns: int) -> None:
+        """Append ``records`` lines (``block``, each ending in a newline) as one flushed block.
+
+        zstandard compresses with the GIL released, so the session's event
+        loop runs meanwhile.
+        """
+        if not block:
             return
         if self._file is not None and (
             self.file_bytes >= self.rotate_bytes
@@ -190,12 +262,11 @@ class RawWriter:
         if self._file is None:
             self._open(first_ns)
         compressor = self._compressor
-        lines.append(b"")
-        self._put(compressor.compress(b"\n".join(lines)))
+        self._put(compressor.compress(block))
         self._put(compressor.flush(self._zstd.COMPRESSOBJ_FLUSH_BLOCK))
         assert self._file is not None
         self._file.flush()
-        self.records += len(lines) - 1
+        self.records += records
 
     def close(self) -> None:
         """Finish and rename the open file (if any)."""
@@ -227,19 +298,26 @@ def _order(path: Path) -> tuple[int, int, int]:
 
 
 def iter_raw(
-    directory: str | os.PathLike[str], *, gaps: bool = False, include_tmp: bool = False
+    directory: str | os.PathLike[str],
+    *,
+    gaps: bool = False,
+    snapshots: bool = False,
+    include_tmp: bool = False,
 ) -> Iterator[Any]:
     """Every frame of a recording's raw layer, in receive order, exactly as received.
 
     Args:
         directory: The recording's directory.
         gaps: Also yield a `RawGap` where the recorder dropped frames.
+        snapshots: Also yield a `RawSnapshot` for each book the client loaded
+            outside the MD stream (resyncs, the handover at the start).
         include_tmp: Also read files left unfinished by a recorder that was
             killed (everything up to its last flushed batch).
 
     Yields:
-        `RawFrame` (``recv_ns``, ``channel``, ``raw``) tuples, and `RawGap`
-        tuples when ``gaps`` is true.
+        `RawFrame` (``recv_ns``, ``channel``, ``raw``) tuples, `RawGap`
+        tuples when ``gaps`` is true and `RawSnapshot` tuples when
+        ``snapshots`` is true.
     """
     import zstandard
 
@@ -258,6 +336,10 @@ def iter_raw(
                 pending = lines.pop()
                 for line in lines:
                     record = decode_line(line)
-                    if record is None or (not gaps and isinstance(record, RawGap)):
+                    if (
+                        record is None
+                        or (not gaps and isinstance(record, RawGap))
+                        or (not snapshots and isinstance(record, RawSnapshot))
+                    ):
                         continue
                     yield record

@@ -1,4 +1,4 @@
-"""`Recorder`: a bounded buffer on the event loop, a worker task that writes it in a thread."""
+"""`Recorder`: a bounded buffer on the event loop; raw layer in a thread, tables in a child."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from ._writer import GAP, BatchWriter
+from .._wire import price_text
+from ._child import TableProcess
+from ._raw import RawWriter
+from ._writer import GAP, SNAPSHOT, encode_batch, recording_meta
 
 __all__ = ["Recorder"]
 
@@ -24,10 +27,15 @@ class Recorder:
     """Writes what a session receives into a directory, off the event loop.
 
     The client calls `describe` once, then `feed` for every MD frame and
-    private CMD event as received. ``feed`` never blocks and never raises: it
+    private CMD event as received, and `snapshot` for every book it loads
+    outside the MD stream. ``feed`` never blocks and never raises: it
     appends the frame to a bounded buffer. A worker task hands the buffer, a
-    batch at a time, to a thread (``anyio.to_thread``) that appends it to the
-    raw layer and to the Parquet tables.
+    batch at a time, to a thread (``anyio.to_thread``) that encodes it as
+    raw-layer lines, compresses and appends them to the raw layer (zstandard
+    releases the GIL) and sends the same lines to a child process that
+    builds the Parquet tables (decoding and row building hold a GIL: not the
+    session's). A child that dies is reported in ``stats()["tables_error"]``;
+    the raw layer and the session go on.
 
     Overflow policy: when the buffer holds ``max_buffer`` frames or
     ``max_buffer_bytes`` bytes (the disk cannot keep up), new frames are
@@ -118,16 +126,27 @@ class Recorder:
             "row_group_rows": row_group_rows,
             "zstd_level": zstd_level,
         }
-        self._writer = BatchWriter(
-            self.directory,
-            raw=raw,
-            tables=tables,
-            candles=intervals,
-            rotate_bytes=rotate_bytes,
-            rotate_seconds=rotate_seconds,
-            row_group_rows=row_group_rows,
-            zstd_level=zstd_level,
+        self._raw = (
+            RawWriter(
+                self.directory,
+                rotate_bytes=rotate_bytes,
+                rotate_seconds=rotate_seconds,
+                level=zstd_level,
+            )
+            if raw
+            else None
         )
+        self._want_tables = tables
+        self._table_options: dict[str, Any] = {
+            "candles": intervals,
+            "rotate_bytes": rotate_bytes,
+            "rotate_seconds": rotate_seconds,
+            "row_group_rows": row_group_rows,
+        }
+        self._tables: TableProcess | None = None
+        self._tables_reported = False
+        self._tables_start_error: str | None = None
+        self._meta: dict[str, Any] | None = None
         self._batch_frames = batch_frames
         self._flush_interval = float(flush_interval)
         self._max_buffer = max_buffer
@@ -145,6 +164,7 @@ class Recorder:
         self._gap_last = 0
         self._counts = {"fed": 0, "dropped": 0, "gaps": 0, "batches": 0, "feed_errors": 0}
         self._write_seconds = 0.0
+        self._write_cpu = 0.0  # CPU time of the worker thread (the raw layer's cost)
         self._lost = 0  # frames the worker thread could not write (counted there)
         self._started = 0.0
         self._ended = 0.0
@@ -189,11 +209,20 @@ class Recorder:
                 self._ended = time.monotonic()
 
     def _finish(self, batch: list[tuple[str, Any, int]]) -> None:
-        self._write(batch)
         try:
-            self._writer.close()
-        except Exception as exc:
-            self._failed(exc)
+            self._write(batch)
+            try:
+                if self._raw is not None:
+                    self._raw.close()
+            except Exception as exc:
+                self._failed(exc)
+            if self._tables is not None:
+                self._tables.close()
+                self._check_tables()
+        except BaseException:
+            if self._tables is not None:
+                self._tables.kill()  # never an orphan, whatever went wrong
+            raise
 
     async def _run(self) -> None:
         last = time.monotonic()
@@ -214,28 +243,68 @@ class Recorder:
         return batch
 
     def _write(self, batch: list[tuple[str, Any, int]]) -> None:
-        # In the worker thread: the only place the writer is touched.
+        # In the worker thread: the only place the raw writer and the child are touched.
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         try:
             if self._error is not None:
                 self._lost += sum(1 for item in batch if item[0] != GAP)
                 return
             describe, self._describe = self._describe, None
             if describe is not None:
-                self._writer.describe(**describe)
-            elif not self._writer.meta and batch:
-                self._writer.describe(
-                    gateway_url="", symbols=[], protocol_version="", library_version=""
+                self._open(describe)
+            elif self._meta is None and batch:
+                self._open(
+                    {
+                        "gateway_url": "",
+                        "symbols": [],
+                        "protocol_version": "",
+                        "library_version": "",
+                    }
                 )
-            self._writer.write(batch)
-            if batch:
-                self._counts["batches"] += 1
+            if not batch:
+                if self._tables is not None:
+                    self._tables.send(b"T")  # rotation by age also happens when idle
+                    self._check_tables()
+                return
+            lines = encode_batch(batch)
+            block = b"\n".join(lines) + b"\n"
+            if self._raw is not None:
+                self._raw.write_block(block, len(lines), batch[0][2])
+            if self._tables is not None:
+                self._tables.send(b"L", block)
+                self._check_tables()
+            self._counts["batches"] += 1
         except Exception as exc:
             self._lost += sum(1 for item in batch if item[0] != GAP)
             self._failed(exc)
         finally:
             self._inflight = None
             self._write_seconds += time.perf_counter() - started
+            self._write_cpu += time.thread_time() - cpu_started
+
+    def _open(self, describe: dict[str, Any]) -> None:
+        meta = recording_meta(**describe)
+        if self._raw is not None:
+            self._raw.meta.update(meta)
+        if self._meta is None and self._want_tables:
+            try:
+                self._tables = TableProcess(self.directory, meta, self._table_options)
+            except OSError as exc:  # it could not start: the raw layer goes on
+                self._tables_start_error = f"the table process could not start: {exc}"
+                log.exception("recording into %s: %s", self.directory, self._tables_start_error)
+                if self._raw is None:
+                    self._failed(exc)
+        self._meta = meta
+
+    def _check_tables(self) -> None:
+        tables = self._tables
+        if tables is None or tables.error is None or self._tables_reported:
+            return
+        self._tables_reported = True
+        log.error("recording into %s: the tables stopped: %s", self.directory, tables.error)
+        if self._raw is None:  # nothing else records: the recording has stopped
+            self._failed(RuntimeError(tables.error))
 
     def _failed(self, exc: BaseException) -> None:
         if self._error is None:
@@ -300,6 +369,68 @@ class Recorder:
         except Exception:
             self._counts["feed_errors"] += 1
 
+    def snapshot(
+        self,
+        sym: str,
+        seq: int,
+        bids: Iterable[Any],
+        asks: Iterable[Any],
+        recv_ns: int,
+        source: Literal["resync", "handover"] | str = "resync",
+    ) -> None:
+        """Hand a book the client loaded outside the MD stream, as the client has it.
+
+        The client calls it after loading a ``book.get`` reply for a resync
+        (``source="resync"``), and for each of its synced books when a
+        recording starts mid-session (``source="handover"``): the book tables
+        of that symbol go on (or start) at once instead of waiting for the
+        next MD snapshot. The raw layer keeps it as a ``snapshot`` line and
+        ``book_snapshots`` as rows with that ``source``. Never blocks, never
+        raises (like `feed`; a bad book is counted in ``feed_errors``).
+
+        Args:
+            sym: The symbol.
+            seq: The last increment the book includes.
+            bids: ``(price, qty)`` levels, best first (prices as ``Decimal``
+                or decimal strings).
+            asks: ``(price, qty)`` levels, best first.
+            recv_ns: ``time.time_ns()`` when the client loaded it.
+            source: ``"resync"`` or ``"handover"``.
+        """
+        try:
+            if type(seq) is not int or not isinstance(sym, str):
+                raise TypeError("a snapshot needs a str sym and an int seq")
+            bid_levels = [[price_text(price), int(qty)] for price, qty in bids]
+            ask_levels = [[price_text(price), int(qty)] for price, qty in asks]
+            book = {
+                "sym": sym,
+                "seq": seq,
+                "bids": bid_levels,
+                "asks": ask_levels,
+                "source": str(source),
+            }
+            self._append(SNAPSHOT, book, recv_ns, 64 + 32 * (len(bid_levels) + len(ask_levels)))
+        except Exception:
+            self._counts["feed_errors"] += 1
+
+    def _append(self, channel: str, raw: Any, recv_ns: int, size: int) -> None:
+        buf = self._buf
+        if len(buf) < self._max_buffer and self._buf_bytes < self._max_bytes:
+            if self._gap_count:
+                self._close_gap()
+            buf.append((channel, raw, recv_ns))
+            self._buf_bytes += size
+            self._counts["fed"] += 1
+            if len(buf) == self._batch_frames and self._wake is not None:
+                self._wake.set()
+        else:
+            self._counts["dropped"] += 1
+            if self._state == "open" and self._error is None:
+                if not self._gap_count:
+                    self._gap_first = recv_ns
+                self._gap_count += 1
+                self._gap_last = recv_ns
+
     def _close_gap(self) -> None:
         self._buf.append((GAP, (self._gap_count, self._gap_first, self._gap_last), self._gap_last))
         self._counts["gaps"] += 1
@@ -309,22 +440,43 @@ class Recorder:
         """Rows, files, bytes and drops so far.
 
         Returns:
-            ``directory``, ``state``, ``fed`` (frames accepted), ``buffered``,
-            ``dropped``, ``gaps``, ``batches``, ``rows`` (per table),
+            ``directory``, ``state``, ``fed`` (frames and books accepted),
+            ``buffered``, ``dropped``, ``gaps``, ``batches``, ``feed_errors``,
+            ``rows`` (per table, as of the table process's last answer),
             ``raw_records``, ``raw_files``, ``raw_bytes``, ``parquet_files``,
             ``parquet_bytes`` (closed files), ``bad_frames`` (frames the tables
-            could not use; the raw layer keeps them), ``write_seconds`` (time
-            the worker thread spent writing), ``elapsed`` and ``error``.
+            could not use; the raw layer keeps them), ``write_seconds`` (wall
+            time of the worker thread, waits for the table process included),
+            ``write_cpu_seconds`` (its CPU time), ``table_seconds`` (the table
+            process's CPU time), ``table_process`` (``pid``, ``running``; None
+            before the first batch or without tables), ``tables_error`` (why
+            the table process stopped, if it did: the raw layer goes on),
+            ``elapsed`` and ``error`` (why the whole recording stopped).
         """
         end = self._ended or time.monotonic()
+        raw = self._raw
+        tables = self._tables
+        child = tables.stats if tables is not None else {}
         return {
             "directory": self.directory,
             "state": self._state,
             **self._counts,
             "dropped": self._counts["dropped"] + self._lost,
             "buffered": len(self._buf),
-            **self._writer.stats(),
+            "rows": dict(child.get("rows", {})),
+            "bad_frames": child.get("bad_frames", 0),
+            "raw_records": raw.records if raw is not None else 0,
+            "raw_files": (raw.files + (raw._file is not None)) if raw is not None else 0,
+            "raw_bytes": raw.bytes if raw is not None else 0,
+            "parquet_files": child.get("parquet_files", 0),
+            "parquet_bytes": child.get("parquet_bytes", 0),
             "write_seconds": round(self._write_seconds, 3),
+            "write_cpu_seconds": round(self._write_cpu, 3),
+            "table_seconds": round(child.get("busy", 0.0), 3),
+            "table_process": None
+            if tables is None
+            else {"pid": tables.pid, "running": tables.proc.returncode is None},
+            "tables_error": self._tables_start_error if tables is None else tables.error,
             "elapsed": round(end - self._started, 3) if self._started else 0.0,
             "error": None if self._error is None else repr(self._error),
         }

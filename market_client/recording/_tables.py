@@ -11,6 +11,7 @@ every file, so engines unify the partitions; every on-tick price is exact).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,10 @@ __all__ = ["SCHEMA_VERSION", "TABLES", "Rows", "TableBuilder", "arrow_schema", "
 SCHEMA_VERSION = "1"
 NS_PER_DAY = 86_400 * 10**9
 MAX_UNSCALED = 10**18  # decimal128(18, s) holds |unscaled| < 10**18
+# Increments kept per symbol while its book is unknown (before its first
+# snapshot, or after a hole): a snapshot that comes later (a resync reply)
+# replays those above its seq, as the client's own Sequencer does.
+HELD_INCREMENTS = 10_000
 
 # Column kinds: "i64", "i32", "str", "dec" (price), "bool". The int64 "*_ns"
 # columns named in TIMES are the exact times; a timestamp[us, UTC] column beside
@@ -252,6 +257,8 @@ class TableBuilder:
         self.bad_rows = 0
         self._prices: dict[str, int] = {}
         self._books: dict[str, _Book] = {}
+        # sym -> (seq, ts, rows or None for a trade) received while the book was unknown
+        self._held: dict[str, deque[tuple[int, int, list[tuple[str, int, int]] | None]]] = {}
         self._candles: dict[tuple[str, int], _Candle] = {}
 
     # -- helpers --------------------------------------------------------------
@@ -291,6 +298,7 @@ class TableBuilder:
         """Frames were dropped: no book is known until its next snapshot."""
         for book in self._books.values():
             book.stale = True
+        self._held.clear()  # what was held cannot be joined to what comes next
 
     def add(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         """Decode one frame and append its rows; a bad frame is counted, never raised."""
@@ -327,15 +335,14 @@ class TableBuilder:
                 c5.append(qty)
             self.rows["book_deltas"] += len(rows)
             book = self._books.get(sym)
-            if book is None:
-                return  # no snapshot yet: nothing to top
-            if seq != book.seq + 1:
-                book.stale = True  # a hole upstream: unknown until the next snapshot
+            if book is None or book.stale or seq != book.seq + 1:
+                # No snapshot yet, or a hole upstream: unknown until the next snapshot.
+                self._hold(sym, seq, ts, rows)
+                return
             book.seq = seq
             for side, price, qty in rows:
                 book.set(side, price, qty)
-            if not book.stale:
-                self._top(sym, book, ts, recv_ns, seq, force=False)
+            self._top(sym, book, ts, recv_ns, seq, force=False)
         elif ch == "trade":
             sym = msg["sym"]
             price = self._unscaled(msg["price"])
@@ -351,14 +358,51 @@ class TableBuilder:
                 col.append(value)
             self.rows["trades"] += 1
             book = self._books.get(sym)
-            if book is not None:
-                if seq != book.seq + 1:
-                    book.stale = True
+            if book is None or book.stale or seq != book.seq + 1:
+                self._hold(sym, seq, ts, None)
+            else:
                 book.seq = seq
             if self.candle_intervals:
                 self._candle(sym, ts, recv_ns, price, qty, seq)
         elif ch == "book.snapshot":
             self._snapshot(msg["sym"], msg, msg["seq"], msg.get("ts_ns", 0), recv_ns, "md")
+
+    def _hold(self, sym: str, seq: int, ts: int, rows: list[tuple[str, int, int]] | None) -> None:
+        book = self._books.get(sym)
+        if book is not None:
+            book.stale = True
+        held = self._held.get(sym)
+        if held is None:
+            held = self._held[sym] = deque(maxlen=HELD_INCREMENTS)
+        held.append((seq, ts, rows))
+
+    def snapshot(
+        self,
+        sym: str,
+        seq: int,
+        bids: Any,
+        asks: Any,
+        recv_ns: int,
+        source: str,
+        ts: int = 0,
+    ) -> None:
+        """A book loaded outside the MD stream (a resync or the handover); a bad one is counted.
+
+        Args:
+            sym: The symbol.
+            seq: The last increment the book includes.
+            bids: ``[price, qty]`` levels, best first.
+            asks: ``[price, qty]`` levels, best first.
+            recv_ns: Local time it was loaded.
+            source: ``"resync"`` or ``"handover"`` (the ``source`` column).
+            ts: The gateway's time of the book, if known.
+        """
+        try:
+            if not isinstance(sym, str) or type(seq) is not int:
+                raise _Bad("a snapshot needs a str sym and an int seq")
+            self._snapshot(sym, {"bids": bids, "asks": asks}, seq, ts, recv_ns, source)
+        except (_Bad, KeyError, TypeError, ValueError):
+            self.bad_frames += 1
 
     def _snapshot(
         self, sym: str, msg: dict[str, Any], seq: int, ts: int, recv_ns: int, source: str
@@ -381,7 +425,25 @@ class TableBuilder:
             for col, value in zip(cols, row, strict=True):
                 col.append(value)
         self.rows["book_snapshots"] += len(rows)
-        self._top(sym, book, ts, recv_ns, seq, force=True)
+        top_ts = ts
+        held = self._held.get(sym)
+        if held:
+            # Increments received before this snapshot but newer than it (a
+            # resync reply comes after the MD frames that followed its seq).
+            for held_seq, held_ts, changes in held:
+                if held_seq <= book.seq:
+                    continue
+                if held_seq != book.seq + 1:
+                    book.stale = True  # a hole: wait for the next snapshot
+                    break
+                book.seq = held_seq
+                top_ts = held_ts
+                for side, price, qty in changes or ():
+                    book.set(side, price, qty)
+            if not book.stale:
+                del self._held[sym]
+        if not book.stale:
+            self._top(sym, book, top_ts, recv_ns, book.seq, force=True)
 
     def _top(self, sym: str, book: _Book, ts: int, recv_ns: int, seq: int, *, force: bool) -> None:
         bid = book.best_bid

@@ -19,12 +19,34 @@ from typing import Any
 
 import orjson
 
-from ._raw import RawFrame, RawGap, RawWriter, encode_frame, encode_gap, iter_raw
+from ._raw import (
+    RawFrame,
+    RawGap,
+    RawSnapshot,
+    RawWriter,
+    decode_line,
+    encode_frame,
+    encode_gap,
+    encode_snapshot,
+    iter_raw,
+)
 from ._tables import SCHEMA_VERSION, TABLES, Rows, TableBuilder, arrow_schema, tick_scale
 
-__all__ = ["GAP", "BatchWriter", "PartitionedWriter", "clean_url", "finish_leftovers", "rebuild"]
+__all__ = [
+    "GAP",
+    "SNAPSHOT",
+    "BatchWriter",
+    "PartitionedWriter",
+    "TableWriter",
+    "clean_url",
+    "encode_batch",
+    "finish_leftovers",
+    "rebuild",
+    "recording_meta",
+]
 
 GAP = "gap"  # channel of a gap marker in a batch: raw is (dropped, first_ns, last_ns)
+SNAPSHOT = "snapshot"  # channel of a book loaded outside MD: raw is the snapshot's dict
 TMP_SUFFIX = ".tmp"
 
 
@@ -175,8 +197,140 @@ def _escape(sym: str) -> str:
     return urllib.parse.quote(sym, safe="")
 
 
+def recording_meta(
+    *,
+    gateway_url: str,
+    symbols: list[dict[str, Any]],
+    protocol_version: str,
+    library_version: str,
+) -> dict[str, Any]:
+    """What a recording is of: the metadata of every raw and Parquet file."""
+    ticks = {str(s["sym"]): str(s["tick"]) for s in symbols if "sym" in s and "tick" in s}
+    scale = max((tick_scale(t) for t in ticks.values()), default=8)
+    return {
+        "gateway_url": clean_url(gateway_url),
+        "protocol_version": protocol_version,
+        "library_version": library_version,
+        "symbols": {
+            str(s["sym"]): {k: s.get(k) for k in ("tick", "min_qty", "lot", "status")}
+            for s in symbols
+            if "sym" in s
+        },
+        "ticks": ticks,
+        "price_scale": scale,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def encode_batch(batch: list[tuple[str, Any, int]]) -> list[bytes]:
+    """The raw-layer lines of a batch of ``(channel, raw, recv_ns)`` (also `GAP`, `SNAPSHOT`)."""
+    lines: list[bytes] = []
+    append = lines.append
+    for channel, raw, recv_ns in batch:
+        if channel == GAP:
+            append(encode_gap(*raw))
+        elif channel == SNAPSHOT:
+            append(encode_snapshot(raw, recv_ns))
+        else:
+            append(encode_frame(channel, raw, recv_ns))
+    return lines
+
+
+class TableWriter:
+    """The Parquet tables of one recording, fed raw-layer records (used from one thread).
+
+    Args:
+        directory: The recording's directory.
+        meta: `recording_meta` of the recording.
+        candles: Candle intervals (ms) to derive from trades.
+        rotate_bytes: Rotation size of every file.
+        rotate_seconds: Rotation age of every file.
+        row_group_rows: Rows per Parquet row group.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        meta: dict[str, Any],
+        *,
+        candles: Iterable[int] = (),
+        rotate_bytes: int = 64 << 20,
+        rotate_seconds: float = 60.0,
+        row_group_rows: int = 65_536,
+    ) -> None:
+        scale = int(meta.get("price_scale", 8))
+        self.builder = TableBuilder(scale, candles)
+        schemas = {}
+        for table in TABLES:
+            file_meta = {f"market_client.{k}": _text(v) for k, v in meta.items()}
+            file_meta["market_client.table"] = table
+            schemas[table] = arrow_schema(table, scale, file_meta)
+        self.parquet = PartitionedWriter(
+            directory,
+            schemas,
+            rotate_bytes=rotate_bytes,
+            rotate_seconds=rotate_seconds,
+            row_group_rows=row_group_rows,
+        )
+
+    def write(
+        self, records: Iterable[RawFrame | RawGap | RawSnapshot | None], *, take: bool = True
+    ) -> None:
+        """Turn records into rows and write the row groups that are due (with ``take``)."""
+        builder = self.builder
+        add = builder.add
+        for record in records:
+            if type(record) is RawFrame:
+                add(record.channel, record.raw, record.recv_ns)
+            elif type(record) is RawGap:
+                builder.gap()
+            elif type(record) is RawSnapshot:
+                builder.snapshot(
+                    record.sym,
+                    record.seq,
+                    record.bids,
+                    record.asks,
+                    record.recv_ns,
+                    record.source,
+                )
+        if take:
+            self.parquet.add(builder.take())
+
+    def write_lines(self, block: bytes) -> None:
+        """Write a block of raw-layer lines (what the recorder's child process is sent)."""
+        builder = self.builder
+        add = builder.add
+        loads = orjson.loads
+        for line in block.split(b"\n"):
+            if not line:
+                continue
+            if line.startswith(b'{"recv_ns":') and b'"raw":' in line:
+                # A text frame (the common case): no record object in between.
+                obj = loads(line)
+                if "bin" not in obj:
+                    add(obj["ch"], obj["raw"], obj["recv_ns"])
+                    continue
+            self.write((decode_line(line),), take=False)
+        self.parquet.add(builder.take())
+
+    def close(self) -> None:
+        """Write every pending row (candles still open as incomplete) and close every file."""
+        self.builder.finish_candles(time.time_ns())
+        self.parquet.add(self.builder.take())
+        self.parquet.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Rows per table, frames the tables could not use, Parquet files and bytes."""
+        return {
+            "rows": dict(self.builder.rows),
+            "bad_frames": self.builder.bad_frames,
+            "parquet_files": self.parquet.files + len(self.parquet.open),
+            "parquet_bytes": self.parquet.bytes,
+        }
+
+
 class BatchWriter:
-    """Raw layer and tables of one recording, fed batch by batch from one thread.
+    """Raw layer and tables of one recording in one thread (what `rebuild` uses).
 
     Args:
         directory: The recording's directory.
@@ -217,11 +371,15 @@ class BatchWriter:
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
         self.row_group_rows = row_group_rows
-        self.builder: TableBuilder | None = None
-        self.parquet: PartitionedWriter | None = None
+        self.tables: TableWriter | None = None
         self.meta: dict[str, Any] = {}
         self.gaps = 0
         self.frames = 0
+
+    @property
+    def builder(self) -> TableBuilder | None:
+        """The row builder (None without tables or before `describe`)."""
+        return self.tables.builder if self.tables is not None else None
 
     def describe(
         self,
@@ -232,33 +390,19 @@ class BatchWriter:
         library_version: str,
     ) -> None:
         """Set what the recording is of; tables can be written from here on."""
-        ticks = {str(s["sym"]): str(s["tick"]) for s in symbols if "sym" in s and "tick" in s}
-        scale = max((tick_scale(t) for t in ticks.values()), default=8)
-        self.meta = {
-            "gateway_url": clean_url(gateway_url),
-            "protocol_version": protocol_version,
-            "library_version": library_version,
-            "symbols": {
-                str(s["sym"]): {k: s.get(k) for k in ("tick", "min_qty", "lot", "status")}
-                for s in symbols
-                if "sym" in s
-            },
-            "ticks": ticks,
-            "price_scale": scale,
-            "schema_version": SCHEMA_VERSION,
-        }
+        self.meta = recording_meta(
+            gateway_url=gateway_url,
+            symbols=symbols,
+            protocol_version=protocol_version,
+            library_version=library_version,
+        )
         if self.raw is not None:
             self.raw.meta.update(self.meta)
         if self.want_tables:
-            self.builder = TableBuilder(scale, self.candles)
-            schemas = {}
-            for table in TABLES:
-                meta = {f"market_client.{k}": _text(v) for k, v in self.meta.items()}
-                meta["market_client.table"] = table
-                schemas[table] = arrow_schema(table, scale, meta)
-            self.parquet = PartitionedWriter(
+            self.tables = TableWriter(
                 self.dir,
-                schemas,
+                self.meta,
+                candles=self.candles,
                 rotate_bytes=self.rotate_bytes,
                 rotate_seconds=self.rotate_seconds,
                 row_group_rows=self.row_group_rows,
@@ -267,37 +411,21 @@ class BatchWriter:
     def write(self, batch: list[tuple[str, Any, int]]) -> None:
         """Write one batch of ``(channel, raw, recv_ns)`` (channel `GAP`: a gap marker)."""
         if not batch:
-            if self.parquet is not None:
-                self.parquet.add({})  # rotation by age also happens when idle
+            if self.tables is not None:
+                self.tables.write(())  # rotation by age also happens when idle
             return
-        builder = self.builder
         if self.raw is not None:
-            lines = []
-            for channel, raw, recv_ns in batch:
-                if channel == GAP:
-                    lines.append(encode_gap(*raw))
-                else:
-                    lines.append(encode_frame(channel, raw, recv_ns))
-            self.raw.write(lines, batch[0][2])
-        if builder is not None:
-            add = builder.add
-            for channel, raw, recv_ns in batch:
-                if channel == GAP:
-                    builder.gap()
-                else:
-                    add(channel, raw, recv_ns)
-            assert self.parquet is not None
-            self.parquet.add(builder.take())
+            self.raw.write(encode_batch(batch), batch[0][2])
+        if self.tables is not None:
+            self.tables.write(_records(batch))
         self.gaps += sum(1 for item in batch if item[0] == GAP)
         self.frames += len(batch)
 
     def close(self) -> None:
         """Flush and close every file (candles still open are written as incomplete)."""
         try:
-            if self.builder is not None and self.parquet is not None:
-                self.builder.finish_candles(time.time_ns())
-                self.parquet.add(self.builder.take())
-                self.parquet.close()
+            if self.tables is not None:
+                self.tables.close()
         finally:
             if self.raw is not None:
                 self.raw.close()
@@ -305,17 +433,34 @@ class BatchWriter:
     def stats(self) -> dict[str, Any]:
         """Rows per table, files, bytes (a snapshot; read from the event loop thread)."""
         raw = self.raw
-        parquet = self.parquet
-        builder = self.builder
+        tables = (
+            self.tables.stats()
+            if self.tables is not None
+            else {"rows": {}, "bad_frames": 0, "parquet_files": 0, "parquet_bytes": 0}
+        )
         return {
-            "rows": dict(builder.rows) if builder is not None else {},
-            "bad_frames": builder.bad_frames if builder is not None else 0,
+            **tables,
             "raw_records": raw.records if raw is not None else 0,
             "raw_files": (raw.files + (raw._file is not None)) if raw is not None else 0,
             "raw_bytes": raw.bytes if raw is not None else 0,
-            "parquet_files": (parquet.files + len(parquet.open)) if parquet is not None else 0,
-            "parquet_bytes": parquet.bytes if parquet is not None else 0,
         }
+
+
+def _records(batch: list[tuple[str, Any, int]]) -> Iterable[RawFrame | RawGap | RawSnapshot]:
+    for channel, raw, recv_ns in batch:
+        if channel == GAP:
+            yield RawGap(recv_ns, *raw)
+        elif channel == SNAPSHOT:
+            yield RawSnapshot(
+                recv_ns,
+                raw["sym"],
+                raw["seq"],
+                raw["bids"],
+                raw["asks"],
+                raw.get("source", "resync"),
+            )
+        else:
+            yield RawFrame(recv_ns, channel, raw)
 
 
 def _text(value: Any) -> str:
@@ -375,17 +520,14 @@ def rebuild(directory: str | os.PathLike[str], *, candles: Iterable[int] = ()) -
         protocol_version=meta.get("protocol_version", ""),
         library_version=meta.get("library_version", ""),
     )
-    batch: list[tuple[str, Any, int]] = []
-    for record in iter_raw(root, gaps=True):
-        if isinstance(record, RawGap):
-            batch.append((GAP, (record.dropped, record.first_ns, record.last_ns), record.recv_ns))
-        else:
-            assert isinstance(record, RawFrame)
-            batch.append((record.channel, record.raw, record.recv_ns))
+    assert writer.tables is not None
+    batch: list[RawFrame | RawGap | RawSnapshot] = []
+    for record in iter_raw(root, gaps=True, snapshots=True):
+        batch.append(record)
         if len(batch) >= 50_000:
-            writer.write(batch)
+            writer.tables.write(batch)
             batch = []
-    writer.write(batch)
+    writer.tables.write(batch)
     writer.close()
     for table in TABLES:
         shutil.rmtree(root / table, ignore_errors=True)

@@ -1,0 +1,190 @@
+"""The tables' own process: it turns raw-layer lines into Parquet, off the session's GIL.
+
+Decoding every frame and building rows is Python work: done in a thread of
+the session's process it holds the GIL the session's reader needs. So the
+recorder starts this module as a child process (``python -m
+market_client.recording._table_worker``, a fresh interpreter: the user's main
+script is not imported again, as ``multiprocessing``'s spawn would) and
+sends it the raw-layer lines it has already encoded for the raw layer.
+
+The pipe protocol (stdin, parent to child): messages of one kind byte, an
+8-byte big-endian length and the payload:
+
+* ``M``: JSON ``{"directory", "meta", "options"}``: open the tables (first);
+* ``L``: a block of raw-layer lines (``\\n``-terminated): write them;
+* ``T``: nothing came: rotate the files that are due.
+
+After each message the child writes one JSON line to stdout: its stats, or
+``{"error": ...}`` (then it exits with status 1). End of input (the parent
+closed the pipe, or died) makes it write every pending row, close every file,
+print its final stats with ``"final": true`` and exit 0. It ignores SIGINT
+and runs in its own session: a Ctrl-C in the terminal reaches the parent,
+which flushes and then closes the pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["TableProcess"]
+
+CLOSE_TIMEOUT = 60.0
+
+
+class TableProcess:
+    """The parent's handle on the child: send blocks, read acknowledgements (one thread).
+
+    One message is in flight at a time: `send` first reads the answer to the
+    previous one, so the child works on a batch while the parent gathers the
+    next, and the parent never gets more than one batch ahead.
+
+    Args:
+        directory: The recording's directory.
+        meta: The recording's metadata (`recording_meta`).
+        options: `TableWriter` options (candles, rotation, row groups).
+    """
+
+    def __init__(self, directory: str, meta: dict[str, Any], options: dict[str, Any]) -> None:
+        env = dict(os.environ)
+        # The child imports this very package, wherever it was imported from.
+        here = str(Path(__file__).resolve().parent.parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [here, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+        )
+        flags: dict[str, Any] = (
+            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            if sys.platform == "win32"
+            else {"start_new_session": True}
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "market_client.recording._table_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            **flags,
+        )
+        self.stats: dict[str, Any] = {}
+        self.error: str | None = None
+        self._waiting = False
+        self.send(b"M", orjson.dumps({"directory": directory, "meta": meta, "options": options}))
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child still serves (it has not failed or exited)."""
+        return self.error is None
+
+    def _send(self, kind: bytes, payload: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(kind + len(payload).to_bytes(8, "big"))
+        self.proc.stdin.write(payload)
+        self.proc.stdin.flush()
+        self._waiting = True
+
+    def _answer(self) -> None:
+        assert self.proc.stdout is not None
+        if not self._waiting:
+            return
+        line = self.proc.stdout.readline()
+        self._waiting = False
+        if not line:
+            raise EOFError("no answer")
+        answer = orjson.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        self.stats = answer
+
+    def send(self, kind: bytes, payload: bytes = b"") -> None:
+        """Send one message once the previous one is answered; a dead child is noted.
+
+        Args:
+            kind: ``b"M"`` (the description), ``b"L"`` (a block of lines) or
+                ``b"T"`` (rotate what is due).
+            payload: The block.
+        """
+        if self.error is not None:
+            return
+        try:
+            self._answer()
+            self._send(kind, payload)
+        except (OSError, EOFError, RuntimeError, ValueError) as exc:
+            self._died(exc)
+
+    def _died(self, exc: BaseException) -> None:
+        code = self.proc.poll()
+        if code is None:
+            try:
+                code = self.proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+        self.error = f"the table process (pid {self.proc.pid}) stopped: {exc}" + (
+            f" (exit status {code})" if code is not None else ""
+        )
+        self._reap()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Let the child write every pending row and close its files; wait for it.
+
+        Args:
+            timeout: Seconds to wait before the child is killed.
+        """
+        if self.proc.returncode is not None and self.proc.stdin is None:
+            return
+        if self.error is None:
+            try:
+                self._answer()
+            except (OSError, EOFError, RuntimeError, ValueError) as exc:
+                self._died(exc)
+                return
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)  # closes stdin: the end
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            self.error = self.error or f"the table process did not finish in {timeout} s: killed"
+            return
+        except OSError as exc:  # the pipe broke: it had died
+            self._died(exc)
+            return
+        lines = out.splitlines()
+        if self.error is None:
+            if not lines:
+                self.error = (
+                    f"the table process (pid {self.proc.pid}) stopped "
+                    f"(exit status {self.proc.returncode})"
+                )
+            else:
+                final = orjson.loads(lines[-1])
+                if "error" in final:
+                    self.error = f"the table process failed while closing: {final['error']}"
+                else:
+                    self.stats = final
+
+    def _reap(self) -> None:
+        # A dead child is waited for and its pipes closed: no zombie, no ResourceWarning.
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self.proc.stdin = None
+        self.proc.stdout = None
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def kill(self) -> None:
+        """Kill the child now (the parent is failing): no orphan is left."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+        self._reap()
