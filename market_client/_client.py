@@ -713,12 +713,21 @@ class MarketClient(Helpers):
                 protocol_version=PROTOCOL_VERSION,
                 library_version=_library_version(),
             )
+            # No await from here to the handover: the books handed over are
+            # exactly the state the first frame fed will continue from.
             self._taps.append(recorder.feed)
+            self._md.snapshot_taps.append(recorder.snapshot)
             self._recorders.append(recorder)
+            now_ns = time.time_ns()
+            for sym, state in self._market.symbols.items():
+                if state.has_snapshot and state.sequencer.synced:
+                    bids, asks = state.book.levels(None)
+                    recorder.snapshot(sym, state.sequencer.seq, bids, asks, now_ns, "handover")
             try:
                 yield recorder
             finally:
                 self._taps.remove(recorder.feed)
+                self._md.snapshot_taps.remove(recorder.snapshot)
                 self._recorders.remove(recorder)
 
     def stats(self) -> dict[str, Any]:

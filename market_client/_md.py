@@ -106,6 +106,9 @@ class MdChannel:
         self.timeout = timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.symbols: list[str] | None = None
+        # Called with (sym, seq, bids, asks, recv_ns, source) for every book
+        # loaded from a book.get reply: what a recorder needs after a gap.
+        self.snapshot_taps: list[Callable[..., None]] = []
         self.expected: set[str] = set()
         self.on_md_event: Hook | None = None
         self.messages = 0
@@ -221,7 +224,13 @@ class MdChannel:
             seq = reply.get("seq")
             if not isinstance(seq, int):
                 raise GatewayError("bad_response", "book.get reply has no seq", "book.get")
-            self.market.load_book(sym, reply.get("bids", ()), reply.get("asks", ()), seq)
+            bids, asks = reply.get("bids", ()), reply.get("asks", ())
+            if self.market.load_book(sym, bids, asks, seq):
+                # The reply itself (not the book after the buffered increments):
+                # a recorder replays those above its seq on its side.
+                now_ns = time.time_ns()
+                for tap in self.snapshot_taps:
+                    tap(sym, seq, bids, asks, now_ns, "resync")
         except SessionClosed:
             return
         except MarketClientError as exc:

@@ -9,6 +9,7 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -348,3 +349,22 @@ async def test_a_candle_series_the_gateway_refuses_is_not_kept(sim: Simulator) -
 async def test_symbol_names_that_cannot_travel_in_a_url_are_refused(sim: Simulator) -> None:
     with pytest.raises(ValueError, match="symbol names"):
         MarketClient(sim.url, symbols=["A#B&token=x"])
+
+
+async def test_a_recording_started_mid_session_gets_the_books_and_the_resyncs(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    from market_client import recording
+
+    async with (
+        MarketClient.session(sim.url, symbols=["ABC"]) as client,
+        client.record(tmp_path / "rec"),  # the books are synced already: handed over
+    ):
+        await sim.md_gap("ABC", 1)
+        await client.place_order("ABC", "buy", "99.00", 1)  # a delta lost: a gap
+        await client.place_order("ABC", "buy", "98.00", 1)  # the next shows it
+        await wait_until(lambda: client.stats()["resyncs"]["ABC"] >= 1)
+        await wait_until(lambda: not client._market.out_of_sync())
+    snapshots = recording.open(tmp_path / "rec").table("book_snapshots")
+    sources = set(snapshots.column("source").to_pylist())
+    assert {"handover", "resync"} <= sources
