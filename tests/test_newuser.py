@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from market_client import MarketClient
+from market_client._cli import main
+from market_client._cli._profiles import CONFIG_DIR_ENV, TOKEN_ENV
 from market_client.testing import Simulator
 
 from .test_cli_errors import fails, gateway  # noqa: F401 - gateway is a fixture
@@ -49,3 +52,19 @@ async def test_a_misspelt_event_kind_is_refused(sim: Simulator) -> None:
             client.events("ordr")
         async with client.events("order", "md.book", "connection"):
             pass
+
+
+def test_record_acts_as_the_saved_login(
+    gateway: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "cfg"))
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert main(["login", "--url", gateway]) == 0
+    # No --url: the profile's gateway; no --token: the profile's user.
+    assert main(["record", "--out", str(tmp_path / "rec"), "--duration", "1", "--quiet"]) == 0
+    from market_client import recording
+
+    meta = recording.open(tmp_path / "rec").metadata()
+    assert meta["gateway_url"] == gateway  # resolved as every command resolves it

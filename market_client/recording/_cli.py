@@ -24,11 +24,24 @@ def add_commands(sub: Any) -> None:
         sub: What ``ArgumentParser.add_subparsers()`` returned.
     """
     rec = sub.add_parser("record", help="record a gateway's market data into a folder")
-    rec.add_argument("--url", required=True, help="the gateway, e.g. http://127.0.0.1:8000")
+    keep = argparse.SUPPRESS  # given before the command, they must not be reset here
+    rec.add_argument(
+        "--url",
+        default=keep,
+        help="the gateway (default: the profile's, else http://127.0.0.1:8000)",
+    )
     rec.add_argument("--out", required=True, help="the folder to write (created if needed)")
     rec.add_argument("--symbols", default=None, help="comma-separated symbols (default: all)")
     rec.add_argument("--duration", type=float, default=None, help="seconds (default: Ctrl-C)")
-    rec.add_argument("--token", default=None, help="resume this user (its orders and fills)")
+    rec.add_argument(
+        "--token",
+        default=keep,
+        help="record as the user this token resumes (default: MARKET_CLIENT_TOKEN, "
+        "else the profile's, as every command)",
+    )
+    rec.add_argument(
+        "--profile", default=keep, metavar="NAME", help="the saved identity (see `login`)"
+    )
     rec.add_argument("--candles", default="", help="candle intervals in ms, e.g. 1000,60000")
     rec.add_argument("--rotate-seconds", type=float, default=60.0, help="file rotation age")
     rec.add_argument("--rotate-mb", type=float, default=64.0, help="file rotation size")
@@ -48,6 +61,9 @@ def add_commands(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``record`` or ``recording``; returns the exit status."""
+    from .._cli._profiles import ProfileError
+    from .._exceptions import MarketClientError
+
     try:
         if args.command == "record":
             return anyio.run(_record, args, backend=args.backend)
@@ -57,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"market-client: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, MarketClientError, ProfileError) as exc:
         if getattr(args, "debug", False):
             raise
         print(f"market-client: {exc}", file=sys.stderr)
@@ -104,7 +120,15 @@ async def _record(args: argparse.Namespace) -> int:
     stats: dict[str, Any] = {}
     started = time.monotonic()
     # MD opens once the recorder listens, so the tables start from the snapshots.
-    async with MarketClient.session(args.url, token=args.token, md=False) as client:
+    from .._cli._profiles import resolve_identity
+
+    # The same identity as every other command: your own orders and fills get recorded.
+    ident = resolve_identity(
+        url=getattr(args, "url", None),
+        token=getattr(args, "token", None),
+        profile=getattr(args, "profile", None),
+    )
+    async with MarketClient.session(ident.url, token=ident.token, md=False) as client:
         async with client.record(args.out, **options) as recorder:
             await client.open_md(symbols)
             with anyio.CancelScope() as scope:
