@@ -219,7 +219,11 @@ class EventStream:
                 continue
             if sub.closed:
                 raise StopAsyncIteration
-            waiter = sub.waiter = anyio.Event()
+            # One Event for every task waiting on this stream: a wake-up
+            # reaches them all (each then takes what is buffered, or waits again).
+            waiter = sub.waiter
+            if waiter is None:
+                waiter = sub.waiter = anyio.Event()
             await waiter.wait()
 
     async def __aenter__(self) -> EventStream:

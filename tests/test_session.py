@@ -368,3 +368,24 @@ async def test_a_recording_started_mid_session_gets_the_books_and_the_resyncs(
     snapshots = recording.open(tmp_path / "rec").table("book_snapshots")
     sources = set(snapshots.column("source").to_pylist())
     assert {"handover", "resync"} <= sources
+
+
+async def test_two_tasks_reading_one_stream_both_end_when_the_session_closes(
+    sim: Simulator,
+) -> None:
+    got: list[str] = []
+
+    async def read(stream: Any) -> None:
+        async for evt in stream:
+            got.append(evt.kind)
+
+    async with anyio.create_task_group() as tg:
+        async with MarketClient.session(sim.url, md=False) as client:
+            stream = client.events("order")
+            tg.start_soon(read, stream)
+            tg.start_soon(read, stream)
+            await wait_until(lambda: stream._sub.waiter is not None)
+            await client.place_order("ABC", "buy", "1.00", 1)
+            await wait_until(lambda: got)
+        # Leaving the session closes the stream: both readers end.
+    assert got[0] == "order.accepted"

@@ -110,12 +110,19 @@ def default_transport() -> TransportName:
 
 
 def _picows_installed() -> bool:
-    """Whether picows can be imported (looked up once; the import itself waits for use)."""
+    """Whether picows imports here (tried once, on first use).
+
+    Installed is not enough: a wheel built for another ABI is found but fails
+    to import, and then the default must fall back to websockets.
+    """
     global _PICOWS
     if _PICOWS is None:
-        import importlib.util
-
-        _PICOWS = importlib.util.find_spec("picows") is not None
+        try:
+            import picows  # noqa: F401
+        except ImportError:
+            _PICOWS = False
+        else:
+            _PICOWS = True
     return _PICOWS
 
 

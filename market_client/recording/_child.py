@@ -28,6 +28,8 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ import orjson
 __all__ = ["TableProcess"]
 
 CLOSE_TIMEOUT = 60.0
+ANSWER_TIMEOUT = 30.0  # a child that takes longer to take or answer one batch is stuck
 
 
 class TableProcess:
@@ -116,10 +119,27 @@ class TableProcess:
         if self.error is not None:
             return
         try:
-            self._answer()
-            self._send(kind, payload)
+            with self._watchdog():
+                self._answer()
+                self._send(kind, payload)
         except (OSError, EOFError, RuntimeError, ValueError) as exc:
             self._died(exc)
+
+    @contextlib.contextmanager
+    def _watchdog(self) -> Iterator[None]:
+        """Kill a child that takes longer than `ANSWER_TIMEOUT` to answer or to read.
+
+        The pipe's reads and writes cannot be cancelled, and the worker thread
+        they block is awaited when the recorder exits: a stuck child would
+        hang the session's exit. Killed, it reads as a child that died.
+        """
+        timer = threading.Timer(ANSWER_TIMEOUT, self.proc.kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def _died(self, exc: BaseException) -> None:
         code = self.proc.poll()
@@ -143,7 +163,8 @@ class TableProcess:
             return
         if self.error is None:
             try:
-                self._answer()
+                with self._watchdog():
+                    self._answer()
             except (OSError, EOFError, RuntimeError, ValueError) as exc:
                 self._died(exc)
                 return
