@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
 import pytest
 
+from market_client._cli._profiles import CONFIG_DIR_ENV, TOKEN_ENV
 from market_client.simulator import SimulatorConfig
 from market_client.testing import Simulator, open_simulator
 
 DEFAULT_TEST_TIMEOUT = 30.0
 ADMIN_TOKEN = "admin-test-token"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_saved_identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test, nor any process it starts, acts as the developer's own `market-client login`."""
+    saved = {name: os.environ.get(name) for name in (CONFIG_DIR_ENV, TOKEN_ENV)}
+    os.environ[CONFIG_DIR_ENV] = str(tmp_path_factory.mktemp("config"))
+    os.environ.pop(TOKEN_ENV, None)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(params=[pytest.param("trio", id="trio"), pytest.param("asyncio", id="asyncio")])

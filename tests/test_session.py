@@ -379,13 +379,15 @@ async def test_two_tasks_reading_one_stream_both_end_when_the_session_closes(
         async for evt in stream:
             got.append(evt.kind)
 
-    async with anyio.create_task_group() as tg:
-        async with MarketClient.session(sim.url, md=False) as client:
-            stream = client.events("order")
-            tg.start_soon(read, stream)
-            tg.start_soon(read, stream)
-            await wait_until(lambda: stream._sub.waiter is not None)
-            await client.place_order("ABC", "buy", "1.00", 1)
-            await wait_until(lambda: got)
-        # Leaving the session closes the stream: both readers end.
+    # Leaving the session closes the stream: both readers end, and so the task group.
+    async with (
+        anyio.create_task_group() as tg,
+        MarketClient.session(sim.url, md=False) as client,
+    ):
+        stream = client.events("order")
+        tg.start_soon(read, stream)
+        tg.start_soon(read, stream)
+        await wait_until(lambda: stream._sub.waiter is not None)
+        await client.place_order("ABC", "buy", "1.00", 1)
+        await wait_until(lambda: got)
     assert got[0] == "order.accepted"

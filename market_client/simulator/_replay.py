@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -74,8 +75,10 @@ def parse_time(text: str) -> int:
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
+    # Python 3.10's fromisoformat takes 3 or 6 digits of a second only.
+    iso = re.sub(r"\.(\d{1,6})\d*", lambda m: "." + m.group(1).ljust(6, "0"), text)
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
             f"not a time: {text!r} (ISO 8601, or nanoseconds since the epoch)"
