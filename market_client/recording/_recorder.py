@@ -350,22 +350,7 @@ class Recorder:
             recv_ns: ``time.time_ns()`` when it was received.
         """
         try:
-            buf = self._buf
-            if len(buf) < self._max_buffer and self._buf_bytes < self._max_bytes:
-                if self._gap_count:
-                    self._close_gap()
-                buf.append((channel, raw, recv_ns))
-                self._buf_bytes += len(raw)
-                self._counts["fed"] += 1
-                if len(buf) == self._batch_frames and self._wake is not None:
-                    self._wake.set()
-            else:
-                self._counts["dropped"] += 1
-                if self._state == "open" and self._error is None:
-                    if not self._gap_count:
-                        self._gap_first = recv_ns
-                    self._gap_count += 1
-                    self._gap_last = recv_ns
+            self._append(channel, raw, recv_ns, len(raw))
         except Exception:
             self._counts["feed_errors"] += 1
 
