@@ -121,13 +121,15 @@ class Orders:
         return None
 
     # -- place and cancel ------------------------------------------------------
-    def place(self, user: User, payload: Json) -> tuple[Order, list[Json]]:
-        """Check and run one order; returns it and the user's (taker) fills.
+    def admit(self, user: User, payload: Json) -> tuple[SymbolState, Order]:
+        """Read an order and take it in, or reject it: the first steps of every placement.
+
+        Returns:
+            The symbol's state and the accepted order (``order.accepted`` sent).
 
         Raises:
-            OpError: A field is malformed (no order is created), or the order
-                is rejected (it is kept with status ``rejected`` and an
-                ``order.rejected`` event is sent).
+            OpError: A field is malformed (no order), or the order is refused
+                (kept as ``rejected``, ``order.rejected`` sent).
         """
         state, order = self._parse(user, payload)
         refusal = self._refusal(user, state, order)
@@ -140,6 +142,17 @@ class Orders:
             raise refusal
         self._remember(user, order)
         self.accounts.event(user, "order.accepted", {"order": self.order_json(order)})
+        return state, order
+
+    def place(self, user: User, payload: Json) -> tuple[Order, list[Json]]:
+        """Check and run one order; returns it and the user's (taker) fills.
+
+        Raises:
+            OpError: A field is malformed (no order is created), or the order
+                is rejected (it is kept with status ``rejected`` and an
+                ``order.rejected`` event is sent).
+        """
+        state, order = self.admit(user, payload)
         book = state.book
         cap = self.limits.max_fills_per_order
         executions: list[Execution] = []
