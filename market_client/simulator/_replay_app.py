@@ -183,10 +183,17 @@ class ReplayGateway(Gateway):
 
     async def send_md(self, sym: str, text: str) -> None:
         """Send one recorded frame to the symbol's subscribers, waiting for room in each queue."""
+        conns = self._md[sym]
+        if not conns:
+            return
         frame = SharedFrame(text)
-        for conn in tuple(self._md[sym]):
-            if await conn.put(frame):
-                self.stats.md_sent += 1
+        sent = 0
+        for conn in tuple(conns):
+            # offer() queues at once when there is room; put() waits for room
+            # (and is False for a closed socket), never cutting anyone off.
+            if conn.offer(frame) or await conn.put(frame):
+                sent += 1
+        self.stats.md_sent += sent
 
     # -- the replay -----------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -231,6 +238,41 @@ class ReplayGateway(Gateway):
         """Apply and send every frame of the source at its recorded pace; then set ``done``."""
         if self._wait:
             await self.subscribed.wait()
+        if math.isinf(self.speed) and self._settle is None and self._on_frame is None:
+            await self._run_unpaced()
+        else:
+            await self._run_paced()
+        self.done.set()
+
+    async def _run_unpaced(self) -> None:
+        """``--speed max`` over sockets: apply and send, with no clock and no steps."""
+        exchange = self.replay_exchange
+        apply = exchange.apply
+        send_md = self.send_md
+        clock = self.clock
+        progress = self.progress
+        progress.started = time.perf_counter()
+        frames = 0
+        recv_ns = 0
+        try:
+            for frame in self.source:
+                recv_ns = frame.recv_ns
+                if progress.first_ns is None:
+                    progress.first_ns = recv_ns
+                clock.anchor_ns = recv_ns  # at max speed the clock is the last frame's time
+                if apply(frame.msg):
+                    await send_md(frame.sym, frame.text)
+                frames += 1
+                if not frames & 255:
+                    progress.frames = frames
+                    progress.last_ns = recv_ns
+                    await anyio.lowlevel.checkpoint()  # let the writers run between full queues
+        finally:
+            progress.frames = frames
+            if frames:
+                progress.last_ns = recv_ns
+
+    async def _run_paced(self) -> None:
         exchange = self.replay_exchange
         clock = self.clock
         progress = self.progress
@@ -273,4 +315,3 @@ class ReplayGateway(Gateway):
             if on_frame is not None:
                 on_frame(frame)
         await self._end_step()
-        self.done.set()
