@@ -24,7 +24,11 @@ BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A recording of the busy simulator (seed 2, 400 actions a second): 400 MD messages."""
+    """A recording of the busy simulator (seed 2, 400 actions a second): 400 MD messages, 1 s.
+
+    At least a second of recorded time, whatever the machine's speed: the
+    strategies below sleep half a second of it.
+    """
     rec = tmp_path_factory.mktemp("backtest") / "rec"
 
     async def record() -> None:
@@ -34,7 +38,12 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 open_simulator(config) as sim,
                 MarketClient.session(sim.url, record=rec) as client,
             ):
-                await wait_until(lambda: client.stats()["md_messages"] >= 400)
+                start = anyio.current_time()
+                await wait_until(
+                    lambda: (
+                        client.stats()["md_messages"] >= 400 and anyio.current_time() - start >= 1.0
+                    )
+                )
 
     anyio.run(record)
     return rec
