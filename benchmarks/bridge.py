@@ -1,6 +1,6 @@
 """The bridge back: the market maker backtested, and run live on the same data replayed at speed 1.
 
-    python benchmarks/bridge.py [--data DIR] [--seconds 60] [--backend asyncio] [--json]
+    python benchmarks/bridge.py [--data DIR] [--seconds 60] [--live-runs 1] [--json]
 
 1. Records the embedded simulator as examples/market_maker.py runs it (seed 3,
    flow 200/s) for ``--seconds`` into ``--data`` (skipped when that folder
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> Json:
     parser.add_argument("--data", type=Path, help="recording folder (made when missing)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of a new recording")
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument(
+        "--live-runs", type=int, default=1, help="live runs (they differ from one another too)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,17 +185,21 @@ def main(argv: list[str] | None = None) -> Json:
         if not (directory / "raw").is_dir():
             anyio.run(record, directory, args.seconds)
         back, report = run_backtest(directory, args.backend)
-        live = anyio.run(run_live, directory, report.recorded_seconds, backend=args.backend)
-    result = {"recorded_seconds": report.recorded_seconds, "backtest": back, "live": live}
+        lives = [
+            anyio.run(run_live, directory, report.recorded_seconds, backend=args.backend)
+            for _ in range(args.live_runs)
+        ]
+    result = {"recorded_seconds": report.recorded_seconds, "backtest": back, "live": lives}
     if args.json:
         print(orjson.dumps(result, default=str, option=orjson.OPT_INDENT_2).decode())
     else:
         print(f"recorded seconds: {report.recorded_seconds:.1f}")
-        print(f"{'':18}{'backtest':>22}{'live (speed 1)':>22}")
+        names = ["backtest"] + [f"live {i + 1} (speed 1)" for i in range(len(lives))]
+        print(f"{'':18}" + "".join(f"{n:>22}" for n in names))
         for key in back:
             if key != "first_fills":
-                print(f"{key:18}{back[key]!s:>22}{live[key]!s:>22}")
-        for name, side in (("backtest", back), ("live", live)):
+                print(f"{key:18}" + "".join(f"{side[key]!s:>22}" for side in [back, *lives]))
+        for name, side in zip(names, [back, *lives], strict=True):
             print(f"first fills, {name}: " + "; ".join(side["first_fills"]))
     return result
 
