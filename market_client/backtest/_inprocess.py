@@ -106,6 +106,16 @@ class _Pipe(TextSink):
             i += room
             self._wake_data()
 
+    def offer_text(self, text: str) -> bool:
+        """Queue one text message now if there is room (dropped once closed)."""
+        items = self.items
+        if len(items) >= self.limit:
+            return False
+        if not self.closed:
+            items.append({"type": "websocket.send", "text": text})
+            self._wake_data()
+        return True
+
     def get_nowait(self) -> Message:
         """The next message.
 

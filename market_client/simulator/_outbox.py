@@ -111,6 +111,14 @@ class TextSink:
         """Deliver ``texts`` in order, waiting for room if the receiver is bounded."""
         raise NotImplementedError
 
+    def offer_text(self, text: str) -> bool:
+        """Deliver one message now if there is room; False (nothing done) if not.
+
+        The outbox calls it only while its writer is idle with nothing queued,
+        so the message cannot overtake one still on its way.
+        """
+        return False
+
 
 def hypercorn_stream(scope: MutableMapping[str, Any]) -> Any | None:
     """Where the writer may send batches: Hypercorn's stream, or an in-process `TextSink`.
@@ -145,6 +153,7 @@ class Outbox:
         "_closed",
         "_queue",
         "_room",
+        "_sink",
         "_wake",
         "close_code",
         "close_reason",
@@ -165,6 +174,9 @@ class Outbox:
         self._wake: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self._closed = False
+        # An in-process receiver, set only while the writer waits with nothing queued:
+        # a message can then go straight to it instead of waking the writer.
+        self._sink: TextSink | None = None
 
     def push(self, item: str | SharedFrame) -> bool:
         """Queue one message; False when it was not (closed, or the queue was full).
@@ -174,6 +186,9 @@ class Outbox:
         if self._closed:
             return False
         queue = self._queue
+        sink = self._sink
+        if sink is not None and sink.offer_text(item if isinstance(item, str) else item.text):
+            return True
         if len(queue) >= self.max_queue:
             self.kill(CLOSE_TRY_AGAIN_LATER, "consumer too slow: outgoing queue full")
             return False
@@ -243,7 +258,14 @@ class Outbox:
         queue = self._queue
         sink = stream if isinstance(stream, TextSink) else None
         while True:
-            await self._ready()
+            if sink is not None and not queue:
+                self._sink = sink
+                try:
+                    await self._ready()
+                finally:
+                    self._sink = None
+            else:
+                await self._ready()
             if sink is not None:
                 if len(queue) <= BATCH_FRAMES:
                     texts = [frame.text for frame in queue]
