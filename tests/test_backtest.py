@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from market_client import MarketClient, backtest
+from market_client.backtest._inprocess import _Pipe
 from market_client.simulator import SimulatorConfig
 from market_client.testing import open_simulator, wait_until
 
@@ -24,7 +25,11 @@ BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A recording of the busy simulator (seed 2, 400 actions a second), 1.5 s or more."""
+    """A recording of the busy simulator (seed 2, 400 actions a second): 400 MD messages, 1 s.
+
+    At least a second of recorded time, whatever the machine's speed: the
+    strategies below sleep half a second of it.
+    """
     rec = tmp_path_factory.mktemp("backtest") / "rec"
 
     async def record() -> None:
@@ -34,10 +39,12 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 open_simulator(config) as sim,
                 MarketClient.session(sim.url, record=rec) as client,
             ):
-                await wait_until(lambda: client.stats()["md_messages"] >= 400)
-                # About time, not a condition: the recording must span more
-                # recorded time than the strategies below wait (0.5 s).
-                await anyio.sleep(1.5)
+                start = anyio.current_time()
+                await wait_until(
+                    lambda: (
+                        client.stats()["md_messages"] >= 400 and anyio.current_time() - start >= 1.0
+                    )
+                )
 
     anyio.run(record)
     return rec
@@ -140,3 +147,29 @@ def test_bad_arguments(recording: Path, tmp_path: Path) -> None:
         backtest.run(quoter, recording, symbols=["NOPE"])
     with pytest.raises(ValueError, match="backend"):
         backtest.run(quoter, recording, backend="curio")
+
+
+@pytest.mark.anyio
+async def test_the_in_process_pipe_keeps_order_and_bounds_its_queue() -> None:
+    pipe = _Pipe(3)
+    got: list[str] = []
+
+    async def reader() -> None:
+        while True:
+            try:
+                msg = await pipe.get()
+            except anyio.EndOfStream:
+                return
+            got.append(msg["text"])
+            assert len(pipe.items) <= 3  # the writer never ran past the bound
+
+    async with anyio.create_task_group() as tg:
+        await pipe.send_texts(["a", "b", "c"])  # fits: returns without a reader
+        tg.start_soon(reader)
+        await pipe.send_texts([str(i) for i in range(10)])  # waits for room as the reader drains
+        await pipe.put({"type": "websocket.send", "text": "last"})
+        pipe.close()
+    assert got == ["a", "b", "c", *(str(i) for i in range(10)), "last"]
+    await pipe.send_texts(["dropped"])  # a closed pipe drops, as a gone socket would
+    with pytest.raises(anyio.ClosedResourceError):
+        await pipe.put({"type": "websocket.send", "text": "x"})

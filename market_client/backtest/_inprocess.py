@@ -1,7 +1,7 @@
 """A client connected to a gateway in the same process: no sockets, the same ASGI app.
 
 `InProcessTransport` is a `WebSocketTransport` that opens a WebSocket by
-calling the gateway's ASGI application directly, with two memory streams
+calling the gateway's ASGI application directly, with two bounded in-memory queues
 for the two directions: the gateway's own routes, authentication and queues
 serve it, unchanged. `InProcessClient` is a `MarketClient` whose handshake
 and HTTP requests go to the same gateway's `Exchange` instead of over HTTP.
@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import math
 import ssl as ssl_module
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._client import MarketClient
 from .._exceptions import AuthError
@@ -28,6 +28,7 @@ from .._transports import TransportClosed, TransportOpenError, WebSocket, WebSoc
 from ..simulator._accounts import Session
 from ..simulator._app import Gateway
 from ..simulator._fields import OpError
+from ..simulator._outbox import TEXT_SINK, TextSink
 
 __all__ = ["IN_PROCESS_URL", "InProcessClient", "InProcessTransport"]
 
@@ -37,11 +38,123 @@ IN_PROCESS_URL = "http://in-process.invalid"
 Message = dict[str, Any]
 
 
+class _Pipe(TextSink):
+    """One direction of an in-process WebSocket: a bounded queue of ASGI messages.
+
+    A plain deque and two events: taking a queued message never yields,
+    and a writer hands its whole batch over at once (`send_texts`).
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.items: deque[Message] = deque()
+        self.limit = limit
+        self.closed = False
+        self._data: anyio.Event | None = None
+        self._room: anyio.Event | None = None
+
+    def _wake_data(self) -> None:
+        data = self._data
+        if data is not None:
+            self._data = None
+            data.set()
+
+    def _wake_room(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
+
+    async def _wait_room(self) -> None:
+        while not self.closed and len(self.items) >= self.limit:
+            room = self._room = self._room or anyio.Event()
+            await room.wait()
+        if self.closed:
+            raise anyio.ClosedResourceError
+
+    async def put(self, msg: Message) -> None:
+        """Queue one message, waiting for room.
+
+        Raises:
+            anyio.ClosedResourceError: The pipe is closed.
+        """
+        await self._wait_room()
+        self.items.append(msg)
+        self._wake_data()
+
+    def put_nowait(self, msg: Message) -> None:
+        """Queue one message regardless of the bound (a close).
+
+        Raises:
+            anyio.ClosedResourceError: The pipe is closed.
+        """
+        if self.closed:
+            raise anyio.ClosedResourceError
+        self.items.append(msg)
+        self._wake_data()
+
+    async def send_texts(self, texts: list[str]) -> None:
+        """Queue text messages in order, waiting for room as needed (dropped once closed)."""
+        items = self.items
+        i = 0
+        while i < len(texts):
+            try:
+                await self._wait_room()
+            except anyio.ClosedResourceError:
+                return
+            room = max(1, int(min(self.limit - len(items), len(texts) - i)))
+            items.extend({"type": "websocket.send", "text": t} for t in texts[i : i + room])
+            i += room
+            self._wake_data()
+
+    def offer_text(self, text: str) -> bool:
+        """Queue one text message now if there is room (dropped once closed)."""
+        items = self.items
+        if len(items) >= self.limit:
+            return False
+        if not self.closed:
+            items.append({"type": "websocket.send", "text": text})
+            self._wake_data()
+        return True
+
+    def get_nowait(self) -> Message:
+        """The next message.
+
+        Raises:
+            anyio.WouldBlock: None is queued.
+            anyio.EndOfStream: None is queued and the pipe is closed.
+        """
+        items = self.items
+        if items:
+            msg = items.popleft()
+            self._wake_room()
+            return msg
+        if self.closed:
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
+
+    async def get(self) -> Message:
+        """The next message, waiting for one.
+
+        Raises:
+            anyio.EndOfStream: The pipe is closed and empty.
+        """
+        while not self.items and not self.closed:
+            data = self._data = self._data or anyio.Event()
+            await data.wait()
+        return self.get_nowait()
+
+    def close(self) -> None:
+        """No more messages (those queued can still be taken); wakes every waiter."""
+        self.closed = True
+        self._wake_data()
+        self._wake_room()
+
+
 class _InProcessSocket(WebSocket):
     def __init__(
         self,
-        tx: MemoryObjectSendStream[Message],
-        rx: MemoryObjectReceiveStream[Message],
+        tx: _Pipe,
+        rx: _Pipe,
         server: anyio.CancelScope,
         close_timeout: float,
     ) -> None:
@@ -61,9 +174,9 @@ class _InProcessSocket(WebSocket):
             try:
                 # Without a checkpoint while frames are queued, as the socket
                 # transports do (the reader checkpoints every few frames).
-                msg = self._rx.receive_nowait()
+                msg = self._rx.get_nowait()
             except anyio.WouldBlock:
-                msg = await self._rx.receive()
+                msg = await self._rx.get()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise self._seen_closed(TransportClosed(1006)) from None
         if msg["type"] == "websocket.send":
@@ -75,8 +188,8 @@ class _InProcessSocket(WebSocket):
         if self._seen is not None or self._closing:
             raise self._closed_error()
         try:
-            await self._tx.send({"type": "websocket.receive", "text": text})
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._tx.put({"type": "websocket.receive", "text": text})
+        except anyio.ClosedResourceError:
             raise self._seen_closed(TransportClosed(1006)) from None
 
     async def ping(self) -> None:
@@ -85,8 +198,8 @@ class _InProcessSocket(WebSocket):
         await anyio.lowlevel.checkpoint()
 
     async def _close_handshake(self, code: int, reason: str) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._tx.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        with contextlib.suppress(anyio.ClosedResourceError):
+            self._tx.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     async def _drop(self) -> None:
         self._tx.close()
@@ -138,8 +251,9 @@ class InProcessTransport(WebSocketTransport):
             "subprotocols": [],
             "state": {},
         }
-        up_tx, up_rx = anyio.create_memory_object_stream[Message](math.inf)
-        down_tx, down_rx = anyio.create_memory_object_stream[Message](self.max_queue)
+        up = _Pipe(math.inf)
+        down = _Pipe(self.max_queue)
+        scope[TEXT_SINK] = down  # the gateway's writer hands its batches over directly
         accepted = anyio.Event()
         refused: list[Message] = []
         connected = False
@@ -150,8 +264,8 @@ class InProcessTransport(WebSocketTransport):
                 connected = True
                 return {"type": "websocket.connect"}
             try:
-                return await up_rx.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return await up.get()
+            except anyio.EndOfStream:
                 return {"type": "websocket.disconnect", "code": 1006}
 
         async def send(message: Message) -> None:
@@ -163,10 +277,10 @@ class InProcessTransport(WebSocketTransport):
                 refused.append(message)
                 accepted.set()
                 return
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await down_tx.send(message)
+            with contextlib.suppress(anyio.ClosedResourceError):
+                await down.put(message)
             if kind == "websocket.close":
-                down_tx.close()
+                down.close()
 
         server_scope = anyio.CancelScope()
 
@@ -175,8 +289,8 @@ class InProcessTransport(WebSocketTransport):
                 try:
                     await self.gateway.app(scope, receive, send)  # type: ignore[arg-type]
                 finally:
-                    down_tx.close()
-                    up_rx.close()
+                    down.close()
+                    up.close()
                     accepted.set()
 
         async with anyio.create_task_group() as tg:
@@ -187,7 +301,7 @@ class InProcessTransport(WebSocketTransport):
                 tg.cancel_scope.cancel()
                 code = refused[0].get("code", 1000)
                 raise TransportOpenError(f"the gateway refused the WebSocket (close {code})", 403)
-            ws = _InProcessSocket(up_tx, down_rx, server_scope, self.close_timeout)
+            ws = _InProcessSocket(up, down, server_scope, self.close_timeout)
             try:
                 yield ws
             finally:

@@ -28,13 +28,23 @@ from wsproto.frame_protocol import FrameProtocol
 
 from ._accounts import Session
 
-__all__ = ["RAW_SEND", "Outbox", "RawSendMiddleware", "SharedFrame", "hypercorn_stream"]
+__all__ = [
+    "RAW_SEND",
+    "TEXT_SINK",
+    "Outbox",
+    "RawSendMiddleware",
+    "SharedFrame",
+    "TextSink",
+    "hypercorn_stream",
+]
 
 CLOSE_NORMAL = 1000
 CLOSE_TRY_AGAIN_LATER = 1013
 
 #: The scope key under which `RawSendMiddleware` keeps the server's own ``send``.
 RAW_SEND = "market_client.raw_send"
+#: The scope key under which an in-process transport offers its `TextSink`.
+TEXT_SINK = "market_client.text_sink"
 BATCH_FRAMES = 512  # at most this many messages go to the server in one write
 
 # Server frames are unmasked and, without extensions, the same bytes for every
@@ -89,12 +99,36 @@ class RawSendMiddleware:
         await self.app(scope, receive, send)
 
 
+class TextSink:
+    """Where a writer may hand a batch of text messages at once, instead of one ASGI send each.
+
+    An in-process transport (a backtest's) puts one in the scope under
+    `TEXT_SINK`: the messages go straight to its queue, in order with what
+    the ASGI ``send`` delivers.
+    """
+
+    async def send_texts(self, texts: list[str]) -> None:
+        """Deliver ``texts`` in order, waiting for room if the receiver is bounded."""
+        raise NotImplementedError
+
+    def offer_text(self, text: str) -> bool:
+        """Deliver one message now if there is room; False (nothing done) if not.
+
+        The outbox calls it only while its writer is idle with nothing queued,
+        so the message cannot overtake one still on its way.
+        """
+        return False
+
+
 def hypercorn_stream(scope: MutableMapping[str, Any]) -> Any | None:
-    """Hypercorn's stream behind a WebSocket scope, when ready frames may be written to it.
+    """Where the writer may send batches: Hypercorn's stream, or an in-process `TextSink`.
 
     Returns None for any other server, or when the client offered an
     extension (frames would differ per connection).
     """
+    sink = scope.get(TEXT_SINK)
+    if isinstance(sink, TextSink):
+        return sink
     stream = getattr(scope.get(RAW_SEND), "__self__", None)
     kind = type(stream)
     if kind.__name__ != "WSStream" or not kind.__module__.startswith("hypercorn."):
@@ -119,6 +153,7 @@ class Outbox:
         "_closed",
         "_queue",
         "_room",
+        "_sink",
         "_wake",
         "close_code",
         "close_reason",
@@ -139,6 +174,9 @@ class Outbox:
         self._wake: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self._closed = False
+        # An in-process receiver, set only while the writer waits with nothing queued:
+        # a message can then go straight to it instead of waking the writer.
+        self._sink: TextSink | None = None
 
     def push(self, item: str | SharedFrame) -> bool:
         """Queue one message; False when it was not (closed, or the queue was full).
@@ -148,6 +186,9 @@ class Outbox:
         if self._closed:
             return False
         queue = self._queue
+        sink = self._sink
+        if sink is not None and sink.offer_text(item if isinstance(item, str) else item.text):
+            return True
         if len(queue) >= self.max_queue:
             self.kill(CLOSE_TRY_AGAIN_LATER, "consumer too slow: outgoing queue full")
             return False
@@ -212,11 +253,28 @@ class Outbox:
 
         Args:
             send_text: The ASGI way to send one text message.
-            stream: Hypercorn's stream (see `hypercorn_stream`), or None.
+            stream: Hypercorn's stream or a `TextSink` (see `hypercorn_stream`), or None.
         """
         queue = self._queue
+        sink = stream if isinstance(stream, TextSink) else None
         while True:
-            await self._ready()
+            if sink is not None and not queue:
+                self._sink = sink
+                try:
+                    await self._ready()
+                finally:
+                    self._sink = None
+            else:
+                await self._ready()
+            if sink is not None:
+                if len(queue) <= BATCH_FRAMES:
+                    texts = [frame.text for frame in queue]
+                    queue.clear()
+                else:
+                    texts = [queue.popleft().text for _ in range(BATCH_FRAMES)]
+                self._made_room()
+                await sink.send_texts(texts)
+                continue
             if stream is None:
                 item = queue.popleft()
                 self._made_room()

@@ -505,11 +505,23 @@ class ReplayExchange(Exchange):
         ch = msg.get("ch")
         try:
             if ch == "book.delta":
-                changes = [(s, self._price(state, p), int(q)) for s, p, q in msg["changes"]]
+                cache = self._ticks[state.spec.sym]
+                price = self._price
+                changes = [
+                    (s, price(state, p) if (t := cache.get(p)) is None else t, int(q))
+                    for s, p, q in msg["changes"]
+                ]
+                seq = int(msg["seq"])  # every change is checked before the book moves
+                orders = self.orders
+                sym = state.spec.sym
+                # The queue model has work only where the user rests, took, or a trade printed.
+                watched = orders.resting[sym] or orders.taken[sym] or orders.traded[sym]
+                book = state.book
                 for side, ticks, qty in changes:
-                    old = set_level(state.book, side, ticks, qty)
-                    self.orders.on_level(state, side, ticks, old, qty)
-                state.seq = int(msg["seq"])
+                    old = set_level(book, side, ticks, qty)
+                    if watched:
+                        orders.on_level(state, side, ticks, old, qty)
+                state.seq = seq
             elif ch == "trade":
                 ticks = self._price(state, msg["price"])
                 qty = int(msg["qty"])

@@ -12,6 +12,7 @@ connects, so that a client sees it from its first frame.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import orjson
+import sniffio
 from starlette.applications import Starlette
 from starlette.websockets import WebSocket
 
@@ -32,6 +34,19 @@ from ._outbox import SharedFrame
 from ._replay import ReplayExchange, ReplayFrame, ReplaySource
 
 __all__ = ["ReplayClock", "ReplayGateway", "ReplayProgress"]
+
+
+def _loop_clock() -> tuple[Callable[[], float], Callable[[float], Awaitable[None]]]:
+    """The running loop's own ``current_time`` and ``sleep``.
+
+    The same clock and the same cancellation as anyio's functions, without
+    their dispatch to the backend on every call (twice per step of a replay).
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.current_time, trio.sleep
+    return asyncio.get_running_loop().time, asyncio.sleep
 
 
 class ReplayClock:
@@ -183,10 +198,17 @@ class ReplayGateway(Gateway):
 
     async def send_md(self, sym: str, text: str) -> None:
         """Send one recorded frame to the symbol's subscribers, waiting for room in each queue."""
+        conns = self._md[sym]
+        if not conns:
+            return
         frame = SharedFrame(text)
-        for conn in tuple(self._md[sym]):
-            if await conn.put(frame):
-                self.stats.md_sent += 1
+        sent = 0
+        for conn in tuple(conns):
+            # offer() queues at once when there is room; put() waits for room
+            # (and is False for a closed socket), never cutting anyone off.
+            if conn.offer(frame) or await conn.put(frame):
+                sent += 1
+        self.stats.md_sent += sent
 
     # -- the replay -----------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -231,6 +253,41 @@ class ReplayGateway(Gateway):
         """Apply and send every frame of the source at its recorded pace; then set ``done``."""
         if self._wait:
             await self.subscribed.wait()
+        if math.isinf(self.speed) and self._settle is None and self._on_frame is None:
+            await self._run_unpaced()
+        else:
+            await self._run_paced()
+        self.done.set()
+
+    async def _run_unpaced(self) -> None:
+        """``--speed max`` over sockets: apply and send, with no clock and no steps."""
+        exchange = self.replay_exchange
+        apply = exchange.apply
+        send_md = self.send_md
+        clock = self.clock
+        progress = self.progress
+        progress.started = time.perf_counter()
+        frames = 0
+        recv_ns = 0
+        try:
+            for frame in self.source:
+                recv_ns = frame.recv_ns
+                if progress.first_ns is None:
+                    progress.first_ns = recv_ns
+                clock.anchor_ns = recv_ns  # at max speed the clock is the last frame's time
+                if apply(frame.msg):
+                    await send_md(frame.sym, frame.text)
+                frames += 1
+                if not frames & 255:
+                    progress.frames = frames
+                    progress.last_ns = recv_ns
+                    await anyio.lowlevel.checkpoint()  # let the writers run between full queues
+        finally:
+            progress.frames = frames
+            if frames:
+                progress.last_ns = recv_ns
+
+    async def _run_paced(self) -> None:
         exchange = self.replay_exchange
         clock = self.clock
         progress = self.progress
@@ -238,8 +295,11 @@ class ReplayGateway(Gateway):
         settle = self._settle
         on_frame = self._on_frame
         pace = not math.isinf(self.speed)
+        speed = self.speed
         step = self.resolution_ns
-        start_t = anyio.current_time()
+        apply = exchange.apply
+        current_time, sleep = _loop_clock()
+        start_t = current_time()
         first_ns: int | None = None
         batch_end: int | None = None
         for frame in self.source:
@@ -253,15 +313,15 @@ class ReplayGateway(Gateway):
                 due = recv_ns if not step else -(-recv_ns // step) * step
                 batch_end = due
                 if pace:
-                    delay = start_t + (due - first_ns) / 1e9 / self.speed - anyio.current_time()
+                    delay = start_t + (due - first_ns) / 1e9 / speed - current_time()
                     if delay > 0:
-                        await anyio.sleep(delay)
+                        await sleep(delay)
                 if settle is not None:
                     await settle()  # everything due before this step has run
-                clock.anchor(due, anyio.current_time())
+                clock.anchor(due, current_time())
             self._driving = True
             try:
-                send = exchange.apply(frame.msg)
+                send = apply(frame.msg)
             finally:
                 self._driving = False
             if send:
@@ -273,4 +333,3 @@ class ReplayGateway(Gateway):
             if on_frame is not None:
                 on_frame(frame)
         await self._end_step()
-        self.done.set()
