@@ -209,7 +209,7 @@ async def _watch(client: MarketClient, args: argparse.Namespace, out: Output) ->
                     show_top(evt.data.get("ts_ns"), evt.data.get("seq"))
                 else:
                     show(evt)
-                    if evt.kind == "md.trade":
+                    if evt.kind == "md.trade" and shown < limit:  # --count is exact
                         show_top(evt.data.get("ts_ns"), evt.data.get("seq"))
                 if shown >= limit:
                     break
