@@ -132,6 +132,15 @@ class Orders:
                 (kept as ``rejected``, ``order.rejected`` sent).
         """
         state, order = self._parse(user, payload)
+        self._take_in(user, state, order)
+        return state, order
+
+    def _take_in(self, user: User, state: SymbolState, order: Order) -> None:
+        """Refuse a parsed order (kept as ``rejected``) or accept it, with its event.
+
+        Raises:
+            OpError: The order is refused.
+        """
         refusal = self._refusal(user, state, order)
         if refusal is not None:
             order.status = "rejected"
@@ -142,7 +151,6 @@ class Orders:
             raise refusal
         self._remember(user, order)
         self.accounts.event(user, "order.accepted", {"order": self.order_json(order)})
-        return state, order
 
     def place(self, user: User, payload: Json) -> tuple[Order, list[Json]]:
         """Check and run one order; returns it and the user's (taker) fills.

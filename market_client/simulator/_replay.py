@@ -282,17 +282,8 @@ class ReplayOrders(Orders):
             OpError: As `Orders.place`.
         """
         state, order = self._parse(user, payload)
-        self.placed += 1
-        refusal = self._refusal(user, state, order)
-        if refusal is not None:
-            order.status = "rejected"
-            self._remember(user, order)
-            self.accounts.event(
-                user, "order.rejected", {"order": self.order_json(order), "reason": refusal.code}
-            )
-            raise refusal
-        self._remember(user, order)
-        self.accounts.event(user, "order.accepted", {"order": self.order_json(order)})
+        self.placed += 1  # refused orders count too: they have an id and an event
+        self._take_in(user, state, order)
         walk = self._walk(state, order)
         fills: list[Json] = []
         if order.tif != "FOK" or sum(q for _, q in walk) >= order.qty:
