@@ -1,4 +1,4 @@
-"""The recorder's table process and the client's book hand-offs (`Recorder.snapshot`)."""
+"""The recorder's writer process and the client's book hand-offs (`Recorder.snapshot`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import anyio
 import orjson
 import pytest
 
-from market_client.recording import RawFrame, RawSnapshot, Recorder, Recording, iter_raw
+from market_client.recording import RawFrame, RawGap, RawSnapshot, Recorder, Recording, iter_raw
+from market_client.recording._child import WriterProcess
 from market_client.testing import wait_until
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -94,7 +95,7 @@ async def test_the_handover_starts_the_book_tables_at_once(tmp_path: Path) -> No
 
 @pytest.mark.anyio
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and sessions are POSIX")
-async def test_a_dead_table_process_is_reported_and_the_raw_layer_goes_on(
+async def test_a_dead_writer_process_is_reported_and_the_raw_layer_goes_on(
     tmp_path: Path,
 ) -> None:
     async with Recorder(tmp_path, flush_interval=0.02) as recorder:
@@ -122,13 +123,13 @@ async def test_a_dead_table_process_is_reported_and_the_raw_layer_goes_on(
 
 
 @pytest.mark.anyio
-async def test_the_table_process_is_joined_on_exit(tmp_path: Path) -> None:
+async def test_the_writer_process_is_joined_on_exit(tmp_path: Path) -> None:
     async with Recorder(tmp_path, flush_interval=0.02) as recorder:
         recorder.describe(**DESCRIBE)
         recorder.feed("md", md(1), T0 + 1)
         await wait_until(lambda: recorder.stats()["table_process"] is not None)
-        assert recorder._tables is not None
-        proc = recorder._tables.proc
+        assert recorder._proc is not None
+        proc = recorder._proc.proc
     assert proc.returncode == 0  # waited for, exited cleanly: no orphan, no zombie
     stats = recorder.stats()
     assert stats["rows"]["book_deltas"] == 1 and stats["parquet_files"] == 1
@@ -137,8 +138,51 @@ async def test_the_table_process_is_joined_on_exit(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_raw_only_recorder_starts_no_process(tmp_path: Path) -> None:
+async def test_a_raw_only_recorder_writes_no_tables(tmp_path: Path) -> None:
     async with Recorder(tmp_path, tables=False, flush_interval=0.02) as recorder:
         recorder.describe(**DESCRIBE)
         recorder.feed("md", md(1), T0 + 1)
-    assert recorder.stats()["table_process"] is None
+    stats = recorder.stats()
+    assert stats["rows"] == {} and stats["parquet_files"] == 0 and stats["raw_records"] == 1
+    assert not await anyio.to_thread.run_sync(lambda: list(tmp_path.glob("**/*.parquet")))
+    assert list(iter_raw(tmp_path)) == [RawFrame(T0 + 1, "md", md(1))]
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP and SIGKILL are POSIX")
+async def test_a_batch_the_dead_writer_process_had_in_hand_is_marked_as_a_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[bytes] = []
+    send, answer = WriterProcess._send, WriterProcess._answer
+
+    def send_and_stop(self: WriterProcess, kind: bytes, payload: bytes) -> None:
+        if kind == b"B" and sent.count(b"B") == 1:
+            os.kill(self.pid, signal.SIGSTOP)  # the second batch is never read
+        sent.append(kind)
+        send(self, kind, payload)
+
+    def kill_and_answer(self: WriterProcess) -> None:
+        if self.unanswered and sent.count(b"B") == 2:
+            os.kill(self.pid, signal.SIGKILL)  # dies with the second batch in its pipe
+        answer(self)
+
+    monkeypatch.setattr(WriterProcess, "_send", send_and_stop)
+    monkeypatch.setattr(WriterProcess, "_answer", kill_and_answer)
+    async with Recorder(tmp_path, batch_frames=1, flush_interval=60) as recorder:
+        recorder.describe(**DESCRIBE)
+        for seq in (1, 2, 3):  # a batch each
+            recorder.feed("md", md(seq), T0 + seq)
+            await wait_until(lambda seq=seq: recorder.stats()["batches"] == seq)  # type: ignore[misc]
+        assert recorder.stats()["tables_error"] is not None
+        recorder.feed("md", md(4), T0 + 4)
+    stats = recorder.stats()
+    assert stats["error"] is None and stats["dropped"] == 1
+    assert list(iter_raw(tmp_path, gaps=True)) == [
+        RawFrame(T0 + 1, "md", md(1)),  # written by the writer process before it died
+        RawGap(T0 + 2, 1, T0 + 2, T0 + 2),  # sent, never answered: maybe lost
+        RawFrame(T0 + 3, "md", md(3)),  # written by the session's process from then on
+        RawFrame(T0 + 4, "md", md(4)),
+    ]
+    # The dead process's raw file was finished.
+    assert not await anyio.to_thread.run_sync(lambda: list(tmp_path.glob("raw/.*")))

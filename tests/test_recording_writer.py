@@ -10,8 +10,12 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from market_client.recording import RawFrame, RawGap, Recorder, Recording, iter_raw
+from market_client.recording import RawFrame, RawGap, RawSnapshot, Recorder, Recording, iter_raw
+from market_client.recording._batch import FrameBuffer, unpack_batch
+from market_client.recording._child import WriterProcess
 from market_client.recording._raw import decode_line, encode_frame
 from market_client.recording._tables import TableBuilder, tick_scale
 from market_client.recording._writer import BatchWriter, clean_url, finish_leftovers
@@ -167,19 +171,21 @@ def test_gateway_url_loses_its_credentials() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_slow_disk_drops_new_frames_and_marks_the_gap(tmp_path: Path) -> None:
+async def test_a_slow_disk_drops_new_frames_and_marks_the_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     entered = threading.Event()
     release = threading.Event()
     recorder = Recorder(tmp_path, tables=False, max_buffer=100, batch_frames=50)
-    assert recorder._raw is not None
-    original = recorder._raw.write_block
+    original = WriterProcess.send
 
-    def slow_write(block: bytes, records: int, first_ns: int) -> None:
-        entered.set()
-        release.wait(20)  # the disk stalls
-        original(block, records, first_ns)
+    def slow_send(self: WriterProcess, kind: bytes, payload: bytes = b"") -> None:
+        if kind == b"B":
+            entered.set()
+            release.wait(20)  # the writer process (its disk) stalls
+        original(self, kind, payload)
 
-    recorder._raw.write_block = slow_write  # type: ignore[method-assign]
+    monkeypatch.setattr(WriterProcess, "send", slow_send)
     async with recorder:
         recorder.describe(**DESCRIBE)
         for seq in range(1, 51):
@@ -218,3 +224,67 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         Recorder(tmp_path, candles=[0])
     with pytest.raises(ValueError, match="nothing to record"):
         Recorder(tmp_path, raw=False, tables=False)
+
+
+_frames = st.tuples(
+    st.sampled_from(["md", "cmd"]),
+    st.one_of(st.text(), st.binary(), st.text().map(str.encode), st.just("lone \ud800 \udfff")),
+    st.integers(0, 2**63 - 1),
+)
+_gaps = st.tuples(st.integers(1, 10**6), st.integers(0, 2**62), st.integers(0, 2**62)).map(
+    lambda g: ("gap", g, g[2])
+)
+_books = st.builds(
+    lambda seq, ns: (
+        "snapshot",
+        {"sym": "ABC", "seq": seq, "bids": [["1.00", 2]], "asks": [], "source": "resync"},
+        ns,
+    ),
+    st.integers(0, 2**62),
+    st.integers(0, 2**62),
+)
+
+
+@given(st.lists(st.one_of(_frames, _frames, _frames, _gaps, _books), max_size=40))
+def test_a_packed_buffer_unpacks_to_the_same_records_in_order(
+    batch: list[tuple[str, Any, int]],
+) -> None:
+    buffer = FrameBuffer()
+    for channel, raw, recv_ns in batch:
+        if channel == "gap":
+            buffer.add_gap(*raw)
+        elif channel == "snapshot":
+            buffer.add_snapshot(raw, recv_ns)
+        else:
+            buffer.add_frame(channel, raw, recv_ns)
+    records = unpack_batch(buffer.pack())
+    assert records == buffer.records() and len(records) == len(batch)
+    assert buffer.frames == sum(1 for item in batch if item[0] != "gap")
+    for (channel, raw, recv_ns), record in zip(batch, records, strict=True):
+        if channel == "gap":
+            assert record == RawGap(recv_ns, *raw)
+        elif channel == "snapshot":
+            assert record == RawSnapshot(recv_ns, "ABC", raw["seq"], raw["bids"], [], "resync")
+        else:
+            assert record == RawFrame(recv_ns, channel, raw)
+            assert type(record.raw) is type(raw)  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_feed_fills_the_buffer_as_add_frame_does(tmp_path: Path) -> None:
+    # The recorder's feed inlines FrameBuffer.add_frame: both give the same buffer.
+    frames = [("md", md(1), T0), ("md", md(2).encode(), T0 + 1), ("cmd", "{}", T0 + 2)]
+    frames += [("cmd", b"\xff", T0 + 3), ("md", bytearray(b"[]"), T0 + 4), ("md", "\ud800", T0 + 5)]
+    async with Recorder(tmp_path, flush_interval=60) as recorder:
+        expected = FrameBuffer()
+        for channel, raw, recv_ns in frames:
+            recorder.feed(channel, raw, recv_ns)
+            expected.add_frame(channel, raw, recv_ns)
+        assert recorder._buf.pack() == expected.pack()
+        recorder.feed("xyz", "{}", T0)  # no such channel
+        recorder.feed("md", "{}", 2**64)  # not an int64
+        assert recorder.stats()["feed_errors"] == 2 and recorder._buf.pack() == expected.pack()
+    with pytest.raises(ValueError, match="channel"):
+        FrameBuffer().add_frame("xyz", "{}", T0)
+    with pytest.raises(ValueError, match="packed batch"):
+        unpack_batch(expected.pack()[:-1])

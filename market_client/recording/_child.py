@@ -1,17 +1,19 @@
-"""The tables' own process: it turns raw-layer lines into Parquet, off the session's GIL.
+"""The recorder's writer process: both layers' files, off the session's process.
 
-Decoding every frame and building rows is Python work: done in a thread of
-the session's process it holds the GIL the session's reader needs. So the
-recorder starts this module as a child process (``python -m
-market_client.recording._table_worker``, a fresh interpreter: the user's main
-script is not imported again, as ``multiprocessing``'s spawn would) and
-sends it the raw-layer lines it has already encoded for the raw layer.
+Everything a recording does per frame is Python work (the raw layer's JSON
+lines, the table rows, the books the tables keep): done in a thread of the
+session's process it would hold the GIL the session's reader needs, and on
+a busy machine take the reader's CPU. So the recorder starts this module as
+a child process (``python -m market_client.recording._table_worker``, a fresh
+interpreter: the user's main script is not imported again, as
+``multiprocessing``'s spawn would), at a lower CPU priority than the session,
+and sends it each batch of frames packed but not encoded (`pack_batch`).
 
 The pipe protocol (stdin, parent to child): messages of one kind byte, an
 8-byte big-endian length and the payload:
 
-* ``M``: JSON ``{"directory", "meta", "options"}``: open the tables (first);
-* ``L``: a block of raw-layer lines (``\\n``-terminated): write them;
+* ``M``: JSON ``{"directory", "meta", "options"}``: open the layers (first);
+* ``B``: a packed batch (`pack_batch`): write it to the raw layer, then the tables;
 * ``T``: nothing came: rotate the files that are due.
 
 After each message the child writes one JSON line to stdout: its stats, or
@@ -35,13 +37,13 @@ from typing import Any
 
 import orjson
 
-__all__ = ["TableProcess"]
+__all__ = ["WriterProcess"]
 
 CLOSE_TIMEOUT = 60.0
 ANSWER_TIMEOUT = 30.0  # a child that takes longer to take or answer one batch is stuck
 
 
-class TableProcess:
+class WriterProcess:
     """The parent's handle on the child: send blocks, read acknowledgements (one thread).
 
     One message is in flight at a time: `send` first reads the answer to the
@@ -51,7 +53,7 @@ class TableProcess:
     Args:
         directory: The recording's directory.
         meta: The recording's metadata (`recording_meta`).
-        options: `TableWriter` options (candles, rotation, row groups).
+        options: `BatchWriter` options (layers, candles, rotation, row groups, zstd level).
     """
 
     def __init__(self, directory: str, meta: dict[str, Any], options: dict[str, Any]) -> None:
@@ -84,6 +86,11 @@ class TableProcess:
         return self.proc.pid
 
     @property
+    def unanswered(self) -> bool:
+        """Whether the last message sent was never answered (a dead child may have lost it)."""
+        return self._waiting
+
+    @property
     def alive(self) -> bool:
         """Whether the child still serves (it has not failed or exited)."""
         return self.error is None
@@ -100,19 +107,19 @@ class TableProcess:
         if not self._waiting:
             return
         line = self.proc.stdout.readline()
-        self._waiting = False
         if not line:
             raise EOFError("no answer")
         answer = orjson.loads(line)
         if "error" in answer:
             raise RuntimeError(answer["error"])
+        self._waiting = False
         self.stats = answer
 
     def send(self, kind: bytes, payload: bytes = b"") -> None:
         """Send one message once the previous one is answered; a dead child is noted.
 
         Args:
-            kind: ``b"M"`` (the description), ``b"L"`` (a block of lines) or
+            kind: ``b"M"`` (the description), ``b"B"`` (a packed batch) or
                 ``b"T"`` (rotate what is due).
             payload: The block.
         """
@@ -148,7 +155,7 @@ class TableProcess:
                 code = self.proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 code = None
-        self.error = f"the table process (pid {self.proc.pid}) stopped: {exc}" + (
+        self.error = f"the writer process (pid {self.proc.pid}) stopped: {exc}" + (
             f" (exit status {code})" if code is not None else ""
         )
         self._reap()
@@ -173,7 +180,7 @@ class TableProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
-            self.error = self.error or f"the table process did not finish in {timeout} s: killed"
+            self.error = self.error or f"the writer process did not finish in {timeout} s: killed"
             return
         except OSError as exc:  # the pipe broke: it had died
             self._died(exc)
@@ -182,13 +189,13 @@ class TableProcess:
         if self.error is None:
             if not lines:
                 self.error = (
-                    f"the table process (pid {self.proc.pid}) stopped "
+                    f"the writer process (pid {self.proc.pid}) stopped "
                     f"(exit status {self.proc.returncode})"
                 )
             else:
                 final = orjson.loads(lines[-1])
                 if "error" in final:
-                    self.error = f"the table process failed while closing: {final['error']}"
+                    self.error = f"the writer process failed while closing: {final['error']}"
                 else:
                     self.stats = final
 

@@ -100,51 +100,97 @@ class RawSnapshot(NamedTuple):
     source: str
 
 
-_LINE = {
-    "md": b'{"recv_ns":%d,"ch":"md","raw":%s}',
-    "cmd": b'{"recv_ns":%d,"ch":"cmd","raw":%s}',
-}
+def frame_record(channel: str, raw: str | bytes, recv_ns: int) -> dict[str, Any]:
+    """The record of one frame as it waits to be written (`encode_records` encodes it).
+
+    The keys are the line's, in its order; a bytes frame keeps its bytes
+    until it is encoded (``"bin": true``).
+    """
+    if type(raw) is str:
+        return {"recv_ns": recv_ns, "ch": channel, "raw": raw}
+    return {"recv_ns": recv_ns, "ch": channel, "raw": raw, "bin": True}
+
+
+def gap_record(dropped: int, first_ns: int, last_ns: int) -> dict[str, Any]:
+    """The record that marks ``dropped`` frames received from ``first_ns`` to ``last_ns``."""
+    return {
+        "recv_ns": last_ns,
+        "gap": {"dropped": dropped, "first_ns": first_ns, "last_ns": last_ns},
+    }
+
+
+def snapshot_record(snapshot: dict[str, Any], recv_ns: int) -> dict[str, Any]:
+    """The record of a book loaded outside the MD stream."""
+    return {"recv_ns": recv_ns, "snapshot": snapshot}
+
+
+def _utf8(obj: Any) -> str:
+    # orjson's fallback for the bytes of a "bin" frame: the text they hold.
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8")  # not UTF-8: the record is encoded as base64
+    raise TypeError(f"{type(obj).__name__} is not a raw-layer value")
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One JSON line (without the newline) for one record (frame, gap or snapshot)."""
+    try:
+        return orjson.dumps(record, default=_utf8)
+    except orjson.JSONEncodeError:
+        if "ch" not in record:
+            raise
+    # A frame JSON text cannot hold: lone surrogates in a str, or bytes that
+    # are not UTF-8. Its exact code points or bytes go in base64.
+    raw = record["raw"]
+    line: dict[str, Any] = {"recv_ns": record["recv_ns"], "ch": record["ch"]}
+    if isinstance(raw, str):
+        line["b64"] = base64.b64encode(raw.encode("utf-8", "surrogatepass")).decode()
+    else:
+        line["b64"] = base64.b64encode(bytes(raw)).decode()
+        line["bin"] = True
+    return orjson.dumps(line)
+
+
+# Between two records of one orjson.dumps'd list: '},{"recv_ns":'. It cannot
+# occur inside a JSON string (every '"' in one is escaped as '\"'), nor inside
+# a record (only the outermost object has a "recv_ns" key).
+_BETWEEN = b'},{"recv_ns":'
+_NEWLINE_BETWEEN = b'}\n{"recv_ns":'
+
+
+def encode_records(records: list[dict[str, Any]]) -> bytes:
+    """The raw-layer lines of ``records``, each ending in a newline, as one block.
+
+    One ``orjson.dumps`` of the whole list, split into lines by the bytes
+    that can only stand between two records: about a tenth of the cost of
+    encoding the records one by one, and no Python code per frame (this
+    runs in the session's process, beside its event loop, for every frame).
+    A list with a frame JSON cannot hold as text is encoded record by record.
+    """
+    if not records:
+        return b""
+    try:
+        block = orjson.dumps(records, default=_utf8)[1:-1].replace(_BETWEEN, _NEWLINE_BETWEEN)
+    except orjson.JSONEncodeError:
+        pass
+    else:
+        if block.count(b"\n") == len(records) - 1:
+            return block + b"\n"
+    return b"\n".join([encode_record(record) for record in records]) + b"\n"
 
 
 def encode_frame(channel: str, raw: str | bytes, recv_ns: int) -> bytes:
     """One JSON line (without the newline) for one frame."""
-    if type(raw) is str and type(recv_ns) is int:
-        # The common case, about 4x cheaper than dumping a dict: this runs in
-        # the session's process, for every frame.
-        line = _LINE.get(channel)
-        if line is not None:
-            try:
-                return line % (recv_ns, orjson.dumps(raw))
-            except orjson.JSONEncodeError:
-                pass  # lone surrogates: below
-    if isinstance(raw, str):
-        try:
-            return orjson.dumps({"recv_ns": recv_ns, "ch": channel, "raw": raw})
-        except orjson.JSONEncodeError:  # lone surrogates: keep the code points exactly
-            data = raw.encode("utf-8", "surrogatepass")
-            return orjson.dumps(
-                {"recv_ns": recv_ns, "ch": channel, "b64": base64.b64encode(data).decode()}
-            )
-    data = bytes(raw)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return orjson.dumps(
-            {"recv_ns": recv_ns, "ch": channel, "b64": base64.b64encode(data).decode(), "bin": True}
-        )
-    return orjson.dumps({"recv_ns": recv_ns, "ch": channel, "raw": text, "bin": True})
+    return encode_record(frame_record(channel, raw, recv_ns))
 
 
 def encode_gap(dropped: int, first_ns: int, last_ns: int) -> bytes:
     """The line that marks dropped frames."""
-    return orjson.dumps(
-        {"recv_ns": last_ns, "gap": {"dropped": dropped, "first_ns": first_ns, "last_ns": last_ns}}
-    )
+    return encode_record(gap_record(dropped, first_ns, last_ns))
 
 
 def encode_snapshot(snapshot: dict[str, Any], recv_ns: int) -> bytes:
     """The line of a book loaded outside the MD stream."""
-    return orjson.dumps({"recv_ns": recv_ns, "snapshot": snapshot})
+    return encode_record(snapshot_record(snapshot, recv_ns))
 
 
 def decode_line(line: bytes) -> RawFrame | RawGap | RawSnapshot | None:
@@ -240,11 +286,6 @@ class RawWriter:
             self._file.write(data)
             self.file_bytes += len(data)
             self.bytes += len(data)
-
-    def write(self, lines: list[bytes], first_ns: int) -> None:
-        """Append encoded lines as one block, flushed to the OS, rotating first if due."""
-        if lines:
-            self.write_block(b"\n".join(lines) + b"\n", len(lines), first_ns)
 
     def write_block(self, block: bytes, records: int, first_ns: int) -> None:
         """Append ``records`` lines (``block``, each ending in a newline) as one flushed block.

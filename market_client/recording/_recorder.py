@@ -1,4 +1,4 @@
-"""`Recorder`: a bounded buffer on the event loop; raw layer in a thread, tables in a child."""
+"""`Recorder`: a bounded buffer on the event loop, handed a batch at a time to a writer process."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._wire import price_text
-from ._child import TableProcess
-from ._raw import RawWriter
-from ._writer import GAP, SNAPSHOT, encode_batch, recording_meta
+from ._batch import BYTES_CODES, TEXT_CODES, FrameBuffer
+from ._child import WriterProcess
+from ._raw import RawGap
+from ._writer import BatchWriter, finish_leftovers, recording_meta
 
 __all__ = ["Recorder"]
 
@@ -30,21 +31,26 @@ class Recorder:
     private CMD event as received, and `snapshot` for every book it loads
     outside the MD stream. ``feed`` never blocks and never raises: it
     appends the frame to a bounded buffer. A worker task hands the buffer, a
-    batch at a time, to a thread (``anyio.to_thread``) that encodes it as
-    raw-layer lines, compresses and appends them to the raw layer (zstandard
-    releases the GIL) and sends the same lines to a child process that
-    builds the Parquet tables (decoding and row building hold a GIL: not the
-    session's). A child that dies is reported in ``stats()["tables_error"]``;
-    the raw layer and the session go on.
+    batch at a time, to a thread (``anyio.to_thread``) that writes it to
+    the recorder's writer process (the buffer is flat: a few copies, no
+    Python step per frame), which encodes the raw layer's lines,
+    compresses and appends them, and builds the Parquet tables. Everything
+    done per frame is done there, at a lower CPU priority than the session:
+    the session's process spends on a frame only what it takes to put it in
+    the buffer. A writer process that dies is reported in
+    ``stats()["tables_error"]``; the session goes on, and so does the raw
+    layer, written from then on by the worker thread itself (a gap record
+    marks the batch the process may have lost).
 
     Overflow policy: when the buffer holds ``max_buffer`` frames or
-    ``max_buffer_bytes`` bytes (the disk cannot keep up), new frames are
-    dropped and counted (``stats()["dropped"]``), and the raw layer gets a gap
-    record (how many, from when to when) at the place they would have been;
-    the ``top_of_book`` of every symbol pauses until its next snapshot. The
-    session itself is never slowed down. A failing disk (an ``OSError`` while
-    writing) stops the recording: it is logged, kept in ``stats()["error"]``,
-    and every later frame is counted as dropped; the session goes on.
+    ``max_buffer_bytes`` bytes (the disk, or the writer process, cannot keep
+    up), new frames are dropped and counted (``stats()["dropped"]``), and the
+    raw layer gets a gap record (how many, from when to when) at the place
+    they would have been; the ``top_of_book`` of every symbol pauses until
+    its next snapshot. The session itself is never slowed down. A failing
+    disk (an ``OSError`` while writing) stops the recording: it is logged,
+    kept in ``stats()["error"]``, and every later frame is counted as
+    dropped; the session goes on.
 
     Leaving the ``async with`` block (also by cancellation or Ctrl-C) writes
     what is buffered and closes every file, shielded from cancellation.
@@ -126,34 +132,33 @@ class Recorder:
             "row_group_rows": row_group_rows,
             "zstd_level": zstd_level,
         }
-        self._raw = (
-            RawWriter(
-                self.directory,
-                rotate_bytes=rotate_bytes,
-                rotate_seconds=rotate_seconds,
-                level=zstd_level,
-            )
-            if raw
-            else None
-        )
-        self._want_tables = tables
-        self._table_options: dict[str, Any] = {
+        self._writer_options: dict[str, Any] = {
+            "raw": raw,
+            "tables": tables,
             "candles": intervals,
             "rotate_bytes": rotate_bytes,
             "rotate_seconds": rotate_seconds,
             "row_group_rows": row_group_rows,
+            "zstd_level": zstd_level,
         }
-        self._tables: TableProcess | None = None
-        self._tables_reported = False
-        self._tables_start_error: str | None = None
+        self._proc: WriterProcess | None = None
+        # The raw layer written in this process: only once the writer process
+        # could not start or died.
+        self._fallback: BatchWriter | None = None
+        self._proc_reported = False
+        self._proc_start_error: str | None = None
+        self._sent: tuple[int, int, int] | None = None  # (frames, first_ns, last_ns) last sent
         self._meta: dict[str, Any] | None = None
         self._batch_frames = batch_frames
         self._flush_interval = float(flush_interval)
         self._max_buffer = max_buffer
+        # `feed`'s fast path takes a frame while the buffer holds fewer: the
+        # bound, or 0 while dropped frames wait for their gap record.
+        self._room = max_buffer
+        self._wake_at = batch_frames - 1  # frames held when the next one wakes the writer
         self._max_bytes = max_buffer_bytes
-        self._buf: list[tuple[str, Any, int]] = []
-        self._buf_bytes = 0
-        self._inflight: list[tuple[str, Any, int]] | None = None
+        self._buf = FrameBuffer()
+        self._inflight: FrameBuffer | None = None
         self._describe: dict[str, Any] | None = None
         self._state: Literal["unopened", "open", "closed"] = "unopened"
         self._tg: TaskGroup | None = None
@@ -162,9 +167,10 @@ class Recorder:
         self._gap_count = 0
         self._gap_first = 0
         self._gap_last = 0
-        self._counts = {"fed": 0, "dropped": 0, "gaps": 0, "batches": 0, "feed_errors": 0}
+        self._counts = {"dropped": 0, "gaps": 0, "batches": 0, "feed_errors": 0}
+        self._taken = 0  # records handed to the writer (frames, books and gap markers)
         self._write_seconds = 0.0
-        self._write_cpu = 0.0  # CPU time of the worker thread (the raw layer's cost)
+        self._write_cpu = 0.0  # CPU time of the worker thread
         self._lost = 0  # frames the worker thread could not write (counted there)
         self._started = 0.0
         self._ended = 0.0
@@ -201,33 +207,35 @@ class Recorder:
             await tg.__aexit__(None, None, None)
         finally:
             with anyio.CancelScope(shield=True):
+                inflight, self._inflight = self._inflight, None
                 batch = self._take()
-                rest = (self._inflight or []) + batch
-                self._inflight = None
-                self._max_buffer = 0  # from now on every frame is counted as dropped
+                rest = [b for b in (inflight, batch) if b is not None and len(b)]
+                self._max_buffer = self._room = 0  # from now on every frame is dropped
                 await anyio.to_thread.run_sync(self._finish, rest)
                 self._ended = time.monotonic()
 
-    def _finish(self, batch: list[tuple[str, Any, int]]) -> None:
+    def _finish(self, batches: list[FrameBuffer]) -> None:
         try:
-            self._write(batch)
-            try:
-                if self._raw is not None:
-                    self._raw.close()
-            except Exception as exc:
-                self._failed(exc)
-            if self._tables is not None:
-                self._tables.close()
-                self._check_tables()
+            for batch in batches:
+                self._write(batch)
+            proc = self._proc
+            if proc is not None and proc.error is None:
+                proc.close()
+                self._check_process()
+            if self._fallback is not None:
+                try:
+                    self._fallback.close()
+                except Exception as exc:
+                    self._failed(exc)
         except BaseException:
-            if self._tables is not None:
-                self._tables.kill()  # never an orphan, whatever went wrong
+            if self._proc is not None:
+                self._proc.kill()  # never an orphan, whatever went wrong
             raise
 
     async def _run(self) -> None:
         last = time.monotonic()
         while True:
-            if len(self._buf) < self._batch_frames:
+            if len(self._buf.codes) < self._batch_frames:
                 self._wake = anyio.Event()
                 with anyio.move_on_after(max(0.0, last + self._flush_interval - time.monotonic())):
                     await self._wake.wait()
@@ -235,25 +243,27 @@ class Recorder:
             self._inflight = self._take()
             await anyio.to_thread.run_sync(self._write, self._inflight)
 
-    def _take(self) -> list[tuple[str, Any, int]]:
+    def _take(self) -> FrameBuffer:
         if self._gap_count:
             self._close_gap()  # the dropped frames came after everything buffered
-        batch, self._buf = self._buf, []
-        self._buf_bytes = 0
+        batch, self._buf = self._buf, FrameBuffer()
+        self._taken += len(batch)
         return batch
 
-    def _write(self, batch: list[tuple[str, Any, int]]) -> None:
-        # In the worker thread: the only place the raw writer and the child are touched.
+    # -- the worker thread ----------------------------------------------------------
+    def _write(self, batch: FrameBuffer) -> None:
+        # In the worker thread: the only place the writer process and the
+        # fallback writer are touched.
         started = time.perf_counter()
         cpu_started = time.thread_time()
         try:
             if self._error is not None:
-                self._lost += sum(1 for item in batch if item[0] != GAP)
+                self._lost += batch.frames
                 return
             describe, self._describe = self._describe, None
             if describe is not None:
                 self._open(describe)
-            elif self._meta is None and batch:
+            elif self._meta is None and len(batch):
                 self._open(
                     {
                         "gateway_url": "",
@@ -262,21 +272,22 @@ class Recorder:
                         "library_version": "",
                     }
                 )
-            if not batch:
-                if self._tables is not None:
-                    self._tables.send(b"T")  # rotation by age also happens when idle
-                    self._check_tables()
-                return
-            lines = encode_batch(batch)
-            block = b"\n".join(lines) + b"\n"
-            if self._raw is not None:
-                self._raw.write_block(block, len(lines), batch[0][2])
-            if self._tables is not None:
-                self._tables.send(b"L", block)
-                self._check_tables()
-            self._counts["batches"] += 1
+            proc = self._proc
+            if proc is not None and proc.error is None:
+                if len(batch):
+                    proc.send(b"B", batch.pack())
+                    if proc.error is None:
+                        self._sent = (batch.frames, *batch.span())
+                else:
+                    proc.send(b"T")  # rotation by age also happens when idle
+                if self._check_process():
+                    self._fall_back(batch)
+            elif self._fallback is not None:
+                self._fallback.write_records(batch.records())
+            if len(batch):
+                self._counts["batches"] += 1
         except Exception as exc:
-            self._lost += sum(1 for item in batch if item[0] != GAP)
+            self._lost += batch.frames
             self._failed(exc)
         finally:
             self._inflight = None
@@ -285,26 +296,51 @@ class Recorder:
 
     def _open(self, describe: dict[str, Any]) -> None:
         meta = recording_meta(**describe)
-        if self._raw is not None:
-            self._raw.meta.update(meta)
-        if self._meta is None and self._want_tables:
+        if self._meta is None:
             try:
-                self._tables = TableProcess(self.directory, meta, self._table_options)
-            except OSError as exc:  # it could not start: the raw layer goes on
-                self._tables_start_error = f"the table process could not start: {exc}"
-                log.exception("recording into %s: %s", self.directory, self._tables_start_error)
-                if self._raw is None:
-                    self._failed(exc)
+                self._proc = WriterProcess(self.directory, meta, self._writer_options)
+            except OSError as exc:  # it could not start: the raw layer is written here
+                self._proc_start_error = f"the writer process could not start: {exc}"
+                log.exception("recording into %s: %s", self.directory, self._proc_start_error)
+                self._meta = meta
+                self._start_fallback()
         self._meta = meta
 
-    def _check_tables(self) -> None:
-        tables = self._tables
-        if tables is None or tables.error is None or self._tables_reported:
+    def _check_process(self) -> bool:
+        """Report a writer process that has just died (once); whether it has."""
+        proc = self._proc
+        if proc is None or proc.error is None or self._proc_reported:
+            return False
+        self._proc_reported = True
+        log.error("recording into %s: the writer process stopped: %s", self.directory, proc.error)
+        return True
+
+    def _fall_back(self, batch: FrameBuffer) -> None:
+        """The writer process died: write the raw layer here from ``batch`` on."""
+        assert self._proc is not None
+        # What it had written is readable up to its last flushed batch.
+        finish_leftovers(self.directory)
+        lost = self._sent if self._proc.unanswered else None
+        if lost is not None:
+            self._lost += lost[0]  # the batch it was working on, whole or in part
+        if not self._start_fallback():
+            self._lost += batch.frames
             return
-        self._tables_reported = True
-        log.error("recording into %s: the tables stopped: %s", self.directory, tables.error)
-        if self._raw is None:  # nothing else records: the recording has stopped
-            self._failed(RuntimeError(tables.error))
+        assert self._fallback is not None
+        if lost is not None:
+            frames, first_ns, last_ns = lost
+            self._fallback.write_records([RawGap(last_ns, frames, first_ns, last_ns)])
+        self._fallback.write_records(batch.records())
+
+    def _start_fallback(self) -> bool:
+        if not self._writer_options["raw"]:
+            self._failed(RuntimeError(self._proc_start_error or "the writer process stopped"))
+            return False
+        options = {**self._writer_options, "tables": False}
+        self._fallback = BatchWriter(self.directory, **options)
+        assert self._meta is not None
+        self._fallback.open(self._meta)
+        return True
 
     def _failed(self, exc: BaseException) -> None:
         if self._error is None:
@@ -349,8 +385,30 @@ class Recorder:
             raw: The frame exactly as received.
             recv_ns: ``time.time_ns()`` when it was received.
         """
+        # Once per frame, in the session's reader: `FrameBuffer.add_frame` and
+        # `_append`'s common case (room in the buffer, no gap to close) inlined.
+        buf = self._buf
         try:
-            self._append(channel, raw, recv_ns, len(raw))
+            held = len(buf.codes)
+            if held < self._room and len(buf.data) < self._max_bytes:
+                # Whatever can fail comes before the first append.
+                if type(raw) is bytes:
+                    code = BYTES_CODES[channel]
+                elif type(raw) is str:
+                    code = TEXT_CODES[channel]
+                    raw = raw.encode("utf-8", "surrogatepass")
+                else:
+                    self._append(channel, raw, recv_ns)  # bytes-like
+                    return
+                buf.times.append(recv_ns)
+                buf.codes.append(code)
+                data = buf.data
+                data += raw
+                buf.ends.append(len(data))
+                if held == self._wake_at and self._wake is not None:
+                    self._wake.set()
+                return
+            self._append(channel, raw, recv_ns)
         except Exception:
             self._counts["feed_errors"] += 1
 
@@ -394,32 +452,35 @@ class Recorder:
                 "asks": ask_levels,
                 "source": str(source),
             }
-            self._append(SNAPSHOT, book, recv_ns, 64 + 32 * (len(bid_levels) + len(ask_levels)))
+            self._append("snapshot", None, recv_ns, book)
         except Exception:
             self._counts["feed_errors"] += 1
 
-    def _append(self, channel: str, raw: Any, recv_ns: int, size: int) -> None:
+    def _append(self, channel: str, raw: Any, recv_ns: int, book: Any = None) -> None:
         buf = self._buf
-        if len(buf) < self._max_buffer and self._buf_bytes < self._max_bytes:
+        if len(buf.codes) < self._max_buffer and len(buf.data) < self._max_bytes:
             if self._gap_count:
                 self._close_gap()
-            buf.append((channel, raw, recv_ns))
-            self._buf_bytes += size
-            self._counts["fed"] += 1
-            if len(buf) == self._batch_frames and self._wake is not None:
+            if book is not None:
+                buf.add_snapshot(book, recv_ns)
+            else:
+                buf.add_frame(channel, raw, recv_ns)
+            if len(buf.codes) == self._batch_frames and self._wake is not None:
                 self._wake.set()
         else:
             self._counts["dropped"] += 1
             if self._state == "open" and self._error is None:
                 if not self._gap_count:
                     self._gap_first = recv_ns
+                    self._room = 0  # the next frame kept comes after the gap record
                 self._gap_count += 1
                 self._gap_last = recv_ns
 
     def _close_gap(self) -> None:
-        self._buf.append((GAP, (self._gap_count, self._gap_first, self._gap_last), self._gap_last))
+        self._buf.add_gap(self._gap_count, self._gap_first, self._gap_last)
         self._counts["gaps"] += 1
         self._gap_count = 0
+        self._room = self._max_buffer
 
     def stats(self) -> dict[str, Any]:
         """Rows, files, bytes and drops so far.
@@ -427,41 +488,45 @@ class Recorder:
         Returns:
             ``directory``, ``state``, ``fed`` (frames and books accepted),
             ``buffered``, ``dropped``, ``gaps``, ``batches``, ``feed_errors``,
-            ``rows`` (per table, as of the table process's last answer),
+            ``rows`` (per table, as of the writer process's last answer),
             ``raw_records``, ``raw_files``, ``raw_bytes``, ``parquet_files``,
             ``parquet_bytes`` (closed files), ``bad_frames`` (frames the tables
             could not use; the raw layer keeps them), ``write_seconds`` (wall
-            time of the worker thread, waits for the table process included),
-            ``write_cpu_seconds`` (its CPU time), ``table_seconds`` (the table
-            process's CPU time), ``table_process`` (``pid``, ``running``; None
-            before the first batch or without tables), ``tables_error`` (why
-            the table process stopped, if it did: the raw layer goes on),
-            ``elapsed`` and ``error`` (why the whole recording stopped).
+            time of the worker thread, waits for the writer process included),
+            ``write_cpu_seconds`` (its CPU time: packing the batches and the
+            pipe), ``table_seconds`` (the writer process's CPU time: both
+            layers), ``table_process`` (the writer process: ``pid``,
+            ``running``; None before the first batch), ``tables_error`` (why
+            the writer process stopped, if it did: the raw layer goes on in
+            the session's process), ``elapsed`` and ``error`` (why the whole
+            recording stopped).
         """
         end = self._ended or time.monotonic()
-        raw = self._raw
-        tables = self._tables
-        child = tables.stats if tables is not None else {}
+        proc = self._proc
+        child = proc.stats if proc is not None else {}
+        here = self._fallback.stats() if self._fallback is not None else {}
         return {
             "directory": self.directory,
             "state": self._state,
+            "fed": self._taken + len(self._buf) - self._counts["gaps"],
             **self._counts,
             "dropped": self._counts["dropped"] + self._lost,
-            "buffered": len(self._buf),
+            "buffered": len(self._buf) - self._buf.gaps,
             "rows": dict(child.get("rows", {})),
             "bad_frames": child.get("bad_frames", 0),
-            "raw_records": raw.records if raw is not None else 0,
-            "raw_files": (raw.files + (raw._file is not None)) if raw is not None else 0,
-            "raw_bytes": raw.bytes if raw is not None else 0,
+            **{
+                key: child.get(key, 0) + here.get(key, 0)
+                for key in ("raw_records", "raw_files", "raw_bytes")
+            },
             "parquet_files": child.get("parquet_files", 0),
             "parquet_bytes": child.get("parquet_bytes", 0),
             "write_seconds": round(self._write_seconds, 3),
             "write_cpu_seconds": round(self._write_cpu, 3),
             "table_seconds": round(child.get("busy", 0.0), 3),
             "table_process": None
-            if tables is None
-            else {"pid": tables.pid, "running": tables.proc.returncode is None},
-            "tables_error": self._tables_start_error if tables is None else tables.error,
+            if proc is None
+            else {"pid": proc.pid, "running": proc.proc.returncode is None},
+            "tables_error": self._proc_start_error if proc is None else proc.error,
             "elapsed": round(end - self._started, 3) if self._started else 0.0,
             "error": None if self._error is None else repr(self._error),
         }

@@ -1,12 +1,13 @@
-"""The entry point of the table process: ``python -m market_client.recording._table_worker``.
+"""The entry point of the writer process: ``python -m market_client.recording._table_worker``.
 
-Kept apart from `TableProcess` (``_child``), which the package imports: a
+Kept apart from `WriterProcess` (``_child``), which the package imports: a
 module run with ``-m`` must not be imported before it runs. The protocol is
 described in ``_child``.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,9 @@ import orjson
 __all__ = ["main"]
 
 HEADER = 9
+# Below the session's priority (nice 0): on a machine with no CPU to spare the
+# session reads on and the writer falls behind, into the recorder's bounded buffer.
+NICENESS = 10
 
 
 def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
@@ -30,14 +34,35 @@ def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def lower_priority() -> None:
+    """Run below the session: ``nice`` and, on Linux, the process's autogroup too.
+
+    The writer process has a session of its own (Ctrl-C must not reach it),
+    and where the kernel groups processes by session (autogroup, the default
+    on desktop and server Linux), a process's nice value only ranks it among
+    its own group: the group as a whole would still get as much CPU as the
+    session's. So the group's nice value is set as well.
+    """
+    if not hasattr(os, "nice"):
+        return
+    os.nice(NICENESS)
+    try:
+        with open("/proc/self/autogroup", "w") as group:  # Linux with autogroup only
+            group.write(str(NICENESS))
+    except OSError:
+        pass
+
+
 def main() -> int:
     """Serve one recording's tables over stdin/stdout (the child's entry point)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ._writer import TableWriter
+    lower_priority()
+    from ._batch import unpack_batch
+    from ._writer import BatchWriter
 
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
-    writer: TableWriter | None = None
+    writer: BatchWriter | None = None
     busy = 0.0
 
     def answer(extra: dict[str, Any]) -> None:
@@ -57,13 +82,14 @@ def main() -> int:
             started = time.process_time()
             if kind == b"M":
                 spec = orjson.loads(payload)
-                writer = TableWriter(spec["directory"], spec["meta"], **spec["options"])
+                writer = BatchWriter(spec["directory"], **spec["options"])
+                writer.open(spec["meta"])
             elif writer is None:
-                raise RuntimeError("the recorder sent data before the tables' description")
-            elif kind == b"L":
-                writer.write_lines(payload)
+                raise RuntimeError("the recorder sent data before the recording's description")
+            elif kind == b"B":
+                writer.write_records(unpack_batch(payload))
             elif kind == b"T":
-                writer.write(())
+                writer.write_records([])
             busy += time.process_time() - started
             answer({})
         started = time.process_time()

@@ -24,11 +24,11 @@ from ._raw import (
     RawGap,
     RawSnapshot,
     RawWriter,
-    decode_line,
-    encode_frame,
-    encode_gap,
-    encode_snapshot,
+    encode_records,
+    frame_record,
+    gap_record,
     iter_raw,
+    snapshot_record,
 )
 from ._tables import SCHEMA_VERSION, TABLES, Rows, TableBuilder, arrow_schema, tick_scale
 
@@ -39,7 +39,6 @@ __all__ = [
     "PartitionedWriter",
     "TableWriter",
     "clean_url",
-    "encode_batch",
     "finish_leftovers",
     "rebuild",
     "recording_meta",
@@ -222,20 +221,6 @@ def recording_meta(
     }
 
 
-def encode_batch(batch: list[tuple[str, Any, int]]) -> list[bytes]:
-    """The raw-layer lines of a batch of ``(channel, raw, recv_ns)`` (also `GAP`, `SNAPSHOT`)."""
-    lines: list[bytes] = []
-    append = lines.append
-    for channel, raw, recv_ns in batch:
-        if channel == GAP:
-            append(encode_gap(*raw))
-        elif channel == SNAPSHOT:
-            append(encode_snapshot(raw, recv_ns))
-        else:
-            append(encode_frame(channel, raw, recv_ns))
-    return lines
-
-
 class TableWriter:
     """The Parquet tables of one recording, fed raw-layer records (used from one thread).
 
@@ -295,23 +280,6 @@ class TableWriter:
                 )
         if take:
             self.parquet.add(builder.take())
-
-    def write_lines(self, block: bytes) -> None:
-        """Write a block of raw-layer lines (what the recorder's child process is sent)."""
-        builder = self.builder
-        add = builder.add
-        loads = orjson.loads
-        for line in block.split(b"\n"):
-            if not line:
-                continue
-            if line.startswith(b'{"recv_ns":') and b'"raw":' in line:
-                # A text frame (the common case): no record object in between.
-                obj = loads(line)
-                if "bin" not in obj:
-                    add(obj["ch"], obj["raw"], obj["recv_ns"])
-                    continue
-            self.write((decode_line(line),), take=False)
-        self.parquet.add(builder.take())
 
     def close(self) -> None:
         """Write every pending row (candles still open as incomplete) and close every file."""
@@ -390,12 +358,18 @@ class BatchWriter:
         library_version: str,
     ) -> None:
         """Set what the recording is of; tables can be written from here on."""
-        self.meta = recording_meta(
-            gateway_url=gateway_url,
-            symbols=symbols,
-            protocol_version=protocol_version,
-            library_version=library_version,
+        self.open(
+            recording_meta(
+                gateway_url=gateway_url,
+                symbols=symbols,
+                protocol_version=protocol_version,
+                library_version=library_version,
+            )
         )
+
+    def open(self, meta: dict[str, Any]) -> None:
+        """Like `describe`, with the metadata made already (`recording_meta`)."""
+        self.meta = meta
         if self.raw is not None:
             self.raw.meta.update(self.meta)
         if self.want_tables:
@@ -410,16 +384,21 @@ class BatchWriter:
 
     def write(self, batch: list[tuple[str, Any, int]]) -> None:
         """Write one batch of ``(channel, raw, recv_ns)`` (channel `GAP`: a gap marker)."""
-        if not batch:
+        self.write_records(list(_records(batch)))
+
+    def write_records(self, records: list[RawFrame | RawGap | RawSnapshot]) -> None:
+        """Write records in order: the raw layer as one flushed block, then the tables' rows."""
+        if not records:
             if self.tables is not None:
                 self.tables.write(())  # rotation by age also happens when idle
             return
         if self.raw is not None:
-            self.raw.write(encode_batch(batch), batch[0][2])
+            lines = encode_records([_line(record) for record in records])
+            self.raw.write_block(lines, len(records), records[0].recv_ns)
         if self.tables is not None:
-            self.tables.write(_records(batch))
-        self.gaps += sum(1 for item in batch if item[0] == GAP)
-        self.frames += len(batch)
+            self.tables.write(records)
+        self.gaps += sum(1 for record in records if type(record) is RawGap)
+        self.frames += len(records)
 
     def close(self) -> None:
         """Flush and close every file (candles still open are written as incomplete)."""
@@ -461,6 +440,22 @@ def _records(batch: list[tuple[str, Any, int]]) -> Iterable[RawFrame | RawGap | 
             )
         else:
             yield RawFrame(recv_ns, channel, raw)
+
+
+def _line(record: RawFrame | RawGap | RawSnapshot) -> dict[str, Any]:
+    if type(record) is RawFrame:
+        return frame_record(record.channel, record.raw, record.recv_ns)
+    if type(record) is RawGap:
+        return gap_record(record.dropped, record.first_ns, record.last_ns)
+    assert type(record) is RawSnapshot
+    book = {
+        "sym": record.sym,
+        "seq": record.seq,
+        "bids": record.bids,
+        "asks": record.asks,
+        "source": record.source,
+    }
+    return snapshot_record(book, record.recv_ns)
 
 
 def _text(value: Any) -> str:
