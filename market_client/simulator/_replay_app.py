@@ -119,6 +119,9 @@ class ReplayGateway(Gateway):
             strategy has reacted); while it is set, private events are held
             and pushed after the frame's MD has been handled.
         on_frame: Called after every frame is applied (a backtest samples its equity there).
+        advance: ``await advance(delay)`` in place of sleeping ``delay`` to the
+            next step and then awaiting ``settle`` (a backtest's virtual clock
+            does both in one wait, `advance_function`).
         resolution_ns: Step of recorded time (0: every frame is its own
             step). The frames of one step are applied and sent together, at
             the step's end; ``settle`` is awaited between steps.
@@ -138,6 +141,7 @@ class ReplayGateway(Gateway):
         settle: Callable[[], Awaitable[None]] | None = None,
         on_frame: Callable[[ReplayFrame], None] | None = None,
         resolution_ns: int = 0,
+        advance: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive (or inf), got {speed}")
@@ -172,6 +176,7 @@ class ReplayGateway(Gateway):
         self._wait = wait_for_subscriber
         self._settle = settle
         self._on_frame = on_frame
+        self._advance = advance
         self._held: list[tuple[str, Json]] = []
         for frame in source.preroll():
             self.clock.anchor(frame.recv_ns, None)
@@ -299,6 +304,7 @@ class ReplayGateway(Gateway):
         step = self.resolution_ns
         apply = exchange.apply
         current_time, sleep = _loop_clock()
+        advance = self._advance
         start_t = current_time()
         first_ns: int | None = None
         batch_end: int | None = None
@@ -312,12 +318,14 @@ class ReplayGateway(Gateway):
                     await self._end_step()
                 due = recv_ns if not step else -(-recv_ns // step) * step
                 batch_end = due
-                if pace:
-                    delay = start_t + (due - first_ns) / 1e9 / speed - current_time()
+                delay = start_t + (due - first_ns) / 1e9 / speed - current_time() if pace else 0.0
+                if advance is not None:
+                    await advance(delay)  # the sleep and the settle below, in one wait
+                else:
                     if delay > 0:
                         await sleep(delay)
-                if settle is not None:
-                    await settle()  # everything due before this step has run
+                    if settle is not None:
+                        await settle()  # everything due before this step has run
                 clock.anchor(due, current_time())
             self._driving = True
             try:
