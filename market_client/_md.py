@@ -193,7 +193,9 @@ class MdChannel:
                         if not expected:
                             ready.set()
                     if hub._subs:
-                        hub.publish(Event(_KINDS.get(ch) or "md." + ch, msg, msg.get("sym")))
+                        kind = _KINDS.get(ch) or "md." + ch
+                        if hub.wants(kind):
+                            hub.publish(Event(kind, msg, msg.get("sym")))
                     if self.on_md_event is not None:
                         hooks.call(self.on_md_event, msg)
             # The deadline passed. If the event loop itself was blocked for that
