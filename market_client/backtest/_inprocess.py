@@ -189,15 +189,18 @@ class _InProcessSocket(WebSocket):
     async def recv(self) -> str | bytes:
         if self._seen is not None or self._closing:
             raise self._closed_error()
-        try:
+        rx = self._rx
+        if rx.items:
+            # Without a checkpoint while frames are queued, as the socket
+            # transports do (the reader checkpoints every few frames).
+            msg = rx.items.popleft()
+            if rx._room is not None:
+                rx._wake_room()
+        else:
             try:
-                # Without a checkpoint while frames are queued, as the socket
-                # transports do (the reader checkpoints every few frames).
-                msg = self._rx.get_nowait()
-            except anyio.WouldBlock:
-                msg = await self._rx.get()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise self._seen_closed(TransportClosed(1006)) from None
+                msg = await rx.get()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                raise self._seen_closed(TransportClosed(1006)) from None
         if msg["type"] == "websocket.send":
             data = msg.get("text")
             return data if data is not None else cast(bytes, msg.get("bytes", b""))

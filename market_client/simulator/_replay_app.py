@@ -30,7 +30,7 @@ from ._accounts import User
 from ._app import HEARTBEAT_S, Gateway
 from ._exchange import Json, Limits
 from ._flow import Flow
-from ._outbox import SharedFrame
+from ._outbox import Outbox, SharedFrame
 from ._replay import ReplayExchange, ReplayFrame, ReplaySource
 
 __all__ = ["ReplayClock", "ReplayGateway", "ReplayProgress"]
@@ -203,14 +203,32 @@ class ReplayGateway(Gateway):
 
     async def send_md(self, sym: str, text: str) -> None:
         """Send one recorded frame to the symbol's subscribers, waiting for room in each queue."""
+        rest = self._offer_md(sym, text)
+        if rest is not None:
+            await self._put_md(*rest)
+
+    def _offer_md(self, sym: str, text: str) -> tuple[SharedFrame, tuple[Outbox, ...]] | None:
+        """Queue one frame to the subscribers in turn while they have room, without awaiting.
+
+        Returns None when every subscriber has it, else the frame and the
+        subscribers from the first full queue on (for `_put_md`, in order).
+        """
         conns = self._md[sym]
         if not conns:
-            return
+            return None
         frame = SharedFrame(text)
+        order = tuple(conns)
+        for i, conn in enumerate(order):
+            if not conn.offer(frame):  # queues at once when there is room
+                self.stats.md_sent += i
+                return frame, order[i:]
+        self.stats.md_sent += len(order)
+        return None
+
+    async def _put_md(self, frame: SharedFrame, conns: tuple[Outbox, ...]) -> None:
         sent = 0
-        for conn in tuple(conns):
-            # offer() queues at once when there is room; put() waits for room
-            # (and is False for a closed socket), never cutting anyone off.
+        for conn in conns:
+            # put() waits for room (and is False for a closed socket), never cutting anyone off.
             if conn.offer(frame) or await conn.put(frame):
                 sent += 1
         self.stats.md_sent += sent
@@ -268,7 +286,7 @@ class ReplayGateway(Gateway):
         """``--speed max`` over sockets: apply and send, with no clock and no steps."""
         exchange = self.replay_exchange
         apply = exchange.apply
-        send_md = self.send_md
+        offer_md = self._offer_md
         clock = self.clock
         progress = self.progress
         progress.started = time.perf_counter()
@@ -280,8 +298,8 @@ class ReplayGateway(Gateway):
                 if progress.first_ns is None:
                     progress.first_ns = recv_ns
                 clock.anchor_ns = recv_ns  # at max speed the clock is the last frame's time
-                if apply(frame.msg):
-                    await send_md(frame.sym, frame.text)
+                if apply(frame.msg) and (rest := offer_md(frame.sym, frame.text)) is not None:
+                    await self._put_md(*rest)
                 frames += 1
                 if not frames & 255:
                     progress.frames = frames
@@ -305,6 +323,7 @@ class ReplayGateway(Gateway):
         apply = exchange.apply
         current_time, sleep = _loop_clock()
         advance = self._advance
+        offer_md = self._offer_md
         start_t = current_time()
         first_ns: int | None = None
         batch_end: int | None = None
@@ -332,8 +351,8 @@ class ReplayGateway(Gateway):
                 send = apply(frame.msg)
             finally:
                 self._driving = False
-            if send:
-                await self.send_md(frame.sym, frame.text)
+            if send and (rest := offer_md(frame.sym, frame.text)) is not None:
+                await self._put_md(*rest)
             progress.frames += 1
             if not progress.frames % 256:
                 await anyio.lowlevel.checkpoint()  # let the writers run between full queues
