@@ -137,6 +137,7 @@ class _Subscriber:
     """
 
     __slots__ = (
+        "_wanted",
         "buffer",
         "capacity",
         "closed",
@@ -158,11 +159,17 @@ class _Subscriber:
         self.dropped = 0
         self.missed = 0
         self.taken = 0
+        self._wanted: dict[str, bool] = {}  # kind -> wants it (a session has a few kinds)
 
     def wants(self, kind: str) -> bool:
         if self.every:
             return True
-        return any(kind == k or kind.startswith(k + ".") for k in self.kinds)
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            wanted = any(kind == k or kind.startswith(k + ".") for k in self.kinds)
+            if len(self._wanted) < 1024:
+                self._wanted[kind] = wanted
+        return wanted
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -245,6 +252,7 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subs: list[_Subscriber] = []
+        self._wanted: dict[str, bool] = {}  # kind -> someone wants it; reset when _subs changes
         self.dropped_md = 0
         self.missed_private = 0
         self.closed = False
@@ -261,12 +269,23 @@ class EventHub:
             sub.close()
         else:
             self._subs.append(sub)
+            self._wanted.clear()
         return EventStream(self, sub)
 
     def _remove(self, sub: _Subscriber) -> None:
         with contextlib.suppress(ValueError):
             self._subs.remove(sub)
+            self._wanted.clear()
         sub.close()
+
+    def wants(self, kind: str) -> bool:
+        """Whether any subscriber wants events of ``kind`` (if not, publishers skip them)."""
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            wanted = any(sub.wants(kind) for sub in self._subs)
+            if len(self._wanted) < 1024:
+                self._wanted[kind] = wanted
+        return wanted
 
     @property
     def has_subscribers(self) -> bool:
@@ -299,6 +318,7 @@ class EventHub:
         for sub in self._subs:
             sub.close()
         self._subs.clear()
+        self._wanted.clear()
 
 
 class HookRunner:

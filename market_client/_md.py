@@ -52,14 +52,18 @@ Tap = Callable[[str, "str | bytes", int], None]
 
 
 def _clock() -> Callable[[], float]:
-    """The running event loop's clock, read without AnyIO's per-call backend lookup."""
+    """The running event loop's clock, read without AnyIO's per-call backend lookup.
+
+    On Trio, the run's clock object itself (``trio.current_time`` goes through
+    the runner to it on every call; the reader reads it once per frame).
+    """
     if sniffio.current_async_library() == "asyncio":
         import asyncio
 
         return asyncio.get_running_loop().time
     import trio
 
-    return trio.current_time
+    return trio.lowlevel.current_clock().current_time
 
 
 class MdChannel:
@@ -193,7 +197,9 @@ class MdChannel:
                         if not expected:
                             ready.set()
                     if hub._subs:
-                        hub.publish(Event(_KINDS.get(ch) or "md." + ch, msg, msg.get("sym")))
+                        kind = _KINDS.get(ch) or "md." + ch
+                        if hub.wants(kind):
+                            hub.publish(Event(kind, msg, msg.get("sym")))
                     if self.on_md_event is not None:
                         hooks.call(self.on_md_event, msg)
             # The deadline passed. If the event loop itself was blocked for that

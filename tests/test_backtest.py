@@ -173,3 +173,49 @@ async def test_the_in_process_pipe_keeps_order_and_bounds_its_queue() -> None:
     await pipe.send_texts(["dropped"])  # a closed pipe drops, as a gone socket would
     with pytest.raises(anyio.ClosedResourceError):
         await pipe.put({"type": "websocket.send", "text": "x"})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_advance_is_a_sleep_then_a_settle(backend: str) -> None:
+    """One wait per step, with what a sleep and a settle would give: clock, and who ran first."""
+    from market_client.backtest._clock import advance_function, backend_options, settle_function
+
+    options = backend_options(backend)
+
+    async def steps(fast: bool) -> list[tuple[str, float]]:
+        log: list[tuple[str, float]] = []
+        advance = advance_function(options.get("clock"))
+        settle = settle_function()
+
+        async def timer(name: str, at: float) -> None:
+            await anyio.sleep(at)
+            log.append((name, anyio.current_time()))
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                # Due before the second step, exactly at the third, and after the last.
+                for name, at in (("before", 0.0015), ("tie", 0.003), ("after", 5.0)):
+                    tg.start_soon(timer, name, at)
+                start = anyio.current_time()
+                for step in (0.001, 0.002, 0.003, 0.003, 0.0045):
+                    delay = start + step - anyio.current_time()
+                    if fast:
+                        await advance(delay)
+                    else:
+                        if delay > 0:
+                            await anyio.sleep(delay)
+                        await settle()
+                    log.append(("step", anyio.current_time()))
+                tg.cancel_scope.cancel()
+        return log
+
+    async def main() -> None:
+        slow, fast = await steps(False), await steps(True)
+        order = ["step", "before", "step", "tie", "step", "step", "step"]
+        assert [name for name, _ in fast] == order
+        assert [name for name, _ in fast] == [name for name, _ in slow]
+        start_slow, start_fast = slow[0][1] - 0.001, fast[0][1] - 0.001
+        for (_, a), (_, b) in zip(slow, fast, strict=True):
+            assert a - start_slow == pytest.approx(b - start_fast, abs=1e-12)
+
+    anyio.run(main, backend=backend, backend_options=options)

@@ -115,3 +115,19 @@ async def test_views_of_a_real_fill(sim: RunningSimulator) -> None:
     assert evt.fill["qty"] == 2 and evt.fill["price"] == "100.00"
     assert evt.order["status"] == "filled" and evt.order["order_id"] == evt.fill["order_id"]
     assert "order.fill ABC" in repr(evt) and "filled 2/2" in repr(evt)
+
+
+def test_the_hub_knows_who_wants_a_kind_as_subscribers_come_and_go() -> None:
+    from market_client._events import EventHub
+
+    hub = EventHub()
+    assert not hub.wants("md.trade")
+    orders = hub.subscribe(("order",), 10)
+    assert hub.wants("order.fill") and not hub.wants("md.trade")
+    md = hub.subscribe(("md",), 10)
+    assert hub.wants("md.trade") and hub.wants("md.book.delta") and not hub.wants("mdx")
+    md.close()
+    assert not hub.wants("md.trade") and hub.wants("order.fill")
+    hub.close()
+    assert not hub.wants("order.fill")
+    orders.close()

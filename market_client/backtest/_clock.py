@@ -13,6 +13,11 @@ wall time.
   `wait_idle` or moves the clock forward by that timeout (the next timer is
   then due) and polls without blocking.
 
+A replay moves from one step of recorded time to the next with
+`advance_function`: it waits until everything is idle and, when no timer
+comes due first, moves the clock itself, in one wait instead of a sleep and a
+second wait (the same outcome; on Trio a quarter of the cost).
+
 Both jump only when nothing can run, so the order in which things happen
 depends on the program alone, never on the machine's speed. Work that
 leaves the loop (threads, real sockets) would let the clock jump while it
@@ -28,7 +33,10 @@ from typing import Any
 
 import sniffio
 
-__all__ = ["VirtualClockLoop", "backend_options", "settle_function"]
+__all__ = ["VirtualClockLoop", "advance_function", "backend_options", "settle_function"]
+
+TIE_MARGIN = 1e-6  # s: a timer this close to a step is left to the loop to order, as a sleep's
+MAX_JUMP = 86_400.0  # asyncio's longest select timeout: a longer sleep jumps in parts
 
 
 class _Selector(selectors.DefaultSelector):
@@ -69,6 +77,29 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self._idle_waiters.append(fut)
         await fut
 
+    async def advance(self, delay: float) -> None:
+        """``await asyncio.sleep(delay)`` then `wait_idle`, in one wait when no timer is due first.
+
+        Once every other task is waiting, the clock is moved by ``delay`` at
+        once if the next timer is later than that (so nothing else could run
+        in between); otherwise, this sleeps and waits as those two calls do.
+        The clock ends on the same value either way.
+        """
+        await self.wait_idle()
+        if delay <= 0:
+            return
+        now = self._now
+        when = now + delay  # as call_later computes it
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        head = scheduled[0] if scheduled else None
+        if delay < MAX_JUMP and (
+            head is None or (not head.cancelled() and head.when() > when + TIE_MARGIN)
+        ):
+            self._now = now + (when - now)  # as the selector moves it to that timer
+            return
+        await asyncio.sleep(delay)
+        await self.wait_idle()
+
 
 def backend_options(backend: str) -> dict[str, Any]:
     """``anyio.run`` options that put ``backend`` on a virtual clock.
@@ -101,6 +132,54 @@ def settle_function() -> Callable[[], Awaitable[None]]:
             "a backtest runs on its own virtual-clock loop (backtest.run)"
         )
     return loop.wait_idle
+
+
+def advance_function(clock: Any = None) -> Callable[[float], Awaitable[None]]:
+    """For the running loop: ``await advance(delay)``, a sleep of ``delay`` then a settle.
+
+    It returns once every other task is waiting and the clock is ``delay``
+    later (``delay <= 0``: once every other task is waiting), with timers due
+    before that run first, exactly as ``sleep(delay)`` followed by the
+    `settle_function` would, but in one wait of the loop when no timer comes
+    first: the clock is then moved directly.
+
+    Args:
+        clock: On Trio, the run's ``MockClock`` (from `backend_options`).
+
+    Raises:
+        RuntimeError: An asyncio loop that is not a `VirtualClockLoop`.
+        TypeError: On Trio, ``clock`` is not a ``MockClock``.
+    """
+    if sniffio.current_async_library() != "trio":
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, VirtualClockLoop):
+            raise RuntimeError("a backtest runs on its own virtual-clock loop (backtest.run)")
+        return loop.advance
+    import trio
+    import trio.testing
+
+    if not isinstance(clock, trio.testing.MockClock):
+        raise TypeError("a backtest on Trio runs on the MockClock of backend_options")
+    wait_idle = trio.testing.wait_all_tasks_blocked
+    current_time = trio.current_time
+    statistics = trio.lowlevel.current_statistics
+    jump = clock.jump
+
+    async def advance(delay: float) -> None:
+        await wait_idle()
+        if delay <= 0:
+            return
+        now = current_time()
+        deadline = now + delay  # as trio.sleep computes it
+        # With every task waiting, the autojump would move the clock to the
+        # next deadline: when that is our own, move it here, by the same amount.
+        if statistics().seconds_to_next_deadline > delay + TIE_MARGIN:
+            jump(deadline - now)
+            return
+        await trio.sleep(delay)
+        await wait_idle()
+
+    return advance
 
 
 def seed_trio_scheduler(seed: int) -> None:

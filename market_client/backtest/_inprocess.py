@@ -9,16 +9,18 @@ and HTTP requests go to the same gateway's `Exchange` instead of over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import ssl as ssl_module
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
+import sniffio
 
 from .._client import MarketClient
 from .._exceptions import AuthError
@@ -38,19 +40,36 @@ IN_PROCESS_URL = "http://in-process.invalid"
 Message = dict[str, Any]
 
 
+class _Event(Protocol):
+    def set(self) -> None: ...
+
+    async def wait(self) -> Any: ...
+
+
+def _event_type() -> Callable[[], _Event]:
+    """The running loop's own event class: ``anyio.Event()`` looks the backend up at each call."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.Event
+    return asyncio.Event
+
+
 class _Pipe(TextSink):
     """One direction of an in-process WebSocket: a bounded queue of ASGI messages.
 
-    A plain deque and two events: taking a queued message never yields,
-    and a writer hands its whole batch over at once (`send_texts`).
+    A plain deque and two events (the loop's own, made in the loop that
+    uses the pipe): taking a queued message never yields, and a writer
+    hands its whole batch over at once (`send_texts`).
     """
 
     def __init__(self, limit: float) -> None:
         self.items: deque[Message] = deque()
         self.limit = limit
         self.closed = False
-        self._data: anyio.Event | None = None
-        self._room: anyio.Event | None = None
+        self._event = _event_type()
+        self._data: _Event | None = None
+        self._room: _Event | None = None
 
     def _wake_data(self) -> None:
         data = self._data
@@ -66,7 +85,7 @@ class _Pipe(TextSink):
 
     async def _wait_room(self) -> None:
         while not self.closed and len(self.items) >= self.limit:
-            room = self._room = self._room or anyio.Event()
+            room = self._room = self._room or self._event()
             await room.wait()
         if self.closed:
             raise anyio.ClosedResourceError
@@ -139,7 +158,7 @@ class _Pipe(TextSink):
             anyio.EndOfStream: The pipe is closed and empty.
         """
         while not self.items and not self.closed:
-            data = self._data = self._data or anyio.Event()
+            data = self._data = self._data or self._event()
             await data.wait()
         return self.get_nowait()
 
@@ -170,15 +189,18 @@ class _InProcessSocket(WebSocket):
     async def recv(self) -> str | bytes:
         if self._seen is not None or self._closing:
             raise self._closed_error()
-        try:
+        rx = self._rx
+        if rx.items:
+            # Without a checkpoint while frames are queued, as the socket
+            # transports do (the reader checkpoints every few frames).
+            msg = rx.items.popleft()
+            if rx._room is not None:
+                rx._wake_room()
+        else:
             try:
-                # Without a checkpoint while frames are queued, as the socket
-                # transports do (the reader checkpoints every few frames).
-                msg = self._rx.get_nowait()
-            except anyio.WouldBlock:
-                msg = await self._rx.get()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise self._seen_closed(TransportClosed(1006)) from None
+                msg = await rx.get()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                raise self._seen_closed(TransportClosed(1006)) from None
         if msg["type"] == "websocket.send":
             data = msg.get("text")
             return data if data is not None else cast(bytes, msg.get("bytes", b""))

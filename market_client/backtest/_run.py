@@ -16,7 +16,7 @@ from .._client import MarketClient
 from .._exceptions import unwrap
 from ..simulator._replay import ReplayFrame, ReplaySource, parse_time
 from ..simulator._replay_app import ReplayGateway
-from ._clock import backend_options, seed_trio_scheduler, settle_function
+from ._clock import advance_function, backend_options, seed_trio_scheduler, settle_function
 from ._inprocess import InProcessClient
 from ._report import BacktestReport, Ledger
 
@@ -95,10 +95,10 @@ def run(
     if not resolution_ms >= 0:
         raise ValueError(f"resolution_ms must be >= 0, got {resolution_ms}")
     steps = (sample_ms, int(resolution_ms * 1_000_000))
-    main = partial(_main, strategy, source, fees, steps, progress, seed, client_options)
-    result: BacktestReport = anyio.run(
-        main, backend=backend, backend_options=backend_options(backend)
-    )
+    options = backend_options(backend)
+    clock = options.get("clock")
+    main = partial(_main, strategy, source, fees, steps, progress, seed, clock, client_options)
+    result: BacktestReport = anyio.run(main, backend=backend, backend_options=options)
     return result
 
 
@@ -109,6 +109,7 @@ async def _main(
     steps: tuple[int, int],
     progress: Progress | None,
     seed: int,
+    clock: Any,
     client_options: dict[str, Any],
 ) -> BacktestReport:
     if sniffio.current_async_library() == "trio":
@@ -133,6 +134,7 @@ async def _main(
         speed=1.0,
         wait_for_subscriber=False,
         settle=settle_function(),
+        advance=advance_function(clock),
         on_frame=on_frame,
         resolution_ns=resolution_ns,
     )

@@ -30,7 +30,7 @@ from ._accounts import User
 from ._app import HEARTBEAT_S, Gateway
 from ._exchange import Json, Limits
 from ._flow import Flow
-from ._outbox import SharedFrame
+from ._outbox import Outbox, SharedFrame
 from ._replay import ReplayExchange, ReplayFrame, ReplaySource
 
 __all__ = ["ReplayClock", "ReplayGateway", "ReplayProgress"]
@@ -119,6 +119,9 @@ class ReplayGateway(Gateway):
             strategy has reacted); while it is set, private events are held
             and pushed after the frame's MD has been handled.
         on_frame: Called after every frame is applied (a backtest samples its equity there).
+        advance: ``await advance(delay)`` in place of sleeping ``delay`` to the
+            next step and then awaiting ``settle`` (a backtest's virtual clock
+            does both in one wait, `advance_function`).
         resolution_ns: Step of recorded time (0: every frame is its own
             step). The frames of one step are applied and sent together, at
             the step's end; ``settle`` is awaited between steps.
@@ -138,6 +141,7 @@ class ReplayGateway(Gateway):
         settle: Callable[[], Awaitable[None]] | None = None,
         on_frame: Callable[[ReplayFrame], None] | None = None,
         resolution_ns: int = 0,
+        advance: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive (or inf), got {speed}")
@@ -172,6 +176,7 @@ class ReplayGateway(Gateway):
         self._wait = wait_for_subscriber
         self._settle = settle
         self._on_frame = on_frame
+        self._advance = advance
         self._held: list[tuple[str, Json]] = []
         for frame in source.preroll():
             self.clock.anchor(frame.recv_ns, None)
@@ -198,14 +203,32 @@ class ReplayGateway(Gateway):
 
     async def send_md(self, sym: str, text: str) -> None:
         """Send one recorded frame to the symbol's subscribers, waiting for room in each queue."""
+        rest = self._offer_md(sym, text)
+        if rest is not None:
+            await self._put_md(*rest)
+
+    def _offer_md(self, sym: str, text: str) -> tuple[SharedFrame, tuple[Outbox, ...]] | None:
+        """Queue one frame to the subscribers in turn while they have room, without awaiting.
+
+        Returns None when every subscriber has it, else the frame and the
+        subscribers from the first full queue on (for `_put_md`, in order).
+        """
         conns = self._md[sym]
         if not conns:
-            return
+            return None
         frame = SharedFrame(text)
+        order = tuple(conns)
+        for i, conn in enumerate(order):
+            if not conn.offer(frame):  # queues at once when there is room
+                self.stats.md_sent += i
+                return frame, order[i:]
+        self.stats.md_sent += len(order)
+        return None
+
+    async def _put_md(self, frame: SharedFrame, conns: tuple[Outbox, ...]) -> None:
         sent = 0
-        for conn in tuple(conns):
-            # offer() queues at once when there is room; put() waits for room
-            # (and is False for a closed socket), never cutting anyone off.
+        for conn in conns:
+            # put() waits for room (and is False for a closed socket), never cutting anyone off.
             if conn.offer(frame) or await conn.put(frame):
                 sent += 1
         self.stats.md_sent += sent
@@ -263,7 +286,7 @@ class ReplayGateway(Gateway):
         """``--speed max`` over sockets: apply and send, with no clock and no steps."""
         exchange = self.replay_exchange
         apply = exchange.apply
-        send_md = self.send_md
+        offer_md = self._offer_md
         clock = self.clock
         progress = self.progress
         progress.started = time.perf_counter()
@@ -275,8 +298,8 @@ class ReplayGateway(Gateway):
                 if progress.first_ns is None:
                     progress.first_ns = recv_ns
                 clock.anchor_ns = recv_ns  # at max speed the clock is the last frame's time
-                if apply(frame.msg):
-                    await send_md(frame.sym, frame.text)
+                if apply(frame.msg) and (rest := offer_md(frame.sym, frame.text)) is not None:
+                    await self._put_md(*rest)
                 frames += 1
                 if not frames & 255:
                     progress.frames = frames
@@ -299,6 +322,8 @@ class ReplayGateway(Gateway):
         step = self.resolution_ns
         apply = exchange.apply
         current_time, sleep = _loop_clock()
+        advance = self._advance
+        offer_md = self._offer_md
         start_t = current_time()
         first_ns: int | None = None
         batch_end: int | None = None
@@ -312,20 +337,22 @@ class ReplayGateway(Gateway):
                     await self._end_step()
                 due = recv_ns if not step else -(-recv_ns // step) * step
                 batch_end = due
-                if pace:
-                    delay = start_t + (due - first_ns) / 1e9 / speed - current_time()
+                delay = start_t + (due - first_ns) / 1e9 / speed - current_time() if pace else 0.0
+                if advance is not None:
+                    await advance(delay)  # the sleep and the settle below, in one wait
+                else:
                     if delay > 0:
                         await sleep(delay)
-                if settle is not None:
-                    await settle()  # everything due before this step has run
+                    if settle is not None:
+                        await settle()  # everything due before this step has run
                 clock.anchor(due, current_time())
             self._driving = True
             try:
                 send = apply(frame.msg)
             finally:
                 self._driving = False
-            if send:
-                await self.send_md(frame.sym, frame.text)
+            if send and (rest := offer_md(frame.sym, frame.text)) is not None:
+                await self._put_md(*rest)
             progress.frames += 1
             if not progress.frames % 256:
                 await anyio.lowlevel.checkpoint()  # let the writers run between full queues
