@@ -83,6 +83,44 @@ async def ingest_session(
     return n / elapsed, rss
 
 
+async def ingest_subscribers(url: str, n: int, subscribers: int) -> dict[str, float]:
+    """The default session with ``subscribers`` ``events("md")`` consumers that only count.
+
+    The rate runs until every subscriber has counted every event (the
+    snapshot and the ``n`` messages), so a consumer that falls behind shows
+    in it; ``received`` is the fewest events any subscriber got.
+    """
+    counts = [0] * subscribers
+    total = n + 1
+    start = time.perf_counter()
+    async with MarketClient.session(url, symbols=["ABC"], md=False, heartbeat_timeout=60) as client:
+        streams = [client.events("md") for _ in range(subscribers)]
+
+        async def count(i: int) -> None:
+            async for _ in streams[i]:
+                counts[i] += 1
+                if counts[i] == total:
+                    return
+
+        async with anyio.create_task_group() as tg:
+            for i in range(subscribers):
+                tg.start_soon(count, i)
+            start = time.perf_counter()
+            await client.open_md(["ABC"])
+            while client.stats()["md_messages"] < total:
+                await anyio.sleep(0.005)
+            # Every event is queued or dropped by now: wait for the consumers to
+            # count what they were given (until they stop making progress).
+            while counts and min(counts) < total:
+                seen = sum(counts)
+                await anyio.sleep(0.05)
+                if sum(counts) == seen:
+                    break
+            elapsed = time.perf_counter() - start
+            tg.cancel_scope.cancel()
+    return {"rate": n / elapsed, "received": min(counts, default=total) / total}
+
+
 async def ingest_bare(url: str, n: int, loads: Callable[[Any], Any], transport: Any) -> float:
     """A bare receive loop: the same library, a decode per message, nothing else."""
     ws_url = "ws" + url[4:] + "/ws/md?token=x&symbols=ABC"
@@ -353,6 +391,17 @@ async def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         for transport in transports:
             rate = max([(await ingest_session(url, n, transport))[0] for _ in range(2)])
             out[f"session_{transport or 'default'}"] = rate
+        if backend == "asyncio":  # its default is picows where it imports
+            rate = max([(await ingest_session(url, n, "websockets"))[0] for _ in range(2)])
+            out["session_websockets"] = rate
+        # Counting subscribers (issue 19): 0, 1 and 10, alternating, best of two each.
+        for k in (0, 1, 10):
+            best: dict[str, float] = {}
+            for _ in range(2):
+                got = await ingest_subscribers(url, n, k)
+                if got["rate"] > best.get("rate", 0):
+                    best = got
+            out[f"subscribers_{k}"] = best
         if backend == "trio":
             out["bare_trio_websocket"] = await ingest_bare(url, n, orjson.loads, "trio-websocket")
         out["bare_httpx_ws"] = await ingest_bare(url, n, orjson.loads, "httpx-ws")

@@ -21,21 +21,46 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
+import sniffio
 from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._exceptions import EventOverflow
 from ._models import FillDict, OrderDict
 
-__all__ = ["Event", "EventHub", "EventStream", "Hook", "HookRunner"]
+__all__ = ["Event", "EventHub", "EventStream", "Hook", "HookRunner", "LoopEvent", "loop_event_type"]
 
 log = logging.getLogger("market_client")
 Hook = Callable[[dict[str, Any]], Any]
 DRAIN_EVERY = 64  # buffered events a consumer takes between two turns it gives the reader
+CANCEL_EVERY = 8  # buffered events it takes between two looks for a cancellation
 _Call = tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
+
+
+class LoopEvent(Protocol):
+    """What a waiter needs of an event: ``asyncio.Event`` and ``trio.Event`` both are one."""
+
+    def set(self) -> None: ...
+
+    async def wait(self) -> Any: ...
+
+
+def loop_event_type() -> Callable[[], LoopEvent]:
+    """The running loop's own event class, for waits made once per few frames.
+
+    ``anyio.Event()`` looks the backend up at every call (4.6 µs on asyncio,
+    against 0.5 µs for ``asyncio.Event()``); the loop's own class is looked up once.
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.Event
+    import asyncio
+
+    return asyncio.Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +179,7 @@ class _Subscriber:
         self.every = not kinds
         self.capacity = capacity
         self.buffer: deque[Event] = deque()
-        self.waiter: anyio.Event | None = None
+        self.waiter: LoopEvent | None = None
         self.closed = False
         self.dropped = 0
         self.missed = 0
@@ -196,6 +221,7 @@ class EventStream:
     def __init__(self, hub: EventHub, sub: _Subscriber) -> None:
         self._hub = hub
         self._sub = sub
+        self._new_event: Callable[[], LoopEvent] | None = None
 
     @property
     def dropped(self) -> int:
@@ -213,14 +239,15 @@ class EventStream:
                 missed, sub.missed = sub.missed, 0
                 raise EventOverflow(missed)
             if buffer:
-                # Buffered events are taken without a turn of the event loop each
-                # (a cancellation is still seen at once); every DRAIN_EVERY events
-                # the reader gets a turn, so neither side starves the other.
-                sub.taken += 1
-                if sub.taken % DRAIN_EVERY:
-                    await checkpoint_if_cancelled()
-                else:
+                # Buffered events are taken without a turn of the event loop each;
+                # every CANCEL_EVERY events a cancellation is looked for (the look
+                # costs more than taking an event: 1.6 µs on asyncio), and every
+                # DRAIN_EVERY the reader gets a turn, so neither side starves the other.
+                taken = sub.taken = sub.taken + 1
+                if not taken % DRAIN_EVERY:
                     await checkpoint()
+                elif not taken % CANCEL_EVERY:
+                    await checkpoint_if_cancelled()
                 if buffer:
                     return buffer.popleft()
                 continue
@@ -230,7 +257,10 @@ class EventStream:
             # reaches them all (each then takes what is buffered, or waits again).
             waiter = sub.waiter
             if waiter is None:
-                waiter = sub.waiter = anyio.Event()
+                new_event = self._new_event
+                if new_event is None:
+                    new_event = self._new_event = loop_event_type()
+                waiter = sub.waiter = new_event()
             await waiter.wait()
 
     async def __aenter__(self) -> EventStream:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import anyio
 import pytest
 
 from market_client import Event, MarketClient
@@ -131,3 +132,20 @@ def test_the_hub_knows_who_wants_a_kind_as_subscribers_come_and_go() -> None:
     hub.close()
     assert not hub.wants("order.fill")
     orders.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_consumer_stops_within_a_few_buffered_events() -> None:
+    from market_client._events import CANCEL_EVERY, DRAIN_EVERY, EventHub
+
+    hub = EventHub()
+    stream = hub.subscribe(("md",), 1000)
+    for i in range(500):
+        hub.publish(Event("md.trade", {"i": i}, "ABC"))
+    taken = 0
+    with anyio.fail_after(5), anyio.CancelScope() as scope:
+        async for _ in stream:
+            taken += 1
+            if taken == 3:
+                scope.cancel()  # the buffer still holds hundreds
+    assert 3 < taken <= 3 + CANCEL_EVERY < DRAIN_EVERY

@@ -9,20 +9,19 @@ and HTTP requests go to the same gateway's `Exchange` instead of over HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import ssl as ssl_module
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
-import sniffio
 
 from .._client import MarketClient
+from .._events import LoopEvent, loop_event_type
 from .._exceptions import AuthError
 from .._models import HandshakeReply
 from .._protocol import payload_or_raise
@@ -40,21 +39,6 @@ IN_PROCESS_URL = "http://in-process.invalid"
 Message = dict[str, Any]
 
 
-class _Event(Protocol):
-    def set(self) -> None: ...
-
-    async def wait(self) -> Any: ...
-
-
-def _event_type() -> Callable[[], _Event]:
-    """The running loop's own event class: ``anyio.Event()`` looks the backend up at each call."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.Event
-    return asyncio.Event
-
-
 class _Pipe(TextSink):
     """One direction of an in-process WebSocket: a bounded queue of ASGI messages.
 
@@ -67,9 +51,9 @@ class _Pipe(TextSink):
         self.items: deque[Message] = deque()
         self.limit = limit
         self.closed = False
-        self._event = _event_type()
-        self._data: _Event | None = None
-        self._room: _Event | None = None
+        self._event = loop_event_type()
+        self._data: LoopEvent | None = None
+        self._room: LoopEvent | None = None
 
     def _wake_data(self) -> None:
         data = self._data
