@@ -566,6 +566,47 @@ def report(results: list[dict[str, Any]], command: str) -> None:
     mem_rows = [
         [r["backend"], f"{r['rss_1m']:.1f} MiB", f"{r['rss_1m_stalled']:.1f} MiB"] for r in runs
     ]
+    # Issue 19: each session against the bare loop on its own library, in this run.
+    ratio_rows = []
+    for r in runs:
+        websockets_session = r.get("session_websockets", r["session_default"])
+        ratio_rows.append(
+            [
+                r["backend"],
+                "websockets",
+                _k(websockets_session),
+                _k(r["bare_orjson"]),
+                f"{websockets_session / r['bare_orjson']:.2f}",
+                "0.9",
+            ]
+        )
+        if "session_picows" in r and "bare_picows" in r:
+            ratio_rows.append(
+                [
+                    r["backend"],
+                    "picows",
+                    _k(r["session_picows"]),
+                    _k(r["bare_picows"]),
+                    f"{r['session_picows'] / r['bare_picows']:.2f}",
+                    "0.6",
+                ]
+            )
+    sub_rows = []
+    for r in runs:
+        none = r["subscribers_0"]["rate"]
+        for k, target in ((1, "at most 25%"), (10, "at most 60%")):
+            got = r[f"subscribers_{k}"]
+            sub_rows.append(
+                [
+                    r["backend"],
+                    str(k),
+                    _k(got["rate"]),
+                    _k(none),
+                    f"{1 - got['rate'] / none:.0%}",
+                    target,
+                    f"{got['received']:.1%}",
+                ]
+            )
     tables = {
         "ingest": table(
             [
@@ -582,6 +623,22 @@ def report(results: list[dict[str, Any]], command: str) -> None:
                 "session on picows",
             ],
             ingest_rows,
+        ),
+        "ratios": table(
+            ["backend", "library", "session msg/s", "bare + orjson msg/s", "ratio", "target"],
+            ratio_rows,
+        ),
+        "subscribers": table(
+            [
+                "backend",
+                "counting subscribers",
+                "msg/s until all counted",
+                "msg/s with none",
+                "cost",
+                "target",
+                "events each received",
+            ],
+            sub_rows,
         ),
         "echo": table(["backend", "send()", "bare send+recv", "ratio"], echo_rows),
         "pipe": table(
@@ -639,7 +696,21 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         "and the default; trio-websocket and the AnyIO-native httpx-ws are supported "
         "alternatives, and picows (Cython, asyncio only, through its own callback API, "
         "`market_client/_transports/_picows_socket.py`) the fastest choice for market data "
-        "on asyncio (`transport=`).",
+        "on asyncio, and the default there where it is installed.\n\n"
+        "Each session against the bare loop on its own library with the same decoder "
+        '(issue 19; the asyncio session on websockets is `transport="websockets"`, since '
+        "picows is the default there):\n\n" + tables["ratios"],
+    )
+    write_section(
+        "Client: counting subscribers",
+        measured(command)
+        + f" The same flood ({runs[0]['n']:,} messages) into the default session with 0, 1 "
+        'and 10 `events("md")` consumers that only count, best of two each. The rate runs '
+        "until every consumer has counted every event, so a consumer that falls behind "
+        "shows in it, and the last column says whether each received everything (the "
+        "overflow policy drops market data only for a consumer slower than the feed). "
+        "Targets (issue 19): one counting subscriber costs at most 25% of ingest and "
+        "receives everything; ten cost at most 60%.\n\n" + tables["subscribers"],
     )
     write_section(
         "Client: overhead per request",
