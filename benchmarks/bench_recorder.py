@@ -58,6 +58,11 @@ async def ingest(url: str, n: int, out: Path | None, **options: Any) -> dict[str
             return await flood()
         async with client.record(out, **options) as recorder:
             result = await flood()
+            # What the writer had not yet written when the flood ended, and how
+            # long it then took to write it and close the files.
+            result["behind"] = recorder.stats()["buffered"]
+            closing = time.perf_counter()
+        result["finish_s"] = time.perf_counter() - closing
         stats = recorder.stats()
     assert stats["dropped"] == 0, stats
     return {**result, "stats": stats}
@@ -92,6 +97,8 @@ async def run_backend(server: Server, n: int, rounds: int, backend: str) -> dict
                 "raw_only": raw_only,
                 "loop_off_us": unrecorded["loop_us"],
                 "loop_on_us": on["loop_us"],
+                "behind": on["behind"],
+                "finish_s": on["finish_s"],
                 "last": on,
             }
         )
@@ -108,7 +115,13 @@ WHERE_THE_TIME_GOES = (
     "every frame (about 1 µs on this machine), and the cache the copied bytes take from the "
     "reader's own work. The flood gateway sends as fast as the socket takes it, so the session "
     "reads at the highest rate it can: the ratio is the recorder's cost at full load, not at "
-    "a market's rate."
+    "a market's rate. At that rate the writer process, below the session's priority, falls "
+    "behind (the last two columns of the first table): what it had not written when the "
+    "flood ended waited in the recorder's bounded buffer (at most 500,000 frames or 256 MiB "
+    "by default; beyond that, frames are dropped and marked as a gap) and was written when "
+    "the recording closed. A flood that lasts longer than the buffer covers is recorded "
+    "with gaps; a session that must keep everything through such a flood records the raw "
+    "layer only, or gives the recorder a core of its own."
 )
 
 
@@ -174,6 +187,8 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
                 "**" + spread([x["on"] / x["off"] for x in rounds], ".2f") + "**",
                 spread([x["raw_only"] / 1000 for x in rounds], ",.0f") + "k",
                 spread([x["raw_only"] / x["off"] for x in rounds], ".2f"),
+                spread([x["behind"] / 1000 for x in rounds], ",.0f") + "k",
+                spread([x["finish_s"] for x in rounds], ".1f"),
             ]
         )
         frames = s["fed"] or 1
@@ -204,6 +219,8 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
                 "on / off",
                 "raw layer only (msg/s)",
                 "raw only / off",
+                "frames not yet written when the flood ended",
+                "then to finish (s)",
             ],
             ingest_rows,
         ),

@@ -13,7 +13,7 @@ import anyio
 import orjson
 import pytest
 
-from market_client.recording import RawFrame, RawGap, RawSnapshot, Recorder, Recording, iter_raw
+from market_client.recording import RawFrame, RawSnapshot, Recorder, Recording, iter_raw
 from market_client.recording._child import WriterProcess
 from market_client.testing import wait_until
 
@@ -101,7 +101,8 @@ async def test_a_dead_writer_process_is_reported_and_the_raw_layer_goes_on(
     async with Recorder(tmp_path, flush_interval=0.02) as recorder:
         recorder.describe(**DESCRIBE)
         recorder.feed("md", md(1), T0 + 1)
-        await wait_until(lambda: recorder.stats()["table_process"] is not None)
+        # Answered (its stats came back): the kill finds it idle.
+        await wait_until(lambda: recorder.stats()["raw_records"] == 1)
         pid = recorder.stats()["table_process"]["pid"]
         if sys.platform != "win32":
             # Its own session: a Ctrl-C in the terminal does not reach it.
@@ -148,15 +149,22 @@ async def test_a_raw_only_recorder_writes_no_tables(tmp_path: Path) -> None:
     assert list(iter_raw(tmp_path)) == [RawFrame(T0 + 1, "md", md(1))]
 
 
+async def _feed_batches(recorder: Recorder, seqs: range) -> None:
+    for seq in seqs:  # a batch each (batch_frames=1)
+        before = recorder.stats()["batches"]
+        recorder.feed("md", md(seq), T0 + seq)
+        await wait_until(lambda before=before: recorder.stats()["batches"] > before)  # type: ignore[misc]
+
+
 @pytest.mark.anyio
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP and SIGKILL are POSIX")
-async def test_a_batch_the_dead_writer_process_had_in_hand_is_marked_as_a_gap(
+async def test_a_batch_the_dead_writer_process_never_wrote_is_written_by_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[bytes] = []
     send, answer = WriterProcess._send, WriterProcess._answer
 
-    def send_and_stop(self: WriterProcess, kind: bytes, payload: bytes) -> None:
+    def send_and_stop(self: WriterProcess, kind: bytes, payload: Any) -> None:
         if kind == b"B" and sent.count(b"B") == 1:
             os.kill(self.pid, signal.SIGSTOP)  # the second batch is never read
         sent.append(kind)
@@ -171,18 +179,86 @@ async def test_a_batch_the_dead_writer_process_had_in_hand_is_marked_as_a_gap(
     monkeypatch.setattr(WriterProcess, "_answer", kill_and_answer)
     async with Recorder(tmp_path, batch_frames=1, flush_interval=60) as recorder:
         recorder.describe(**DESCRIBE)
-        for seq in (1, 2, 3):  # a batch each
-            recorder.feed("md", md(seq), T0 + seq)
-            await wait_until(lambda seq=seq: recorder.stats()["batches"] == seq)  # type: ignore[misc]
+        await _feed_batches(recorder, range(1, 4))
         assert recorder.stats()["tables_error"] is not None
         recorder.feed("md", md(4), T0 + 4)
     stats = recorder.stats()
-    assert stats["error"] is None and stats["dropped"] == 1
-    assert list(iter_raw(tmp_path, gaps=True)) == [
-        RawFrame(T0 + 1, "md", md(1)),  # written by the writer process before it died
-        RawGap(T0 + 2, 1, T0 + 2, T0 + 2),  # sent, never answered: maybe lost
-        RawFrame(T0 + 3, "md", md(3)),  # written by the session's process from then on
-        RawFrame(T0 + 4, "md", md(4)),
-    ]
+    assert stats["error"] is None and stats["dropped"] == 0 and stats["gaps"] == 0
+    # 1 by the writer process; 2 (sent, never read), 3 and 4 by the session's process.
+    assert [f.raw for f in iter_raw(tmp_path, gaps=True)] == [md(s) for s in range(1, 5)]
     # The dead process's raw file was finished.
     assert not await anyio.to_thread.run_sync(lambda: list(tmp_path.glob("raw/.*")))
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+async def test_a_batch_the_dead_writer_process_wrote_is_not_written_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = WriterProcess._answer
+    answered: list[int] = []
+
+    def answer_then_die(self: WriterProcess) -> None:
+        waiting = self.unanswered
+        answer(self)  # it wrote the batch (raw layer first, then the tables)...
+        if waiting and self._frames:  # the answer to a batch
+            answered.append(self._frames)
+            if len(answered) == 2:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait()
+                self._waiting = True
+                raise EOFError("no answer")  # ...and died before its answer came through
+
+    monkeypatch.setattr(WriterProcess, "_answer", answer_then_die)
+    async with Recorder(tmp_path, batch_frames=1, flush_interval=60) as recorder:
+        recorder.describe(**DESCRIBE)
+        await _feed_batches(recorder, range(1, 4))
+        assert recorder.stats()["tables_error"] is not None
+    stats = recorder.stats()
+    assert stats["error"] is None and stats["dropped"] == 0
+    assert [f.raw for f in iter_raw(tmp_path, gaps=True)] == [md(s) for s in range(1, 4)]
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+async def test_a_writer_process_that_dies_at_the_end_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    close = WriterProcess.close
+
+    def kill_and_close(self: WriterProcess, timeout: float = 60.0) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        close(self, timeout)
+
+    monkeypatch.setattr(WriterProcess, "close", kill_and_close)
+    async with Recorder(tmp_path, flush_interval=60) as recorder:
+        recorder.describe(**DESCRIBE)
+        for seq in range(1, 6):
+            recorder.feed("md", md(seq), T0 + seq)
+    stats = recorder.stats()
+    assert stats["tables_error"] is not None and stats["error"] is None
+    assert stats["dropped"] == 0
+    assert [f.raw for f in iter_raw(tmp_path)] == [md(s) for s in range(1, 6)]
+    assert not await anyio.to_thread.run_sync(lambda: list(tmp_path.glob("**/.*.tmp")))
+
+
+@pytest.mark.anyio
+async def test_a_writer_process_that_exits_at_once_leaves_the_raw_layer_to_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    popen = subprocess.Popen
+
+    def exits_at_once(args: list[str], **kwargs: Any) -> Any:
+        return popen([sys.executable, "-c", "pass"], **kwargs)
+
+    monkeypatch.setattr("market_client.recording._child.subprocess.Popen", exits_at_once)
+    async with Recorder(tmp_path, flush_interval=0.02) as recorder:
+        recorder.describe(**DESCRIBE)
+        recorder.feed("md", md(1), T0 + 1)
+        await wait_until(lambda: recorder.stats()["tables_error"] is not None)
+        recorder.feed("md", md(2), T0 + 2)
+    stats = recorder.stats()
+    assert stats["error"] is None and stats["dropped"] == 0
+    assert [f.raw for f in iter_raw(tmp_path)] == [md(1), md(2)]

@@ -19,6 +19,7 @@ from market_client.recording._child import WriterProcess
 from market_client.recording._raw import decode_line, encode_frame
 from market_client.recording._tables import TableBuilder, tick_scale
 from market_client.recording._writer import BatchWriter, clean_url, finish_leftovers
+from market_client.testing import wait_until
 
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -179,19 +180,18 @@ async def test_a_slow_disk_drops_new_frames_and_marks_the_gap(
     recorder = Recorder(tmp_path, tables=False, max_buffer=100, batch_frames=50)
     original = WriterProcess.send
 
-    def slow_send(self: WriterProcess, kind: bytes, payload: bytes = b"") -> None:
+    def slow_send(self: WriterProcess, kind: bytes, payload: Any = b"", **kwargs: Any) -> None:
         if kind == b"B":
             entered.set()
             release.wait(20)  # the writer process (its disk) stalls
-        original(self, kind, payload)
+        original(self, kind, payload, **kwargs)
 
     monkeypatch.setattr(WriterProcess, "send", slow_send)
     async with recorder:
         recorder.describe(**DESCRIBE)
         for seq in range(1, 51):
             recorder.feed("md", md(seq), T0 + seq)
-        while not entered.is_set():  # the worker holds these 50 in the stalled write
-            await anyio.sleep(0.01)
+        await wait_until(entered.is_set)  # the worker holds these 50 in the stalled hand-off
         for seq in range(51, 201):
             recorder.feed("md", md(seq), T0 + seq)  # never blocks, never raises
         stats = recorder.stats()

@@ -29,8 +29,12 @@ __all__ = ["FrameBuffer", "unpack_batch"]
 
 # One code byte per record.
 MD_TEXT, MD_BYTES, CMD_TEXT, CMD_BYTES, GAP, SNAPSHOT = range(6)
-_FRAMES = {MD_TEXT: ("md", True), MD_BYTES: ("md", False), CMD_TEXT: ("cmd", True)}
-_FRAMES[CMD_BYTES] = ("cmd", False)
+_FRAMES = {
+    MD_TEXT: ("md", True),
+    MD_BYTES: ("md", False),
+    CMD_TEXT: ("cmd", True),
+    CMD_BYTES: ("cmd", False),
+}
 TEXT_CODES = {"md": MD_TEXT, "cmd": CMD_TEXT}
 BYTES_CODES = {"md": MD_BYTES, "cmd": CMD_BYTES}
 _HEADER = struct.Struct("=Q")
@@ -70,7 +74,10 @@ class FrameBuffer:
         codes = TEXT_CODES if isinstance(raw, str) else BYTES_CODES
         if channel not in codes:
             raise ValueError(f"no such channel in a recording: {channel!r}")
-        data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+        if isinstance(raw, str):
+            data = raw.encode("utf-8", "surrogatepass")
+        else:
+            data = memoryview(raw).tobytes()  # bytes-like only: bytes(7) is seven NUL bytes
         self._add(codes[channel], data, recv_ns)
 
     def add_gap(self, dropped: int, first_ns: int, last_ns: int) -> None:
@@ -92,17 +99,19 @@ class FrameBuffer:
         """Receive times of the first and the last record (``(0, 0)`` when empty)."""
         return (self.times[0], self.times[-1]) if self.codes else (0, 0)
 
+    def parts(self) -> list[bytes | bytearray | memoryview]:
+        """The packed buffer in pieces, to be written one after the other without a join."""
+        return [
+            _HEADER.pack(len(self.codes)),
+            self.codes,
+            memoryview(self.times).cast("B"),
+            memoryview(self.ends).cast("B"),
+            self.data,
+        ]
+
     def pack(self) -> bytes:
         """The whole buffer as one ``bytes`` (`unpack_batch` reads it back)."""
-        return b"".join(
-            (
-                _HEADER.pack(len(self.codes)),
-                self.codes,
-                self.times.tobytes(),
-                self.ends.tobytes(),
-                self.data,
-            )
-        )
+        return b"".join(self.parts())
 
     def records(self) -> list[RawFrame | RawGap | RawSnapshot]:
         """The records held, as `unpack_batch` gives them."""

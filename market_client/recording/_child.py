@@ -7,13 +7,13 @@ a busy machine take the reader's CPU. So the recorder starts this module as
 a child process (``python -m market_client.recording._table_worker``, a fresh
 interpreter: the user's main script is not imported again, as
 ``multiprocessing``'s spawn would), at a lower CPU priority than the session,
-and sends it each batch of frames packed but not encoded (`pack_batch`).
+and sends it each batch of frames copied but not encoded (`FrameBuffer`).
 
 The pipe protocol (stdin, parent to child): messages of one kind byte, an
 8-byte big-endian length and the payload:
 
 * ``M``: JSON ``{"directory", "meta", "options"}``: open the layers (first);
-* ``B``: a packed batch (`pack_batch`): write it to the raw layer, then the tables;
+* ``B``: a packed batch (`FrameBuffer.parts`): write it to the raw layer, then the tables;
 * ``T``: nothing came: rotate the files that are due.
 
 After each message the child writes one JSON line to stdout: its stats, or
@@ -40,7 +40,10 @@ import orjson
 __all__ = ["WriterProcess"]
 
 CLOSE_TIMEOUT = 60.0
-ANSWER_TIMEOUT = 30.0  # a child that takes longer to take or answer one batch is stuck
+ANSWER_TIMEOUT = 30.0  # s: a child that takes longer to take or answer a message is stuck
+ANSWER_PER_FRAME = 1e-3  # s more per frame of the batch (about 70 times what a frame takes)
+
+Payload = bytes | bytearray | memoryview | list[bytes | bytearray | memoryview]
 
 
 class WriterProcess:
@@ -64,7 +67,10 @@ class WriterProcess:
             [here, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
         )
         flags: dict[str, Any] = (
-            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            {
+                "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+                | subprocess.BELOW_NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
+            }
             if sys.platform == "win32"
             else {"start_new_session": True}
         )
@@ -78,6 +84,7 @@ class WriterProcess:
         self.stats: dict[str, Any] = {}
         self.error: str | None = None
         self._waiting = False
+        self._frames = 0  # in the batch last sent
         self.send(b"M", orjson.dumps({"directory": directory, "meta": meta, "options": options}))
 
     @property
@@ -90,15 +97,12 @@ class WriterProcess:
         """Whether the last message sent was never answered (a dead child may have lost it)."""
         return self._waiting
 
-    @property
-    def alive(self) -> bool:
-        """Whether the child still serves (it has not failed or exited)."""
-        return self.error is None
-
-    def _send(self, kind: bytes, payload: bytes) -> None:
+    def _send(self, kind: bytes, payload: Payload) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(kind + len(payload).to_bytes(8, "big"))
-        self.proc.stdin.write(payload)
+        parts = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else payload
+        self.proc.stdin.write(kind + sum(map(len, parts)).to_bytes(8, "big"))
+        for part in parts:  # one after the other: no copy of the whole
+            self.proc.stdin.write(part)
         self.proc.stdin.flush()
         self._waiting = True
 
@@ -115,13 +119,14 @@ class WriterProcess:
         self._waiting = False
         self.stats = answer
 
-    def send(self, kind: bytes, payload: bytes = b"") -> None:
+    def send(self, kind: bytes, payload: Payload = b"", *, frames: int = 0) -> None:
         """Send one message once the previous one is answered; a dead child is noted.
 
         Args:
             kind: ``b"M"`` (the description), ``b"B"`` (a packed batch) or
                 ``b"T"`` (rotate what is due).
-            payload: The block.
+            payload: The message (bytes-like, or a list of pieces written in order).
+            frames: Frames in a batch: its answer may take that much longer.
         """
         if self.error is not None:
             return
@@ -129,18 +134,23 @@ class WriterProcess:
             with self._watchdog():
                 self._answer()
                 self._send(kind, payload)
+                self._frames = frames
         except (OSError, EOFError, RuntimeError, ValueError) as exc:
             self._died(exc)
 
     @contextlib.contextmanager
     def _watchdog(self) -> Iterator[None]:
-        """Kill a child that takes longer than `ANSWER_TIMEOUT` to answer or to read.
+        """Kill a child that takes too long to answer or to read: it is stuck.
 
+        Too long is `ANSWER_TIMEOUT`, and `ANSWER_PER_FRAME` more for every
+        frame of the batch it is answering (a writer that fell behind a flood,
+        at its low priority, gets batches as large as the recorder's buffer).
         The pipe's reads and writes cannot be cancelled, and the worker thread
         they block is awaited when the recorder exits: a stuck child would
         hang the session's exit. Killed, it reads as a child that died.
         """
-        timer = threading.Timer(ANSWER_TIMEOUT, self.proc.kill)
+        timeout = ANSWER_TIMEOUT + ANSWER_PER_FRAME * self._frames
+        timer = threading.Timer(timeout, self.proc.kill)
         timer.daemon = True
         timer.start()
         try:

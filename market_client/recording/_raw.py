@@ -40,6 +40,7 @@ __all__ = [
     "RawSnapshot",
     "RawWriter",
     "iter_raw",
+    "last_record",
     "raw_files",
 ]
 
@@ -162,9 +163,9 @@ def encode_records(records: list[dict[str, Any]]) -> bytes:
 
     One ``orjson.dumps`` of the whole list, split into lines by the bytes
     that can only stand between two records: about a tenth of the cost of
-    encoding the records one by one, and no Python code per frame (this
-    runs in the session's process, beside its event loop, for every frame).
-    A list with a frame JSON cannot hold as text is encoded record by record.
+    encoding the records one by one (the recorder's writer process does it
+    for every frame). A list with a frame JSON cannot hold as text is
+    encoded record by record.
     """
     if not records:
         return b""
@@ -321,6 +322,18 @@ class RawWriter:
         self.files += 1
 
 
+def last_record(
+    directory: str | os.PathLike[str], pid: int
+) -> RawFrame | RawGap | RawSnapshot | None:
+    """The last record the writer with process id ``pid`` flushed (read back from its files)."""
+    files = [path for path in raw_files(directory, include_tmp=True) if _order(path)[1] == pid]
+    last = None
+    for path in files[-1:]:
+        for last in _records(path):  # noqa: B007 - the loop keeps the last one
+            pass
+    return last
+
+
 def raw_files(directory: str | os.PathLike[str], *, include_tmp: bool = False) -> list[Path]:
     """The raw files of a recording in time order (optionally with unfinished ``.tmp`` ones)."""
     folder = Path(directory) / RAW_DIR
@@ -360,27 +373,32 @@ def iter_raw(
         tuples when ``gaps`` is true and `RawSnapshot` tuples when
         ``snapshots`` is true.
     """
+    for path in raw_files(directory, include_tmp=include_tmp):
+        for record in _records(path):
+            if (
+                record is None
+                or (not gaps and isinstance(record, RawGap))
+                or (not snapshots and isinstance(record, RawSnapshot))
+            ):
+                continue
+            yield record
+
+
+def _records(path: Path) -> Iterator[RawFrame | RawGap | RawSnapshot | None]:
+    """Every line of one raw file, decoded, up to a torn tail."""
     import zstandard
 
-    for path in raw_files(directory, include_tmp=include_tmp):
-        decompressor = zstandard.ZstdDecompressor().decompressobj()
-        pending = b""
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                try:
-                    data = decompressor.decompress(chunk)
-                except zstandard.ZstdError:
-                    break  # a torn tail of a killed writer: keep what came before
-                if not data:
-                    continue
-                lines = (pending + data).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    record = decode_line(line)
-                    if (
-                        record is None
-                        or (not gaps and isinstance(record, RawGap))
-                        or (not snapshots and isinstance(record, RawSnapshot))
-                    ):
-                        continue
-                    yield record
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    pending = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                data = decompressor.decompress(chunk)
+            except zstandard.ZstdError:
+                break  # a torn tail of a killed writer: keep what came before
+            if not data:
+                continue
+            lines = (pending + data).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                yield decode_line(line)

@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 from .._wire import price_text
 from ._batch import BYTES_CODES, TEXT_CODES, FrameBuffer
 from ._child import WriterProcess
-from ._raw import RawGap
+from ._raw import last_record
 from ._writer import BatchWriter, finish_leftovers, recording_meta
 
 __all__ = ["Recorder"]
@@ -147,14 +147,11 @@ class Recorder:
         self._fallback: BatchWriter | None = None
         self._proc_reported = False
         self._proc_start_error: str | None = None
-        self._sent: tuple[int, int, int] | None = None  # (frames, first_ns, last_ns) last sent
+        self._unanswered: FrameBuffer | None = None  # the batch the process has not answered
         self._meta: dict[str, Any] | None = None
         self._batch_frames = batch_frames
         self._flush_interval = float(flush_interval)
         self._max_buffer = max_buffer
-        # `feed`'s fast path takes a frame while the buffer holds fewer: the
-        # bound, or 0 while dropped frames wait for their gap record.
-        self._room = max_buffer
         self._wake_at = batch_frames - 1  # frames held when the next one wakes the writer
         self._max_bytes = max_buffer_bytes
         self._buf = FrameBuffer()
@@ -210,7 +207,7 @@ class Recorder:
                 inflight, self._inflight = self._inflight, None
                 batch = self._take()
                 rest = [b for b in (inflight, batch) if b is not None and len(b)]
-                self._max_buffer = self._room = 0  # from now on every frame is dropped
+                self._max_buffer = 0  # from now on every frame is counted as dropped
                 await anyio.to_thread.run_sync(self._finish, rest)
                 self._ended = time.monotonic()
 
@@ -221,7 +218,8 @@ class Recorder:
             proc = self._proc
             if proc is not None and proc.error is None:
                 proc.close()
-                self._check_process()
+                if self._check_process():  # it died writing its last batch or its files
+                    self._fall_back(FrameBuffer())
             if self._fallback is not None:
                 try:
                     self._fallback.close()
@@ -275,15 +273,20 @@ class Recorder:
             proc = self._proc
             if proc is not None and proc.error is None:
                 if len(batch):
-                    proc.send(b"B", batch.pack())
-                    if proc.error is None:
-                        self._sent = (batch.frames, *batch.span())
+                    proc.send(b"B", batch.parts(), frames=len(batch))
                 else:
                     proc.send(b"T")  # rotation by age also happens when idle
-                if self._check_process():
-                    self._fall_back(batch)
+                if proc.error is None:
+                    # Sent, so the one before was answered: keep this one until it is.
+                    self._unanswered = batch if len(batch) else None
+                elif self._check_process():
+                    self._fall_back(batch)  # it did not take this batch
+            elif self._check_process():  # it died before (it could not start, say)
+                self._fall_back(batch)
             elif self._fallback is not None:
                 self._fallback.write_records(batch.records())
+            else:  # no layer left to write to
+                self._lost += batch.frames
             if len(batch):
                 self._counts["batches"] += 1
         except Exception as exc:
@@ -304,6 +307,8 @@ class Recorder:
                 log.exception("recording into %s: %s", self.directory, self._proc_start_error)
                 self._meta = meta
                 self._start_fallback()
+        # A later description reaches the files opened from here on (the
+        # writer process keeps the one it was started with).
         self._meta = meta
 
     def _check_process(self) -> bool:
@@ -316,20 +321,29 @@ class Recorder:
         return True
 
     def _fall_back(self, batch: FrameBuffer) -> None:
-        """The writer process died: write the raw layer here from ``batch`` on."""
-        assert self._proc is not None
-        # What it had written is readable up to its last flushed batch.
-        finish_leftovers(self.directory)
-        lost = self._sent if self._proc.unanswered else None
-        if lost is not None:
-            self._lost += lost[0]  # the batch it was working on, whole or in part
+        """The writer process died: write the raw layer here, from what it had not written on."""
+        proc = self._proc
+        assert proc is not None
+        # Its raw file reads up to its last flushed batch; its Parquet files are lost.
+        finish_leftovers(self.directory, pid=proc.pid)
+        pending = self._unanswered if proc.unanswered else None
+        self._unanswered = None
+        if pending is not None and self._writer_options["raw"]:
+            # It writes a batch's raw block before its table rows, where it
+            # most likely died: a batch already in its raw file is not written twice.
+            records = pending.records()
+            if records[-1] == last_record(self.directory, proc.pid):
+                pending = None
         if not self._start_fallback():
-            self._lost += batch.frames
+            self._lost += batch.frames + (pending.frames if pending is not None else 0)
             return
         assert self._fallback is not None
-        if lost is not None:
-            frames, first_ns, last_ns = lost
-            self._fallback.write_records([RawGap(last_ns, frames, first_ns, last_ns)])
+        if pending is not None:
+            try:
+                self._fallback.write_records(pending.records())
+            except Exception:
+                self._lost += pending.frames  # (``batch`` is counted by the caller)
+                raise
         self._fallback.write_records(batch.records())
 
     def _start_fallback(self) -> bool:
@@ -386,11 +400,12 @@ class Recorder:
             recv_ns: ``time.time_ns()`` when it was received.
         """
         # Once per frame, in the session's reader: `FrameBuffer.add_frame` and
-        # `_append`'s common case (room in the buffer, no gap to close) inlined.
+        # `_append`'s common case (room in the buffer) inlined. A gap is only
+        # ever open while the buffer is full: `_take` empties it and closes the gap.
         buf = self._buf
         try:
             held = len(buf.codes)
-            if held < self._room and len(buf.data) < self._max_bytes:
+            if held < self._max_buffer and len(buf.data) < self._max_bytes:
                 # Whatever can fail comes before the first append.
                 if type(raw) is bytes:
                     code = BYTES_CODES[channel]
@@ -458,21 +473,23 @@ class Recorder:
 
     def _append(self, channel: str, raw: Any, recv_ns: int, book: Any = None) -> None:
         buf = self._buf
-        if len(buf.codes) < self._max_buffer and len(buf.data) < self._max_bytes:
+        held = len(buf.codes)
+        if held < self._max_buffer and len(buf.data) < self._max_bytes:
             if self._gap_count:
                 self._close_gap()
             if book is not None:
                 buf.add_snapshot(book, recv_ns)
             else:
                 buf.add_frame(channel, raw, recv_ns)
-            if len(buf.codes) == self._batch_frames and self._wake is not None:
+            if held == self._wake_at and self._wake is not None:
                 self._wake.set()
         else:
+            if type(recv_ns) is not int or not 0 <= recv_ns < 1 << 63:
+                raise TypeError(f"recv_ns must be an int64 of ns, got {recv_ns!r}")
             self._counts["dropped"] += 1
             if self._state == "open" and self._error is None:
                 if not self._gap_count:
                     self._gap_first = recv_ns
-                    self._room = 0  # the next frame kept comes after the gap record
                 self._gap_count += 1
                 self._gap_last = recv_ns
 
@@ -480,7 +497,6 @@ class Recorder:
         self._buf.add_gap(self._gap_count, self._gap_first, self._gap_last)
         self._counts["gaps"] += 1
         self._gap_count = 0
-        self._room = self._max_buffer
 
     def stats(self) -> dict[str, Any]:
         """Rows, files, bytes and drops so far.

@@ -43,14 +43,14 @@ def lower_priority() -> None:
     its own group: the group as a whole would still get as much CPU as the
     session's. So the group's nice value is set as well.
     """
-    if not hasattr(os, "nice"):
+    if not hasattr(os, "nice"):  # Windows: the parent starts it below normal priority
         return
-    os.nice(NICENESS)
     try:
+        os.nice(NICENESS)
         with open("/proc/self/autogroup", "w") as group:  # Linux with autogroup only
             group.write(str(NICENESS))
     except OSError:
-        pass
+        pass  # refused (a sandbox) or not Linux: it still works, at the session's priority
 
 
 def main() -> int:

@@ -462,7 +462,9 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-def finish_leftovers(directory: str | os.PathLike[str]) -> dict[str, int]:
+def finish_leftovers(
+    directory: str | os.PathLike[str], *, pid: int | None = None
+) -> dict[str, int]:
     """Tidy what a killed recorder left: finish raw ``.tmp`` files, delete Parquet ones.
 
     A raw ``.tmp`` file is readable up to its last flushed batch, so it is
@@ -471,17 +473,21 @@ def finish_leftovers(directory: str | os.PathLike[str]) -> dict[str, int]:
 
     Args:
         directory: A recording's directory.
+        pid: Only the files of the writer that had this process id (the
+            others may belong to a recorder still writing).
 
     Returns:
         ``{"raw_kept": n, "parquet_removed": m}``.
     """
     root = Path(directory)
+    owner = "*" if pid is None else str(pid)
     kept = removed = 0
-    for tmp in root.glob(f"raw/.raw-*{TMP_SUFFIX}"):
+    # raw-<stamp>-<first_ns>-<pid>-<n>.jsonl.zst and part-<ns>-<pid>-<n>.parquet
+    for tmp in root.glob(f"raw/.raw-*-*-{owner}-*{TMP_SUFFIX}"):
         os.replace(tmp, tmp.with_name(tmp.name[1 : -len(TMP_SUFFIX)]))
         kept += 1
     for table in TABLES:
-        for tmp in (root / table).glob(f"**/.part-*.parquet{TMP_SUFFIX}"):
+        for tmp in (root / table).glob(f"**/.part-*-{owner}-*.parquet{TMP_SUFFIX}"):
             tmp.unlink()
             removed += 1
     return {"raw_kept": kept, "parquet_removed": removed}
