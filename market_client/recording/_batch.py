@@ -95,10 +95,6 @@ class FrameBuffer:
         self.data += data
         self.ends.append(len(self.data))
 
-    def span(self) -> tuple[int, int]:
-        """Receive times of the first and the last record (``(0, 0)`` when empty)."""
-        return (self.times[0], self.times[-1]) if self.codes else (0, 0)
-
     def parts(self) -> list[bytes | bytearray | memoryview]:
         """The packed buffer in pieces, to be written one after the other without a join."""
         return [
@@ -154,17 +150,7 @@ def unpack_batch(payload: bytes) -> list[RawFrame | RawGap | RawSnapshot]:
             dropped, first_ns, last_ns = orjson.loads(piece)
             append(RawGap(times[i], dropped, first_ns, last_ns))
         elif code == SNAPSHOT:
-            book = orjson.loads(piece)
-            append(
-                RawSnapshot(
-                    times[i],
-                    book["sym"],
-                    book["seq"],
-                    book.get("bids", []),
-                    book.get("asks", []),
-                    book.get("source", "resync"),
-                )
-            )
+            append(RawSnapshot.from_book(times[i], orjson.loads(piece)))
         else:
             raise ValueError(f"not a packed batch: record code {code}")
     return out

@@ -100,6 +100,18 @@ class RawSnapshot(NamedTuple):
     asks: list[list[Any]]
     source: str
 
+    @classmethod
+    def from_book(cls, recv_ns: int, book: dict[str, Any]) -> RawSnapshot:
+        """From a stored book (``sym``, ``seq``; ``bids``, ``asks``, ``source`` if there)."""
+        return cls(
+            recv_ns,
+            book["sym"],
+            book["seq"],
+            book.get("bids", []),
+            book.get("asks", []),
+            book.get("source", "resync"),
+        )
+
 
 def frame_record(channel: str, raw: str | bytes, recv_ns: int) -> dict[str, Any]:
     """The record of one frame as it waits to be written (`encode_records` encodes it).
@@ -184,16 +196,6 @@ def encode_frame(channel: str, raw: str | bytes, recv_ns: int) -> bytes:
     return encode_record(frame_record(channel, raw, recv_ns))
 
 
-def encode_gap(dropped: int, first_ns: int, last_ns: int) -> bytes:
-    """The line that marks dropped frames."""
-    return encode_record(gap_record(dropped, first_ns, last_ns))
-
-
-def encode_snapshot(snapshot: dict[str, Any], recv_ns: int) -> bytes:
-    """The line of a book loaded outside the MD stream."""
-    return encode_record(snapshot_record(snapshot, recv_ns))
-
-
 def decode_line(line: bytes) -> RawFrame | RawGap | RawSnapshot | None:
     """A record from one line; ``None`` for a header line.
 
@@ -210,14 +212,7 @@ def decode_line(line: bytes) -> RawFrame | RawGap | RawSnapshot | None:
         return RawGap(obj["recv_ns"], gap["dropped"], gap["first_ns"], gap["last_ns"])
     snap = obj.get("snapshot")
     if snap is not None:
-        return RawSnapshot(
-            obj["recv_ns"],
-            snap["sym"],
-            snap["seq"],
-            snap.get("bids", []),
-            snap.get("asks", []),
-            snap.get("source", "resync"),
-        )
+        return RawSnapshot.from_book(obj["recv_ns"], snap)
     raw: str | bytes
     if "raw" in obj:
         raw = obj["raw"].encode("utf-8") if obj.get("bin") else obj["raw"]

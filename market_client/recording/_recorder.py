@@ -328,19 +328,22 @@ class Recorder:
         finish_leftovers(self.directory, pid=proc.pid)
         pending = self._unanswered if proc.unanswered else None
         self._unanswered = None
-        if pending is not None and self._writer_options["raw"]:
-            # It writes a batch's raw block before its table rows, where it
-            # most likely died: a batch already in its raw file is not written twice.
-            records = pending.records()
-            if records[-1] == last_record(self.directory, proc.pid):
-                pending = None
+        records = pending.records() if pending is not None else []
+        # It writes a batch's raw block before its table rows, where it most
+        # likely died: a batch already in its raw file is not written twice.
+        if (
+            records
+            and self._writer_options["raw"]
+            and records[-1] == last_record(self.directory, proc.pid)
+        ):
+            pending, records = None, []
         if not self._start_fallback():
             self._lost += batch.frames + (pending.frames if pending is not None else 0)
             return
         assert self._fallback is not None
         if pending is not None:
             try:
-                self._fallback.write_records(pending.records())
+                self._fallback.write_records(records)
             except Exception:
                 self._lost += pending.frames  # (``batch`` is counted by the caller)
                 raise
