@@ -24,7 +24,7 @@ import anyio
 import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._events import Event, EventHub, Hook, HookRunner
+from ._events import EventHub, Hook, HookRunner, new_event
 from ._exceptions import (
     ConnectionLost,
     GatewayError,
@@ -199,7 +199,7 @@ class MdChannel:
                     if hub._subs:
                         kind = _KINDS.get(ch) or "md." + ch
                         if hub.wants(kind):
-                            hub.publish(Event(kind, msg, msg.get("sym")))
+                            hub.publish(new_event(kind, msg, msg.get("sym")))
                     if self.on_md_event is not None:
                         hooks.call(self.on_md_event, msg)
             # The deadline passed. If the event loop itself was blocked for that

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from market_client import Event, MarketClient
+from market_client._events import new_event
 from market_client.simulator import RunningSimulator
 
 ORDER = {
@@ -60,6 +61,18 @@ def test_the_views_are_copies_and_read_only() -> None:
     with pytest.raises((dataclasses.FrozenInstanceError, TypeError)):
         evt.order = None  # type: ignore[misc]
     assert evt.fill is None
+
+
+def test_the_readers_fast_constructor_builds_the_same_frozen_event() -> None:
+    data = {"ch": "trade", "price": "100.01", "qty": 3, "seq": 9}
+    for sym in ("ABC", None):
+        fast, slow = new_event("md.trade", data, sym), Event("md.trade", data, sym)
+        assert type(fast) is Event
+        assert fast == slow and repr(fast) == repr(slow)
+        assert (fast.kind, fast.data, fast.sym) == ("md.trade", data, sym)
+        with pytest.raises((dataclasses.FrozenInstanceError, TypeError)):
+            fast.kind = "md.other"  # type: ignore[misc]
+        assert dataclasses.astuple(fast) == dataclasses.astuple(slow)
 
 
 def test_rejected_orders_say_why() -> None:
