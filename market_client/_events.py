@@ -37,6 +37,7 @@ log = logging.getLogger("market_client")
 Hook = Callable[[dict[str, Any]], Any]
 DRAIN_EVERY = 64  # buffered events a consumer takes between two turns it gives the reader
 CANCEL_EVERY = 8  # buffered events it takes between two looks for a cancellation
+assert DRAIN_EVERY % CANCEL_EVERY == 0  # a turn is also a look
 _Call = tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
 
 
@@ -184,7 +185,6 @@ class _Subscriber:
     """
 
     __slots__ = (
-        "_wanted",
         "buffer",
         "capacity",
         "closed",
@@ -206,17 +206,9 @@ class _Subscriber:
         self.dropped = 0
         self.missed = 0
         self.taken = 0
-        self._wanted: dict[str, bool] = {}  # kind -> wants it (a session has a few kinds)
 
     def wants(self, kind: str) -> bool:
-        if self.every:
-            return True
-        wanted = self._wanted.get(kind)
-        if wanted is None:
-            wanted = any(kind == k or kind.startswith(k + ".") for k in self.kinds)
-            if len(self._wanted) < 1024:
-                self._wanted[kind] = wanted
-        return wanted
+        return self.every or any(kind == k or kind.startswith(k + ".") for k in self.kinds)
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -266,10 +258,12 @@ class EventStream:
                 # costs more than taking an event: 1.6 µs on asyncio), and every
                 # DRAIN_EVERY the reader gets a turn, so neither side starves the other.
                 taken = sub.taken = sub.taken + 1
-                if not taken % DRAIN_EVERY:
-                    await checkpoint()
-                elif not taken % CANCEL_EVERY:
+                if taken % CANCEL_EVERY:
+                    return buffer.popleft()  # the usual case
+                if taken % DRAIN_EVERY:
                     await checkpoint_if_cancelled()
+                else:
+                    await checkpoint()
                 if buffer:
                     return buffer.popleft()
                 continue
@@ -304,7 +298,9 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subs: list[_Subscriber] = []
-        self._wanted: dict[str, bool] = {}  # kind -> someone wants it; reset when _subs changes
+        # kind -> the subscribers that want it, worked out once per kind (a session
+        # has a few kinds) and again whenever a subscriber comes or goes.
+        self._targets: dict[str, tuple[_Subscriber, ...]] = {}
         self.dropped_md = 0
         self.missed_private = 0
         self.closed = False
@@ -321,23 +317,26 @@ class EventHub:
             sub.close()
         else:
             self._subs.append(sub)
-            self._wanted.clear()
+            self._targets.clear()
         return EventStream(self, sub)
 
     def _remove(self, sub: _Subscriber) -> None:
         with contextlib.suppress(ValueError):
             self._subs.remove(sub)
-            self._wanted.clear()
+            self._targets.clear()
         sub.close()
+
+    def _targets_of(self, kind: str) -> tuple[_Subscriber, ...]:
+        targets = self._targets.get(kind)
+        if targets is None:
+            targets = tuple(sub for sub in self._subs if sub.wants(kind))
+            if len(self._targets) < 1024:
+                self._targets[kind] = targets
+        return targets
 
     def wants(self, kind: str) -> bool:
         """Whether any subscriber wants events of ``kind`` (if not, publishers skip them)."""
-        wanted = self._wanted.get(kind)
-        if wanted is None:
-            wanted = any(sub.wants(kind) for sub in self._subs)
-            if len(self._wanted) < 1024:
-                self._wanted[kind] = wanted
-        return wanted
+        return bool(self._targets.get(kind) or self._targets_of(kind))
 
     @property
     def has_subscribers(self) -> bool:
@@ -346,10 +345,10 @@ class EventHub:
 
     def publish(self, event: Event) -> None:
         """Offer ``event`` to every subscriber that wants its kind, without waiting."""
-        kind = event.kind
-        for sub in self._subs:
-            if not sub.every and not sub.wants(kind):
-                continue
+        targets = self._targets.get(event.kind)
+        if targets is None:
+            targets = self._targets_of(event.kind)
+        for sub in targets:
             buffer = sub.buffer
             if len(buffer) < sub.capacity:
                 buffer.append(event)
@@ -370,7 +369,7 @@ class EventHub:
         for sub in self._subs:
             sub.close()
         self._subs.clear()
-        self._wanted.clear()
+        self._targets.clear()
 
 
 class HookRunner:

@@ -147,6 +147,31 @@ def test_the_hub_knows_who_wants_a_kind_as_subscribers_come_and_go() -> None:
     orders.close()
 
 
+def test_publish_reaches_exactly_who_wants_the_kind_as_subscribers_come_and_go() -> None:
+    from market_client._events import EventHub
+
+    hub = EventHub()
+
+    def held(stream: Any) -> list[str]:
+        return [e.data["n"] for e in stream._sub.buffer]
+
+    trades = hub.subscribe(("md.trade",), 10)
+    hub.publish(Event("md.trade", {"n": "t1"}, "ABC"))
+    hub.publish(Event("order.fill", {"n": "f1"}, "ABC"))  # nobody wants it: worked out as such
+    everything = hub.subscribe((), 10)
+    orders = hub.subscribe(("order",), 10)
+    hub.publish(Event("order.fill", {"n": "f2"}, "ABC"))  # the newcomers are asked again
+    hub.publish(Event("md.trade", {"n": "t2"}, "ABC"))
+    trades.close()
+    hub.publish(Event("md.trade", {"n": "t3"}, "ABC"))
+    assert held(trades) == []  # closed: emptied, and given nothing more
+    assert held(everything) == ["f2", "t2", "t3"]
+    assert held(orders) == ["f2"]
+    hub.close()
+    hub.publish(Event("md.trade", {"n": "t4"}, "ABC"))
+    assert held(everything) == [] and held(orders) == []
+
+
 @pytest.mark.anyio
 async def test_a_cancelled_consumer_stops_within_a_few_buffered_events() -> None:
     from market_client._events import CANCEL_EVERY, DRAIN_EVERY, EventHub
