@@ -56,8 +56,9 @@ pytestmark = pytest.mark.anyio
 class Peer:
     """A one-connection-at-a-time WebSocket server on 127.0.0.1."""
 
-    def __init__(self, *, silent: bool) -> None:
+    def __init__(self, *, silent: bool, flood: int = 0) -> None:
         self.silent = silent
+        self.flood = flood  # messages sent with the handshake's answer, in the same write
         self.url = ""
         self.accepted = anyio.Event()  # the opening handshake is done
         self.release = anyio.Event()  # a silent peer reads again (to see the client go)
@@ -75,7 +76,8 @@ class Peer:
                 conn.receive_data(data)
                 for event in conn.events():
                     if isinstance(event, Request):
-                        await stream.send(conn.send(AcceptConnection()))
+                        flood = (conn.send(TextMessage(f"m{i}")) for i in range(self.flood))
+                        await stream.send(conn.send(AcceptConnection()) + b"".join(flood))
                         self.accepted.set()
                         if self.silent:
                             await self.release.wait()  # meanwhile nothing is read
@@ -193,6 +195,29 @@ async def test_closing_on_a_silent_peer_is_bounded_by_close_timeout(
         assert ws.closed
         peer.release.set()
         await peer.gone.wait()
+    gc.collect()
+
+
+@pytest.mark.parametrize("how", ["aclose", "abort"])
+async def test_closing_with_more_than_max_queue_messages_unread_is_bounded(
+    transport: WebSocketTransport, how: str
+) -> None:
+    # The messages come with the handshake's answer: the socket has them queued,
+    # beyond max_queue (it stopped reading), before the block starts. The Trio
+    # readers of websockets (on any close) and trio-websocket (on abort) then
+    # waited for the queue to drain, not for the stream: the block never ended.
+    transport.max_queue = 4
+    async with Peer(silent=False, flood=100).serve() as peer:
+        with anyio.fail_after(5):
+            async with transport.connect(peer.url, open_timeout=5) as ws:
+                assert await ws.recv() in ("m0", b"m0")
+                start = anyio.current_time()
+                if how == "abort":
+                    await ws.abort()
+            # close_timeout is 0.3 s: the peer's close frame is behind the unread ones
+            assert anyio.current_time() - start < 1.5
+            assert ws.closed
+            await peer.gone.wait()
     gc.collect()
 
 

@@ -75,6 +75,15 @@ class _TrioWebsocketSocket(WebSocket):
         import trio
 
         await trio.aclose_forcefully(self._stream)
+        # The library's reader task, handing a message to a full queue
+        # (max_queue unread), waits for the queue, not for the stream, and
+        # would hold the nursery of open() forever. Closing the queue's reading
+        # end, as the library's own aclose() does, wakes it (the message is
+        # dropped); it then finds the stream closed and ends. recv() raises at
+        # once, as after any local close.
+        queue = getattr(self._ws, "_recv_channel", None)
+        if queue is not None:
+            queue.close()
 
 
 class TrioWebsocketTransport(WebSocketTransport):

@@ -81,6 +81,15 @@ class _WebsocketsSocket(WebSocket):
             import trio
 
             await trio.aclose_forcefully(self._ws.stream)
+            # The library's reader task does not always see the stream close:
+            # with more than max_queue messages unread it waits for the queue
+            # to drain, not for the stream (websockets 17), and would wait
+            # forever, holding the nursery of open() and with it the block's
+            # exit. Woken, it finds the stream closed and ends the connection
+            # as it does on EOF (queue closed, pings acknowledged).
+            paused = getattr(self._ws, "recv_flow_control", None)
+            if paused is not None:
+                paused.set()
         else:
             self._ws.transport.abort()
             # connection_lost runs on the next loop iteration; wait for it so
@@ -176,7 +185,7 @@ class WebsocketsTransport(WebSocketTransport):
                     error.__cause__ = exc
                 else:
                     try:
-                        # connect() closes it before this block ends, which ends the reader
+                        # connect() closes it before this block ends, which ends the reader (_drop)
                         yield _WebsocketsSocket(
                             ws, ConnectionClosed, close_timeout=self.close_timeout
                         )
