@@ -2,8 +2,9 @@
 
 In one run, against the flood gateway (``_flood.py``, its own process): a
 session ingests N ``book.delta``/``trade`` messages without a recorder, with
-one at the default settings, and with the raw layer only; the three alternate
-within each round, and each round gives its own on/off ratios (the median and
+one at the default settings, with the raw layer only, and with one that only
+takes the frames (it writes them when it closes); the four alternate within
+each round, and each round gives its own on/off ratios (the median and
 range over the rounds are reported), on asyncio and on Trio. For the recorded
 rounds it reports the CPU per message of the session's own thread (its
 reader), of the recorder's worker thread (the hand-off) and of the writer
@@ -96,7 +97,13 @@ async def run_backend(server: Server, n: int, rounds: int, backend: str) -> dict
         tmp = Path(tempfile.mkdtemp(prefix="bench-rec-"))
         try:
             held = await ingest(
-                server.url, n, tmp / "rec", batch_frames=n + 10, flush_interval=3600.0
+                server.url,
+                n,
+                tmp / "rec",
+                batch_frames=n + 10,
+                flush_interval=3600.0,
+                max_buffer=n + 10,
+                max_buffer_bytes=1 << 40,
             )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -170,9 +177,10 @@ def feed_cost(frames: int = 200_000) -> dict[str, float]:
     out: dict[str, list[float]] = {"feed": [], "empty": []}
     for _ in range(5):
         with tempfile.TemporaryDirectory() as tmp:
+            # Never opened: `feed` only fills its buffer (nobody is woken, nothing written).
             out["feed"].append(per_frame(Recorder(tmp, batch_frames=frames + 1).feed))
         out["empty"].append(per_frame(Empty().feed))
-    return {k: min(v) for k, v in out.items()}
+    return {"frames": frames, **{k: min(v) for k, v in out.items()}}
 
 
 def verdict(results: list[dict[str, Any]]) -> str:
@@ -305,7 +313,7 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
         "the flood), and at the default settings; and, in this process alone with no "
         "socket, what one `Recorder.feed` call costs against an empty method taking "
         f"the same arguments: {cost['feed']:.2f} µs against {cost['empty']:.2f} µs a "
-        "frame (best of five, 200,000 frames).\n\n"
+        f"frame (best of five, {cost['frames']:,.0f} frames).\n\n"
         + table(
             [
                 "backend",
@@ -327,8 +335,9 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
             + f" Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores."
             + f"\n\nA session ingests {n:,} flood-gateway MD messages (two `book.delta` for each "
             "`trade`) with no recorder, with `client.record(DIR)` at the default settings "
-            "(both layers written by the writer process), and with the raw layer only "
-            "(`tables=False`). The three alternate within each round; each round gives its "
+            "(both layers written by the writer process), with the raw layer only "
+            "(`tables=False`), and with one that only takes the frames (last table). The "
+            "four alternate within each round; each round gives its "
             "own ratios, reported as median (min-max) over the rounds. CPU times are per "
             "message: the session's event loop thread (its reader; median (min-max) over the "
             "rounds), and for the last recorded round the recorder's worker thread (the "

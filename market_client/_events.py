@@ -15,7 +15,6 @@ consumer.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 from collections import deque
@@ -37,7 +36,7 @@ log = logging.getLogger("market_client")
 Hook = Callable[[dict[str, Any]], Any]
 DRAIN_EVERY = 64  # buffered events a consumer takes between two turns it gives the reader
 CANCEL_EVERY = 8  # buffered events it takes between two looks for a cancellation
-assert DRAIN_EVERY % CANCEL_EVERY == 0  # a turn is also a look
+# (DRAIN_EVERY is a multiple of CANCEL_EVERY: a turn is also a look; a test checks it.)
 _Call = tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
 
 
@@ -297,7 +296,9 @@ class EventHub:
     """Every ``events()`` subscriber of a session."""
 
     def __init__(self) -> None:
-        self._subs: list[_Subscriber] = []
+        # Replaced, never changed in place: a stream that the garbage collector
+        # closes while `_targets_of` walks it cannot make it skip anyone.
+        self._subs: tuple[_Subscriber, ...] = ()
         # kind -> the subscribers that want it, worked out once per kind (a session
         # has a few kinds) and again whenever a subscriber comes or goes.
         self._targets: dict[str, tuple[_Subscriber, ...]] = {}
@@ -316,27 +317,31 @@ class EventHub:
         if self.closed:
             sub.close()
         else:
-            self._subs.append(sub)
+            self._subs = (*self._subs, sub)
             self._targets.clear()
         return EventStream(self, sub)
 
     def _remove(self, sub: _Subscriber) -> None:
-        with contextlib.suppress(ValueError):
-            self._subs.remove(sub)
+        if sub in self._subs:
+            self._subs = tuple(s for s in self._subs if s is not sub)
             self._targets.clear()
         sub.close()
 
     def _targets_of(self, kind: str) -> tuple[_Subscriber, ...]:
-        targets = self._targets.get(kind)
-        if targets is None:
-            targets = tuple(sub for sub in self._subs if sub.wants(kind))
-            if len(self._targets) < 1024:
-                self._targets[kind] = targets
+        subs = self._subs
+        targets = tuple(sub for sub in subs if not sub.closed and sub.wants(kind))
+        # Kept unless a subscriber came or went meanwhile (a __del__ run by the
+        # garbage collector in the middle of it, say).
+        if self._subs is subs and len(self._targets) < 1024:
+            self._targets[kind] = targets
         return targets
 
     def wants(self, kind: str) -> bool:
         """Whether any subscriber wants events of ``kind`` (if not, publishers skip them)."""
-        return bool(self._targets.get(kind) or self._targets_of(kind))
+        targets = self._targets.get(kind)
+        if targets is None:
+            targets = self._targets_of(kind)
+        return bool(targets)
 
     @property
     def has_subscribers(self) -> bool:
@@ -366,10 +371,10 @@ class EventHub:
     def close(self) -> None:
         """End every subscriber's iteration (the session is over)."""
         self.closed = True
-        for sub in self._subs:
-            sub.close()
-        self._subs.clear()
+        subs, self._subs = self._subs, ()
         self._targets.clear()
+        for sub in subs:
+            sub.close()
 
 
 class HookRunner:
