@@ -69,6 +69,10 @@ def test_json_is_one_wire_object_per_line(gateway: str, capsys: pytest.CaptureFi
 def test_candles_show_local_times_not_nanoseconds(
     gateway: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # A trade of its own first: the background flow may not have made one yet.
+    for profile, side in (("maker", "sell"), ("taker", "buy")):
+        out_of(capsys, "login", "--url", gateway, "--profile", profile)
+        out_of(capsys, "place", "ABC", side, "2", "100.00", "--url", gateway, "--profile", profile)
     text = out_of(capsys, "candles", "ABC", "--interval", "1s", "--url", gateway)
     assert "ABC candles, 1s" in text
     assert re.search(r"^\d\d:\d\d:\d\d\s+\d+\.\d\d\s", text, re.M)
