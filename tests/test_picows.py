@@ -60,9 +60,15 @@ async def test_a_message_over_max_size_in_small_frames_closes_with_1009() -> Non
 
 
 async def test_a_reader_that_falls_behind_pauses_the_socket_and_loses_nothing() -> None:
+    # 8 MB in all: more than one read of the socket takes, so however late the
+    # reader starts, the queue fills and the socket stops reading before the end.
+    # (2,000 short messages, 12 kB, once all came in one read on a loaded machine.)
+    def message(i: int) -> str:
+        return f"{i}:".ljust(4000, "x")
+
     async def handler(conn: ServerConnection) -> None:
         for i in range(2000):
-            await conn.send(str(i))
+            await conn.send(message(i))
         await conn.wait_closed()
 
     async with peer(handler, max_queue=16) as ws:
@@ -71,7 +77,8 @@ async def test_a_reader_that_falls_behind_pauses_the_socket_and_loses_nothing() 
             while not listener.paused:  # the queue filled up: the socket stopped reading
                 await anyio.sleep(0.01)
         assert len(listener.messages) < 2000
-        assert [await ws.recv() for _ in range(2000)] == [str(i).encode() for i in range(2000)]
+        got = [await ws.recv() for _ in range(2000)]
+        assert got == [message(i).encode() for i in range(2000)]
         assert not listener.paused
 
 
