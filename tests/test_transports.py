@@ -221,6 +221,43 @@ async def test_closing_with_more_than_max_queue_messages_unread_is_bounded(
     gc.collect()
 
 
+async def test_a_trio_reader_that_never_wakes_still_ends_within_close_timeout(
+    transport: WebSocketTransport, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As before the fix in _drop (or with a library version whose internals it
+    # no longer finds): the library's reader stays asleep on its full queue.
+    # The nursery of open() then cancels it close_timeout after the close.
+    if anyio_backend != "trio" or isinstance(transport, HttpxWsTransport):
+        pytest.skip("only the Trio libraries run their own reader task in open()'s nursery")
+    import trio
+
+    socket = type(transport)
+    if isinstance(transport, WebsocketsTransport):
+        from market_client._transports._websockets import _WebsocketsSocket as socket
+
+        async def library_drop_only(self: Any) -> None:
+            await trio.aclose_forcefully(self._ws.stream)
+    else:
+        from market_client._transports._trio_websocket import _TrioWebsocketSocket as socket
+
+        async def library_drop_only(self: Any) -> None:
+            await trio.aclose_forcefully(self._stream)
+
+    monkeypatch.setattr(socket, "_drop", library_drop_only)
+    transport.max_queue = 4
+    async with Peer(silent=False, flood=100).serve() as peer:
+        with anyio.fail_after(5):
+            async with transport.connect(peer.url, open_timeout=5) as ws:
+                assert await ws.recv() in ("m0", b"m0")
+                start = anyio.current_time()
+                await ws.abort()
+            # the abort at once, then close_timeout (0.3 s) for the reader
+            assert anyio.current_time() - start < 1.5
+            assert ws.closed
+            await peer.gone.wait()
+    gc.collect()
+
+
 @pytest.mark.parametrize("code", [1000, 1001])
 async def test_a_healthy_link_pings_and_closes_politely_with_its_code(
     transport: WebSocketTransport, code: int

@@ -27,6 +27,9 @@ Open/close contract:
   and `aclose()` returns at once.
 * Cancelled at any point of `connect()`, nothing stays open (the gateway sees
   the connection go).
+* Leaving `connect()` is bounded: a library's own reader task (the Trio
+  libraries run one in `open()`'s nursery) gets `close_timeout` after the
+  close to end, and is cancelled if it has not (`bound_reader`).
 * The libraries' own keepalive pings are off: whoever owns the link runs its
   liveness check with `ping()`, so pings are never doubled.
 """
@@ -52,6 +55,7 @@ __all__ = [
     "TransportOpenError",
     "WebSocket",
     "WebSocketTransport",
+    "bound_reader",
     "without_token",
 ]
 
@@ -335,3 +339,15 @@ class WebSocketTransport(abc.ABC):
                 yield ws
             finally:
                 await ws.aclose()
+
+
+def bound_reader(nursery: Any, close_timeout: float) -> None:
+    """Give a Trio library's reader task ``close_timeout`` to end, then cancel it.
+
+    The socket is closed by then; the reader normally sees it at once (`_drop`
+    wakes it where it would not). This bound holds whatever a library version
+    does inside, so leaving the block can never hang on its reader.
+    """
+    import trio
+
+    nursery.cancel_scope.deadline = trio.current_time() + close_timeout

@@ -16,6 +16,7 @@ from ._base import (
     TransportOpenError,
     WebSocket,
     WebSocketTransport,
+    bound_reader,
     without_token,
 )
 
@@ -169,5 +170,7 @@ class TrioWebsocketTransport(WebSocketTransport):
                     )
                 except BaseException as exc:
                     error = exc
+                finally:
+                    bound_reader(nursery, self.close_timeout)
         if error is not None:
             raise error

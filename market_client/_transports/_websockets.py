@@ -17,6 +17,7 @@ from ._base import (
     TransportOpenError,
     WebSocket,
     WebSocketTransport,
+    bound_reader,
     without_token,
 )
 
@@ -191,6 +192,8 @@ class WebsocketsTransport(WebSocketTransport):
                         )
                     except BaseException as exc:
                         error = exc
+                    finally:
+                        bound_reader(nursery, self.close_timeout)
             if error is not None:
                 raise error
         else:
