@@ -102,22 +102,40 @@ class LocalBook:
         Raises:
             BookError: A change is malformed; no change of this delta is applied.
         """
+        if type(changes) is list and len(changes) == 1:
+            # The usual delta, as orjson decodes it: one change, checked inline
+            # and applied at once (nothing to undo), through the dict's own
+            # methods where the sorted keys stay as they are (an existing
+            # level's new quantity). Anything unusual takes the general path.
+            change = changes[0]
+            if type(change) is list and len(change) == 3:
+                side, price, qty = change
+                if type(qty) is int and qty >= 0 and type(price) is str:
+                    if side == "buy":
+                        tree = self.bids
+                        key = _BID_KEYS.get(price)
+                        if key is None:
+                            key = _bid_key(price)
+                    elif side == "sell":
+                        tree = self.asks
+                        key = _PRICES.get(price)
+                        if key is None:
+                            key = cached_price(price)
+                    else:
+                        raise BookError(f"side must be 'buy' or 'sell', got {side!r}")
+                    if qty:
+                        if _contains(tree, key):
+                            _set(tree, key, qty)
+                        else:
+                            tree[key] = qty
+                    elif _contains(tree, key):
+                        del tree[key]  # deleting an unknown level is normal
+                    self.seq = seq
+                    return
         if not isinstance(changes, (list, tuple)):
             raise BookError(f"changes must be a list, got {changes!r:.50}")
-        if len(changes) == 1:
-            # The usual delta: one change, applied as soon as it is checked (nothing
-            # to undo), through the dict's own methods where the sorted keys stay as
-            # they are (an existing level's new quantity).
-            tree, key, qty = self._parse(changes[0])
-            if qty:
-                if _contains(tree, key):
-                    _set(tree, key, qty)
-                else:
-                    tree[key] = qty
-            elif _contains(tree, key):
-                del tree[key]  # deleting an unknown level is normal
-            self.seq = seq
-            return
+        # Several changes, or one in another shape (a tuple, a price to check):
+        # all are checked (_parse says what is wrong) before any is applied.
         parsed = [self._parse(change) for change in changes]
         for tree, key, qty in parsed:
             if qty:

@@ -336,12 +336,20 @@ class EventHub:
             self._targets[kind] = targets
         return targets
 
-    def wants(self, kind: str) -> bool:
-        """Whether any subscriber wants events of ``kind`` (if not, publishers skip them)."""
+    def targets(self, kind: str) -> tuple[_Subscriber, ...]:
+        """The subscribers that want events of ``kind`` (empty: publishers skip them).
+
+        For a publisher that builds its event only when someone wants it: hand
+        the result to `deliver` (one lookup of the kind a message, not two).
+        """
         targets = self._targets.get(kind)
         if targets is None:
             targets = self._targets_of(kind)
-        return bool(targets)
+        return targets
+
+    def wants(self, kind: str) -> bool:
+        """Whether any subscriber wants events of ``kind`` (if not, publishers skip them)."""
+        return bool(self.targets(kind))
 
     @property
     def has_subscribers(self) -> bool:
@@ -350,9 +358,10 @@ class EventHub:
 
     def publish(self, event: Event) -> None:
         """Offer ``event`` to every subscriber that wants its kind, without waiting."""
-        targets = self._targets.get(event.kind)
-        if targets is None:
-            targets = self._targets_of(event.kind)
+        self.deliver(event, self.targets(event.kind))
+
+    def deliver(self, event: Event, targets: tuple[_Subscriber, ...]) -> None:
+        """Offer ``event`` to ``targets`` (`targets` of its kind, just asked), without waiting."""
         for sub in targets:
             buffer = sub.buffer
             if len(buffer) < sub.capacity:

@@ -198,8 +198,9 @@ class MdChannel:
                             ready.set()
                     if hub._subs:
                         kind = _KINDS.get(ch) or "md." + ch
-                        if hub.wants(kind):
-                            hub.publish(new_event(kind, msg, msg.get("sym")))
+                        targets = hub.targets(kind)
+                        if targets:
+                            hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
                     if self.on_md_event is not None:
                         hooks.call(self.on_md_event, msg)
             # The deadline passed. If the event loop itself was blocked for that

@@ -169,7 +169,16 @@ class MarketState:
                 sequencer = state.sequencer
                 if sequencer.synced and seq == sequencer.seq + 1:
                     sequencer.seq = seq
-                    return msg if self._apply(sym, state, msg) else None
+                    # _apply, inlined: one call less on every usual frame.
+                    try:
+                        if ch == "book.delta":
+                            state.book.apply(msg.get("changes", ()), seq)
+                        else:
+                            self._trade(state, msg, seq)
+                    except (BookError, TypeError, ValueError) as exc:
+                        self._bad_increment(sym, state, msg, exc)
+                        return None
+                    return msg
         return msg if self.on_md(msg) is not None else None
 
     def on_md(self, msg: dict[str, Any]) -> str | None:
@@ -230,30 +239,35 @@ class MarketState:
             if msg["ch"] == "book.delta":
                 state.book.apply(msg.get("changes", ()), msg["seq"])
             else:
-                price_text = msg.get("price")
-                qty = msg.get("qty")
-                ts_ns = msg.get("ts_ns")
-                if (
-                    not isinstance(price_text, str)
-                    or not isinstance(qty, int)
-                    or not isinstance(ts_ns, int)
-                ):
-                    raise BookError("trade needs price string, integer qty and ts_ns")
-                price = cached_price(price_text)
-                seq = msg["seq"]
-                state.recent_trades.append((ts_ns, price, qty, seq))
-                if state.series:
-                    for series in state.series.values():
-                        series.add_trade(ts_ns, price, qty, seq)
+                self._trade(state, msg, msg["seq"])
         except (BookError, TypeError, ValueError) as exc:
-            # A bad increment cannot be skipped: the book would be silently wrong.
-            self.malformed += 1
-            log.warning("malformed %s of %s (%s); resyncing the symbol", msg.get("ch"), sym, exc)
-            state.sequencer.unsync()
-            state.sequencer.need_resync = True
-            self._want_resync(sym, state)
+            self._bad_increment(sym, state, msg, exc)
             return False
         return True
+
+    @staticmethod
+    def _trade(state: SymbolState, msg: dict[str, Any], seq: int) -> None:
+        """Fold one trade into the recent trades and every candle series of its symbol."""
+        price_text = msg.get("price")
+        qty = msg.get("qty")
+        ts_ns = msg.get("ts_ns")
+        if type(qty) is not int or type(ts_ns) is not int or type(price_text) is not str:
+            raise BookError("trade needs price string, integer qty and ts_ns")
+        price = cached_price(price_text)
+        state.recent_trades.append((ts_ns, price, qty, seq))
+        if state.series:
+            for series in state.series.values():
+                series.add_trade(ts_ns, price, qty, seq)
+
+    def _bad_increment(
+        self, sym: str, state: SymbolState, msg: dict[str, Any], exc: Exception
+    ) -> None:
+        # A bad increment cannot be skipped: the book would be silently wrong.
+        self.malformed += 1
+        log.warning("malformed %s of %s (%s); resyncing the symbol", msg.get("ch"), sym, exc)
+        state.sequencer.unsync()
+        state.sequencer.need_resync = True
+        self._want_resync(sym, state)
 
     def _malformed(self, msg: dict[str, Any], why: str) -> str | None:
         self.malformed += 1

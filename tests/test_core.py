@@ -136,10 +136,26 @@ def test_bad_delta_changes_nothing() -> None:
         [["buy", "10.00", -1]],
         [["buy", 10.0, 1]],
         [["buy", "10.00"]],
+        [["buy", "10.00", True]],
+        [["sell", None, 1]],
+        [("hold", "10.00", 1)],
     ):
-        with pytest.raises(BookError):
-            book.apply([["buy", "9.00", 3], *bad], 6)
-        assert book.levels(None) == ([(Decimal("10.00"), 1)], []) and book.seq == 5
+        # alone (the one-change fast path) and after a good change (the general one)
+        for delta in (bad, [["buy", "9.00", 3], *bad]):
+            with pytest.raises(BookError):
+                book.apply(delta, 6)
+            assert book.levels(None) == ([(Decimal("10.00"), 1)], []) and book.seq == 5
+
+
+def test_one_change_in_any_accepted_shape_applies_the_same() -> None:
+    for delta in ([["sell", "11.00", 2]], [("sell", "11.00", 2)], (["sell", "11.00", 2],)):
+        book = LocalBook()
+        book.load([["10.00", 1]], [["11.00", 5]], 5)
+        book.apply(delta, 6)
+        assert book.levels(None) == ([(Decimal("10.00"), 1)], [(Decimal("11.00"), 2)])
+        book.apply([["buy", "10.00", 0]], 7)  # 0 removes the level
+        book.apply([["buy", "9.00", 0]], 8)  # an unknown level: nothing to remove
+        assert book.levels(None) == ([], [(Decimal("11.00"), 2)]) and book.seq == 8
 
 
 def inc(seq: int, ch: str = "book.delta") -> dict[str, Any]:

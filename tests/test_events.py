@@ -147,7 +147,14 @@ def test_the_hub_knows_who_wants_a_kind_as_subscribers_come_and_go() -> None:
     assert hub.wants("order.fill") and not hub.wants("md.trade")
     md = hub.subscribe(("md",), 10)
     assert hub.wants("md.trade") and hub.wants("md.book.delta") and not hub.wants("mdx")
+    # What the MD reader uses: the wanting subscribers, handed to deliver.
+    assert hub.targets("md.trade") == (md._sub,) and hub.targets("mdx") == ()
+    assert hub.targets("order.fill") == (orders._sub,)
+    hub.deliver(Event("md.trade", {"n": 1}, "ABC"), hub.targets("md.trade"))
+    assert list(md._sub.buffer) == [Event("md.trade", {"n": 1}, "ABC")]
+    assert not orders._sub.buffer
     md.close()
+    assert hub.targets("md.trade") == ()
     assert not hub.wants("md.trade") and hub.wants("order.fill")
     hub.close()
     assert not hub.wants("order.fill")
