@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import random
+from typing import Any
 
 import orjson
 from websockets.frames import Frame, Opcode
@@ -26,8 +27,10 @@ SYM = "ABC"
 TOKEN = "u-flood.token"
 
 
-def md_frames(count: int, levels: int = 20, seed: int = 1) -> tuple[bytes, bytes]:
-    """The snapshot and ``count`` increments (2 deltas per trade), framed as bytes."""
+def md_messages(
+    count: int, levels: int = 20, seed: int = 1
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The snapshot and ``count`` increments (2 deltas per trade), as decoded."""
     rng = random.Random(seed)
     bids = [[f"{100 - i * 0.01:.2f}", 10] for i in range(1, levels + 1)]
     asks = [[f"{100 + i * 0.01:.2f}", 10] for i in range(1, levels + 1)]
@@ -40,36 +43,45 @@ def md_frames(count: int, levels: int = 20, seed: int = 1) -> tuple[bytes, bytes
         "asks": asks,
         "ts_ns": 0,
     }
-    chunks = []
+    msgs: list[dict[str, Any]] = []
     ts = 1_700_000_000_000_000_000
     for seq in range(1, count + 1):
         ts += 100_000
         if seq % 3 == 0:
-            msg = {
-                "type": "md",
-                "ch": "trade",
-                "sym": SYM,
-                "seq": seq,
-                "trade_id": f"t-{seq}",
-                "price": "100.01",
-                "qty": rng.randint(1, 5),
-                "aggressor": "buy",
-                "ts_ns": ts,
-            }
+            msgs.append(
+                {
+                    "type": "md",
+                    "ch": "trade",
+                    "sym": SYM,
+                    "seq": seq,
+                    "trade_id": f"t-{seq}",
+                    "price": "100.01",
+                    "qty": rng.randint(1, 5),
+                    "aggressor": "buy",
+                    "ts_ns": ts,
+                }
+            )
         else:
             side = rng.choice(("buy", "sell"))
             i = rng.randint(1, levels)
             price = f"{100 - i * 0.01:.2f}" if side == "buy" else f"{100 + i * 0.01:.2f}"
-            msg = {
-                "type": "md",
-                "ch": "book.delta",
-                "sym": SYM,
-                "seq": seq,
-                "changes": [[side, price, rng.randint(0, 30)]],
-                "ts_ns": ts,
-            }
-        chunks.append(_frame(orjson.dumps(msg)))
-    return _frame(orjson.dumps(snapshot)), b"".join(chunks)
+            msgs.append(
+                {
+                    "type": "md",
+                    "ch": "book.delta",
+                    "sym": SYM,
+                    "seq": seq,
+                    "changes": [[side, price, rng.randint(0, 30)]],
+                    "ts_ns": ts,
+                }
+            )
+    return snapshot, msgs
+
+
+def md_frames(count: int, levels: int = 20, seed: int = 1) -> tuple[bytes, bytes]:
+    """The snapshot and ``count`` increments of `md_messages`, framed as bytes."""
+    snapshot, msgs = md_messages(count, levels, seed)
+    return _frame(orjson.dumps(snapshot)), b"".join(_frame(orjson.dumps(m)) for m in msgs)
 
 
 def _frame(payload: bytes) -> bytes:
