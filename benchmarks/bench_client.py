@@ -396,7 +396,7 @@ def state_costs(count: int = 30_000, rounds: int = 15) -> tuple[float, float, fl
         on_frame = market.on_frame
         for frame in frames:
             on_frame(frame)
-        assert market.symbols["ABC"].book.seq == count
+        assert market.symbols["ABC"].sequencer.seq == count and not market.malformed
 
     best = {"decode": float("inf"), "session": float("inf"), "lean": float("inf")}
     gc.disable()
