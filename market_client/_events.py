@@ -361,7 +361,11 @@ class EventHub:
         self.deliver(event, self.targets(event.kind))
 
     def deliver(self, event: Event, targets: tuple[_Subscriber, ...]) -> None:
-        """Offer ``event`` to ``targets`` (`targets` of its kind, just asked), without waiting."""
+        """Offer ``event`` to ``targets`` (`targets` of its kind, just asked), without waiting.
+
+        A subscriber closed in between (by the garbage collector, while the
+        event was built) may still be handed it: its buffer is never read again.
+        """
         for sub in targets:
             buffer = sub.buffer
             if len(buffer) < sub.capacity:

@@ -132,6 +132,7 @@ def test_bad_delta_changes_nothing() -> None:
     book.load([["10.00", 1]], [], 5)
     for bad in (
         [["buy", "x", 1]],
+        [["sell", "x", 1]],
         [["hold", "10.00", 1]],
         [["buy", "10.00", -1]],
         [["buy", 10.0, 1]],
@@ -140,7 +141,8 @@ def test_bad_delta_changes_nothing() -> None:
         [["sell", None, 1]],
         [("hold", "10.00", 1)],
     ):
-        # alone (the one-change fast path) and after a good change (the general one)
+        # alone (one change: the fast path, or the general one for what it does
+        # not take) and after a good change (the general path)
         for delta in (bad, [["buy", "9.00", 3], *bad]):
             with pytest.raises(BookError):
                 book.apply(delta, 6)
@@ -227,6 +229,40 @@ def test_market_state_resyncs_on_gap_and_on_a_bad_price() -> None:
     assert m.on_md({"ch": "book.delta", "sym": "S"}) is None  # no seq
     assert m.on_md({"ch": "weird", "sym": "S"}) is None
     assert m.malformed == 3
+
+
+@pytest.mark.parametrize("path", ["on_frame", "on_md"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ch": "book.delta", "changes": [["sell", "x", 2]]},
+        {"ch": "book.delta", "changes": [["buy", "10.50", True]]},
+        {"ch": "book.delta", "changes": [["hold", "10.50", 1]]},
+        {"ch": "trade", "price": "10.50", "qty": True, "ts_ns": 1},
+        {"ch": "trade", "price": 10.5, "qty": 1, "ts_ns": 1},
+        {"ch": "trade", "price": "x", "qty": 1, "ts_ns": 1},
+        {"ch": "trade", "price": "10.50", "qty": 1},
+    ],
+)
+def test_a_bad_increment_of_a_synced_symbol_is_counted_and_resynced(
+    path: str, bad: dict[str, Any]
+) -> None:
+    # on_frame applies the usual frame itself; on_md goes through _apply: the same outcome.
+    import orjson
+
+    m = MarketState()
+    m.load_book("S", [["10.00", 1]], [["11.00", 1]], 1)
+    m.add_series("S", 1000, 5)
+    msg = {"type": "md", "sym": "S", "seq": 2, **bad}
+    if path == "on_frame":
+        assert m.on_frame(orjson.dumps(msg)) is None
+    else:
+        assert m.on_md(msg) is None
+    state = m.symbols["S"]
+    assert m.malformed == 1 and m.take_resyncs() == ["S"]
+    assert state.book.levels(None) == ([(Decimal("10.00"), 1)], [(Decimal("11.00"), 1)])
+    assert not state.recent_trades and not state.series[1000].candles
+    assert not state.sequencer.synced  # whatever comes next waits for the new snapshot
 
 
 # -- candles -----------------------------------------------------------------------

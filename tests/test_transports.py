@@ -221,6 +221,34 @@ async def test_closing_with_more_than_max_queue_messages_unread_is_bounded(
     gc.collect()
 
 
+async def test_recv_yields_every_time_where_the_socket_says_it_does(
+    transport: WebSocketTransport,
+) -> None:
+    # The MD reader skips its fairness checkpoints where recv_yields is set:
+    # the claim must hold with messages waiting (a library that took a
+    # waiting message without a checkpoint would starve other tasks).
+    async with (
+        Peer(silent=False, flood=100).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        assert await ws.recv() in ("m0", b"m0")
+        ran: list[int] = []
+
+        async def mark(i: int) -> None:
+            ran.append(i)
+
+        if ws.recv_yields:
+            async with anyio.create_task_group() as tg:
+                for i in range(1, 60):
+                    tg.start_soon(mark, i)
+                    assert await ws.recv() in (f"m{i}", f"m{i}".encode())
+                # Each recv() let the task started before it run (Trio may run it
+                # one scheduling batch later, so the newest may still be waiting).
+                assert len(ran) >= 55, ran
+    if not ws.recv_yields:
+        pytest.skip("recv() may return a waiting message at once: the reader checkpoints")
+
+
 async def test_a_trio_reader_that_never_wakes_still_ends_within_close_timeout(
     transport: WebSocketTransport, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,19 +259,22 @@ async def test_a_trio_reader_that_never_wakes_still_ends_within_close_timeout(
         pytest.skip("only the Trio libraries run their own reader task in open()'s nursery")
     import trio
 
-    socket = type(transport)
     if isinstance(transport, WebsocketsTransport):
-        from market_client._transports._websockets import _WebsocketsSocket as socket
+        from market_client._transports._websockets import _WebsocketsSocket
 
         async def library_drop_only(self: Any) -> None:
             await trio.aclose_forcefully(self._ws.stream)
-    else:
-        from market_client._transports._trio_websocket import _TrioWebsocketSocket as socket
+
+        monkeypatch.setattr(_WebsocketsSocket, "_drop", library_drop_only)
+    elif isinstance(transport, TrioWebsocketTransport):
+        from market_client._transports._trio_websocket import _TrioWebsocketSocket
 
         async def library_drop_only(self: Any) -> None:
             await trio.aclose_forcefully(self._stream)
 
-    monkeypatch.setattr(socket, "_drop", library_drop_only)
+        monkeypatch.setattr(_TrioWebsocketSocket, "_drop", library_drop_only)
+    else:
+        pytest.fail(f"a new Trio transport: say how its reader is left asleep ({transport!r})")
     transport.max_queue = 4
     async with Peer(silent=False, flood=100).serve() as peer:
         with anyio.fail_after(5):

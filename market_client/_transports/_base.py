@@ -28,8 +28,10 @@ Open/close contract:
 * Cancelled at any point of `connect()`, nothing stays open (the gateway sees
   the connection go).
 * Leaving `connect()` is bounded: a library's own reader task (the Trio
-  libraries run one in `open()`'s nursery) gets `close_timeout` after the
-  close to end, and is cancelled if it has not (`bound_reader`).
+  libraries run one in `open()`'s nursery) gets `close_timeout` to end once
+  the socket is closed or its opening failed, and is cancelled if it has not
+  (`bound_reader`). So leaving takes at most twice `close_timeout`: the
+  closing handshake, then the reader.
 * The libraries' own keepalive pings are off: whoever owns the link runs its
   liveness check with `ping()`, so pings are never doubled.
 """
@@ -114,6 +116,13 @@ class WebSocket(abc.ABC):
     (close the TCP connection now). `aclose` and `abort` are written once,
     here, on top of them.
     """
+
+    #: Whether `recv` always lets other tasks run (it is a checkpoint) even with
+    #: a message waiting: then a reader under a flood needs no checkpoints of
+    #: its own to be fair (the MD reader skips them; a checkpoint every 16
+    #: frames cost a Trio session 1 to 4 µs a message). False where `recv`
+    #: returns a waiting message at once (``websockets`` on asyncio, picows).
+    recv_yields: bool = False
 
     def __init__(self, *, close_timeout: float = CLOSE_TIMEOUT) -> None:
         self.close_timeout = close_timeout
@@ -342,11 +351,12 @@ class WebSocketTransport(abc.ABC):
 
 
 def bound_reader(nursery: Any, close_timeout: float) -> None:
-    """Give a Trio library's reader task ``close_timeout`` to end, then cancel it.
+    """Give the tasks of ``nursery`` (a library's reader) ``close_timeout``, then cancel them.
 
-    The socket is closed by then; the reader normally sees it at once (`_drop`
-    wakes it where it would not). This bound holds whatever a library version
-    does inside, so leaving the block can never hang on its reader.
+    Called as ``open()``'s nursery body ends: the socket is closed by then (or
+    its opening failed). The reader normally sees that at once (`_drop` wakes
+    it where a library version would not); the bound holds whatever the
+    library does inside, so leaving the block never hangs on its reader.
     """
     import trio
 

@@ -22,6 +22,8 @@ __all__ = ["HttpxWsTransport"]
 class _HttpxWsSocket(WebSocket):
     """An ``httpx-ws`` session."""
 
+    recv_yields = True  # it takes from an AnyIO memory stream: always a checkpoint
+
     def __init__(self, ws: Any, *, close_timeout: float) -> None:
         super().__init__(close_timeout=close_timeout)
         import httpx_ws

@@ -26,6 +26,8 @@ __all__ = ["TrioWebsocketTransport"]
 class _TrioWebsocketSocket(WebSocket):
     """A ``trio-websocket`` connection over a stream this module owns."""
 
+    recv_yields = True  # get_message() takes from a Trio memory channel: always a checkpoint
+
     def __init__(
         self, ws: Any, stream: Any, closed_exc: type[Exception], *, close_timeout: float
     ) -> None:
@@ -170,7 +172,7 @@ class TrioWebsocketTransport(WebSocketTransport):
                     )
                 except BaseException as exc:
                     error = exc
-                finally:
-                    bound_reader(nursery, self.close_timeout)
+            finally:
+                bound_reader(nursery, self.close_timeout)
         if error is not None:
             raise error

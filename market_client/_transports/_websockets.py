@@ -34,6 +34,9 @@ class _WebsocketsSocket(WebSocket):
         self._ws = ws
         self._closed_exc = closed_exc
         self._trio = not hasattr(ws, "transport")
+        # The Trio client's recv() takes from a Trio memory channel, which is
+        # always a checkpoint; the asyncio one returns a waiting message at once.
+        self.recv_yields = self._trio
 
     def _closed(self, exc: Exception) -> TransportClosed:
         # The peer's close frame; else ours (1009 when a frame was too big).
@@ -192,8 +195,8 @@ class WebsocketsTransport(WebSocketTransport):
                         )
                     except BaseException as exc:
                         error = exc
-                    finally:
-                        bound_reader(nursery, self.close_timeout)
+                finally:
+                    bound_reader(nursery, self.close_timeout)
             if error is not None:
                 raise error
         else:
