@@ -45,7 +45,7 @@ from sortedcontainers import SortedDict
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _flood import md_messages
-from _report import rss_mib
+from _report import rss_mib, until_read
 from _servers import Server, server_process, simulator_process
 
 from market_client import MarketClient
@@ -77,8 +77,7 @@ async def ingest_session(
     ) as client:
         await client.configure_candles("ABC", interval_ms=1000, depth=50)
         stream = client.events(buffer=1000) if stalled_consumer else None
-        while client.stats()["md_messages"] < n + 1:
-            await anyio.sleep(0.005)
+        await until_read(client, n + 1)
         elapsed = time.perf_counter() - start
         gc.collect()
         rss = rss_mib()
@@ -112,8 +111,7 @@ async def ingest_subscribers(url: str, n: int, subscribers: int) -> dict[str, fl
                 tg.start_soon(count, i)
             start = time.perf_counter()
             await client.open_md(["ABC"])
-            while client.stats()["md_messages"] < total:
-                await anyio.sleep(0.005)
+            await until_read(client, total)
             # Every event is queued or dropped by now: wait for the consumers to
             # count what they were given (until they stop making progress).
             while counts and min(counts) < total:
@@ -294,7 +292,8 @@ async def pipelined(
 
 # -- book ---------------------------------------------------------------------------
 def book_costs() -> tuple[list[list[str]], float, float]:
-    """The book's rows for the report; and µs a flood message costs (`state_costs`)."""
+    """The book's rows for the report; and µs a flood message costs the state path and the
+    least state update (`state_costs`)."""
     rows = []
     rng = random.Random(1)
     for levels in (10, 1_000, 100_000):
@@ -376,8 +375,9 @@ def lean_state(frames: list[bytes]) -> None:
 def state_costs(count: int = 30_000, rounds: int = 15) -> tuple[float, float, float]:
     """µs a flood message costs: the session's state path, the least one, the decoding.
 
-    On the flood's own messages (``_flood.md_messages``), best of ``rounds``
-    alternating rounds: ``MarketState.on_frame`` with a candle series (what a
+    On the flood's own messages (``_flood.md_messages``), the best of
+    ``rounds`` rounds (the three runs of a round rotate their order), each
+    with the garbage collector on: ``MarketState.on_frame`` with a candle series (what a
     session does with every frame) minus ``orjson.loads``, `lean_state` minus
     ``orjson.loads``, and ``orjson.loads`` itself.
     """
@@ -398,20 +398,14 @@ def state_costs(count: int = 30_000, rounds: int = 15) -> tuple[float, float, fl
             on_frame(frame)
         assert market.symbols["ABC"].sequencer.seq == count and not market.malformed
 
-    best = {"decode": float("inf"), "session": float("inf"), "lean": float("inf")}
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for name, run in (
-                ("decode", decode),
-                ("session", session),
-                ("lean", lambda: lean_state(frames)),
-            ):
-                start = time.perf_counter()
-                run()
-                best[name] = min(best[name], (time.perf_counter() - start) / count * 1e6)
-    finally:
-        gc.enable()
+    runs = [("decode", decode), ("session", session), ("lean", lambda: lean_state(frames))]
+    best = {name: float("inf") for name, _ in runs}
+    for i in range(rounds):
+        for name, run in runs[i % 3 :] + runs[: i % 3]:  # each goes first in turn
+            gc.collect()  # the collector stays on, as in a session, from the same start
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], (time.perf_counter() - start) / count * 1e6)
     return best["session"] - best["decode"], best["lean"] - best["decode"], best["decode"]
 
 
@@ -454,6 +448,7 @@ async def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
                 got["session"].append(session_rate)
                 got["ratio"].append(session_rate / bare_rate)
             out[f"pair_{name}"] = got
+            out["rounds"] = args.rounds
             out[f"session_{name}"] = max(got["session"])
         out["bare_orjson"] = max(out["pair_websockets"]["bare"])
         if "pair_picows" in out:
@@ -779,8 +774,10 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         + " A flood gateway (`benchmarks/_flood.py`, its own process) sends one snapshot "
         f"and then {runs[0]['n']:,} pre-framed `book.delta` and `trade` messages (2 to 1) as "
         "fast as the socket takes them, so the gateway is not the limit. Messages per "
-        "second, the best of the rounds (two; five for the loops of the ratio table "
-        "below): bare receive loops (c: picows, a Cython WebSocket library "
+        f"second, the best of two runs ({runs[0]['rounds']} for the `websockets` + orjson "
+        "loop and the picows and `websockets` sessions, from the rounds of the ratio "
+        "table below; one for the trio-websocket and httpx-ws loops): bare receive loops "
+        "(c: picows, a Cython WebSocket library "
         "for asyncio only, the fastest receive loop found on PyPI; on Trio the fastest "
         "is (b)) vs a `MarketClient` session that "
         "applies each to its book, sequencer and 1-second candles, on its default transport "

@@ -30,7 +30,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import measured, table, write_section
+from _report import measured, table, until_read, write_section
 from _servers import Server, server_process
 
 from market_client import MarketClient
@@ -48,8 +48,7 @@ async def ingest(url: str, n: int, out: Path | None, **options: Any) -> dict[str
         async def flood() -> dict[str, float]:
             start, cpu = time.perf_counter(), time.thread_time()
             await client.open_md(["ABC"])
-            while client.stats()["md_messages"] < n + 1:
-                await anyio.sleep(0.005)
+            await until_read(client, n + 1)
             return {
                 "rate": n / (time.perf_counter() - start),
                 "loop_us": (time.thread_time() - cpu) / n * 1e6,
