@@ -75,5 +75,6 @@ async def until_read(client: Any, total: int) -> None:
     every 2 ms (a Trio session polled every 5 ms throughout spent about 3% of
     its time on the sleeps' deadlines, which the bare loops do not pay).
     """
-    while (read := client.stats()["md_messages"]) < total:
-        await anyio.sleep(0.05 if total - read > total // 10 else 0.002)
+    with anyio.fail_after(600):  # a miscount fails the run instead of hanging it
+        while (read := client.stats()["md_messages"]) < total:
+            await anyio.sleep(0.05 if total - read > total // 10 else 0.002)

@@ -775,7 +775,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         f"and then {runs[0]['n']:,} pre-framed `book.delta` and `trade` messages (2 to 1) as "
         "fast as the socket takes them, so the gateway is not the limit. Messages per "
         f"second, the best of two runs ({runs[0]['rounds']} for the `websockets` + orjson "
-        "loop and the picows and `websockets` sessions, from the rounds of the ratio "
+        "and picows loops and the picows and `websockets` sessions, from the rounds of the ratio "
         "table below; one for the trio-websocket and httpx-ws loops): bare receive loops "
         "(c: picows, a Cython WebSocket library "
         "for asyncio only, the fastest receive loop found on PyPI; on Trio the fastest "
