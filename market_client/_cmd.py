@@ -12,14 +12,17 @@ Who owns what:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import urlencode
 
 import anyio
+import sniffio
 from anyio.abc import TaskStatus
 
+from ._events import LoopEvent, loop_event_type
 from ._exceptions import (
     ConnectionLost,
     MarketClientError,
@@ -39,14 +42,19 @@ MAX_HELD = 10_000  # events held back while a new connection logs in
 
 
 class _Waiter:
-    """A pending request's slot: an event and the frame or error that set it."""
+    """A pending request's slot: an event and the frame or error that set it.
 
-    __slots__ = ("error", "event", "frame")
+    ``expired`` is set by the loop timer that stands for the deadline on the
+    fast path of `RequestSession.request`.
+    """
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    __slots__ = ("error", "event", "expired", "frame")
+
+    def __init__(self, event: LoopEvent) -> None:
+        self.event = event
         self.frame: dict[str, Any] | None = None
         self.error: BaseException | None = None
+        self.expired = False
 
     def set_result(self, frame: dict[str, Any]) -> None:
         self.frame = frame
@@ -55,6 +63,11 @@ class _Waiter:
     def set_error(self, exc: BaseException) -> None:
         self.error = exc
         self.event.set()
+
+    def expire(self) -> None:
+        if self.frame is None and self.error is None:
+            self.expired = True
+            self.event.set()
 
 
 class RequestSession:
@@ -97,6 +110,10 @@ class RequestSession:
         self.frames = 0
         self.malformed = 0
         self.login: LoginReply | None = None
+        # Looked up at the first request, in the loop that runs it.
+        self._new_event: Callable[[], LoopEvent] | None = None
+        self._scope: Callable[..., Any] = anyio.CancelScope
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def request(
         self,
@@ -129,16 +146,34 @@ class RequestSession:
         correlator.check_room()
         msg_id = correlator.next_id()
         text = encode_request(op, payload if payload is not None else {}, msg_id, as_role)
-        waiter = _Waiter()
+        new_event = self._new_event
+        if new_event is None:
+            new_event = self._first_request()
+        waiter = _Waiter(new_event())
         correlator.add(waiter, msg_id)
         self.requests += 1
+        ws = self._ws
+        loop = self._loop
         try:
-            # fail_after's own mechanism, without its generator wrapper (5 µs a request)
-            with anyio.CancelScope(deadline=anyio.current_time() + limit) as scope:
-                await self._ws.send(text)
-                await waiter.event.wait()
-            if scope.cancelled_caught and waiter.frame is None and waiter.error is None:
-                raise RequestTimeout(op, limit)  # (the deadline and the reply may meet)
+            if loop is not None and ws.try_send(text):
+                # Sent without a wait (picows, the usual case): the deadline of the
+                # wait is a timer on the loop, 3 µs, where a cancel scope costs 9.5
+                # (24 with the cold caches of a bot's first order after a quiet
+                # spell). The caller's own cancellation reaches the wait as ever.
+                timer = loop.call_at(loop.time() + limit, waiter.expire)
+                try:
+                    await waiter.event.wait()
+                finally:
+                    timer.cancel()
+                if waiter.expired:
+                    raise RequestTimeout(op, limit)
+            else:
+                # A send that may wait (back-pressure) is inside the deadline too.
+                with self._scope(deadline=anyio.current_time() + limit) as scope:
+                    await ws.send(text)
+                    await waiter.event.wait()
+                if scope.cancelled_caught and waiter.frame is None and waiter.error is None:
+                    raise RequestTimeout(op, limit)  # (the deadline and the reply may meet)
         except TransportClosed as exc:
             self.closed = self.closed or link_closed("CMD", exc.code, exc.reason)
             raise fresh(self.closed) from exc
@@ -148,6 +183,18 @@ class RequestSession:
         if waiter.error is not None:
             raise fresh(waiter.error)
         return payload_or_raise(cast(dict[str, Any], waiter.frame), op)
+
+    def _first_request(self) -> Callable[[], LoopEvent]:
+        """Look up what the running loop's requests wait with (once per session)."""
+        new_event = self._new_event = loop_event_type()
+        if sniffio.current_async_library() == "trio":
+            import trio
+
+            # AnyIO's scope on Trio wraps Trio's own: 9.8 µs against 6.4.
+            self._scope = trio.CancelScope
+        else:
+            self._loop = asyncio.get_running_loop()
+        return new_event
 
     async def run(self) -> None:
         """Read frames until the socket closes; then fail every pending request.

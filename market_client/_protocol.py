@@ -37,17 +37,28 @@ PROTOCOL_VERSION = "1.0"
 log = logging.getLogger("market_client")
 
 
-_last_ts: list[Any] = [-1, ""]  # [millisecond, its text]: formatted once per millisecond
+# [millisecond, its text, second, its text up to the seconds]: the text is
+# made once per millisecond, and datetime is called once per second. A bot
+# that answers one trade every few milliseconds makes a new millisecond at
+# every request: then the formatting is a few string operations instead of
+# datetime's (2.7 µs, and over 20 µs on a cold cache: the path from a market
+# move to the order out).
+_last_ts: list[Any] = [-1, "", -1, ""]
 
 
 def rfc3339_now() -> str:
-    """Current UTC time as RFC 3339 with milliseconds."""
+    """Current UTC time as RFC 3339 with milliseconds (``2026-12-04T18:07:20.123Z``)."""
     ms = time.time_ns() // 1_000_000
-    if ms != _last_ts[0]:
-        when = datetime.fromtimestamp(ms / 1000, timezone.utc)
-        _last_ts[0] = ms
-        _last_ts[1] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return str(_last_ts[1])
+    last = _last_ts
+    if ms != last[0]:
+        second, milli = divmod(ms, 1000)
+        if second != last[2]:
+            when = datetime.fromtimestamp(second, timezone.utc)
+            last[2] = second
+            last[3] = when.strftime("%Y-%m-%dT%H:%M:%S.")
+        last[0] = ms
+        last[1] = f"{last[3]}{milli:03d}Z"
+    return str(last[1])
 
 
 def encode_request(

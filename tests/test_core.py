@@ -92,6 +92,24 @@ def test_envelope_and_decoding() -> None:
     assert decode_frame(b'{"a": 1}') == {"a": 1}
 
 
+@given(st.lists(st.integers(0, 4_102_444_800_000_000_000), min_size=1, max_size=20))
+def test_the_envelope_time_is_datetimes_rfc3339_at_every_millisecond_and_second(
+    times: list[int],
+) -> None:
+    # The text is cached per millisecond and its date and seconds per second:
+    # whatever order the clock gives, each is the same as datetime's.
+    from datetime import datetime, timezone
+
+    from market_client import _protocol
+
+    for ns in sorted(times) + times + [t + 1_000_000 for t in times]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_protocol.time, "time_ns", lambda ns=ns: ns)
+            text = _protocol.rfc3339_now()
+        when = datetime.fromtimestamp(ns // 1_000_000 / 1000, timezone.utc)
+        assert text == when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 # -- book and sequencer ----------------------------------------------------------
 prices = st.integers(1, 40).map(lambda i: f"{100 + i / 100:.2f}")
 changes = st.lists(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,8 @@ from market_client import (
     Event,
     GatewayError,
     MarketClient,
+    RequestSession,
+    RequestTimeout,
     TooManyInFlight,
     TransportClosed,
     WebSocket,
@@ -102,6 +105,68 @@ async def test_a_request_over_the_frame_limit_raises_and_spares_the_others(
             with pytest.raises(ValueError, match="frame limit"):
                 await client.get_book("A" * (CMD_FRAME_LIMIT + 10))
         assert results and client.stats()["links"]["cmd"]["disconnects"] == 0
+
+
+class _WritesAtOnce(ScriptedWebSocket):
+    """A socket with room to write, as picows has in the usual case: `try_send` sends."""
+
+    def __init__(self, answer: bool) -> None:
+        super().__init__(close_code=None)
+        self.answer = answer
+        self.waited_sends = 0
+
+    def try_send(self, text: str) -> bool:
+        self.sent.append(text)
+        if self.answer:
+            msg_id = json.loads(text)["msg_id"]
+            self.push({"type": "response", "corr_id": msg_id, "status": "ok", "payload": {}})
+        return True
+
+    async def send(self, text: str) -> None:
+        self.waited_sends += 1
+        await super().send(text)
+        if self.answer:
+            self.push({"type": "response", "corr_id": json.loads(text)["msg_id"],
+                       "status": "ok", "payload": {}})  # fmt: skip
+
+
+async def test_a_request_written_at_once_is_answered_times_out_and_cancels_cleanly(
+    anyio_backend_name: str,
+) -> None:
+    # On asyncio a request that `try_send` wrote waits under a loop timer, not
+    # a cancel scope; on Trio (no loop timers) every request uses `send` in a scope.
+    for answer in (True, False):
+        ws = _WritesAtOnce(answer)
+        session = RequestSession(ws, on_event=lambda event: None)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            if answer:
+                assert await session.request("portfolio.get") == {}
+            else:
+                start = anyio.current_time()
+                with pytest.raises(RequestTimeout):
+                    await session.request("portfolio.get", timeout=0.1)
+                assert 0.1 <= anyio.current_time() - start < 1
+                with anyio.move_on_after(0.05) as scope:  # the caller's own deadline
+                    await session.request("portfolio.get", timeout=30)
+                assert scope.cancelled_caught
+            assert len(session.correlator) == 0
+            tg.cancel_scope.cancel()
+        assert len(ws.sent) == (1 if answer else 2)
+        assert ws.waited_sends == (len(ws.sent) if anyio_backend_name == "trio" else 0)
+
+
+async def test_a_send_that_waits_for_room_keeps_the_requests_deadline() -> None:
+    class _NoRoom(ScriptedWebSocket):
+        async def send(self, text: str) -> None:
+            await anyio.sleep_forever()  # the peer stopped reading
+
+    session = RequestSession(_NoRoom(close_code=None), on_event=lambda event: None)
+    start = anyio.current_time()
+    with pytest.raises(RequestTimeout):
+        await session.request("portfolio.get", timeout=0.1)
+    assert 0.1 <= anyio.current_time() - start < 1
+    assert len(session.correlator) == 0
 
 
 @pytest.mark.parametrize(

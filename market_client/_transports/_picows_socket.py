@@ -171,6 +171,17 @@ class PicowsWebSocket(WebSocket):
             raise await self._closed()
         self._transport.send(WSMsgType.TEXT, text.encode())
 
+    def try_send(self, text: str) -> bool:
+        listener = self._listener
+        if (
+            not listener.writable.is_set()
+            or listener.disconnected
+            or self._transport.is_close_frame_sent
+        ):
+            return False  # `send` waits for room, or raises
+        self._transport.send(WSMsgType.TEXT, text.encode())
+        return True
+
     async def recv(self) -> str | bytes:
         listener = self._listener
         messages = listener.messages
