@@ -593,8 +593,9 @@ class MarketClient(Helpers):
 
         The envelope (``type``, ``ver``, ``msg_id``, ``ts``) is filled in and
         the response is matched by ``corr_id``; any number of tasks may send
-        at once. The deadline is a cancel scope: when it expires the request
-        is forgotten and a late response is dropped and counted.
+        at once. The deadline is a cancel scope (or, where the frame went out
+        at once, a timer on the event loop): when it expires the request is
+        forgotten and a late response is dropped and counted.
 
         Args:
             op: The protocol op, e.g. ``"book.get"``.

@@ -19,7 +19,6 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 import anyio
-import sniffio
 from anyio.abc import TaskStatus
 
 from ._events import LoopEvent, loop_event_type
@@ -38,23 +37,21 @@ from ._transports import TransportClosed, TransportOpenError, WebSocket
 __all__ = ["CmdChannel", "RequestSession"]
 
 log = logging.getLogger("market_client")
+# The running asyncio loop, or None (Trio): one C call, where get_running_loop()
+# would raise under Trio.
+_running_loop = asyncio._get_running_loop
 MAX_HELD = 10_000  # events held back while a new connection logs in
 
 
 class _Waiter:
-    """A pending request's slot: an event and the frame or error that set it.
+    """A pending request's slot: an event and the frame or error that set it."""
 
-    ``expired`` is set by the loop timer that stands for the deadline on the
-    fast path of `RequestSession.request`.
-    """
-
-    __slots__ = ("error", "event", "expired", "frame")
+    __slots__ = ("error", "event", "frame")
 
     def __init__(self, event: LoopEvent) -> None:
         self.event = event
         self.frame: dict[str, Any] | None = None
         self.error: BaseException | None = None
-        self.expired = False
 
     def set_result(self, frame: dict[str, Any]) -> None:
         self.frame = frame
@@ -65,8 +62,8 @@ class _Waiter:
         self.event.set()
 
     def expire(self) -> None:
+        """The deadline passed (a loop timer): wake the request, which raises `RequestTimeout`."""
         if self.frame is None and self.error is None:
-            self.expired = True
             self.event.set()
 
 
@@ -110,7 +107,7 @@ class RequestSession:
         self.frames = 0
         self.malformed = 0
         self.login: LoginReply | None = None
-        # Looked up at the first request, in the loop that runs it.
+        # What requests wait with, looked up in the loop that runs them (`_use_loop`).
         self._new_event: Callable[[], LoopEvent] | None = None
         self._scope: Callable[..., Any] = anyio.CancelScope
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,34 +143,35 @@ class RequestSession:
         correlator.check_room()
         msg_id = correlator.next_id()
         text = encode_request(op, payload if payload is not None else {}, msg_id, as_role)
+        loop = _running_loop()  # None on Trio
         new_event = self._new_event
-        if new_event is None:
-            new_event = self._first_request()
+        if loop is not self._loop or new_event is None:
+            new_event = self._use_loop(loop)  # the first request, or another loop
+        deadline = (anyio.current_time() if loop is None else loop.time()) + limit
         waiter = _Waiter(new_event())
         correlator.add(waiter, msg_id)
         self.requests += 1
         ws = self._ws
-        loop = self._loop
         try:
             if loop is not None and ws.try_send(text):
                 # Sent without a wait (picows, the usual case): the deadline of the
                 # wait is a timer on the loop, 3 µs, where a cancel scope costs 9.5
                 # (24 with the cold caches of a bot's first order after a quiet
                 # spell). The caller's own cancellation reaches the wait as ever.
-                timer = loop.call_at(loop.time() + limit, waiter.expire)
+                timer = loop.call_at(deadline, waiter.expire)
                 try:
                     await waiter.event.wait()
                 finally:
                     timer.cancel()
-                if waiter.expired:
-                    raise RequestTimeout(op, limit)
             else:
                 # A send that may wait (back-pressure) is inside the deadline too.
-                with self._scope(deadline=anyio.current_time() + limit) as scope:
+                with self._scope(deadline=deadline):
                     await ws.send(text)
                     await waiter.event.wait()
-                if scope.cancelled_caught and waiter.frame is None and waiter.error is None:
-                    raise RequestTimeout(op, limit)  # (the deadline and the reply may meet)
+            if waiter.frame is None and waiter.error is None:
+                # The deadline passed first. A reply or a lost link that came in
+                # the same turn of the loop set the waiter too: that one is kept.
+                raise RequestTimeout(op, limit)
         except TransportClosed as exc:
             self.closed = self.closed or link_closed("CMD", exc.code, exc.reason)
             raise fresh(self.closed) from exc
@@ -184,16 +182,17 @@ class RequestSession:
             raise fresh(waiter.error)
         return payload_or_raise(cast(dict[str, Any], waiter.frame), op)
 
-    def _first_request(self) -> Callable[[], LoopEvent]:
-        """Look up what the running loop's requests wait with (once per session)."""
+    def _use_loop(self, loop: asyncio.AbstractEventLoop | None) -> Callable[[], LoopEvent]:
+        """Look up what requests wait with in the running loop (``None``: Trio's)."""
+        self._loop = loop
         new_event = self._new_event = loop_event_type()
-        if sniffio.current_async_library() == "trio":
+        if loop is None:
             import trio
 
             # AnyIO's scope on Trio wraps Trio's own: 9.8 µs against 6.4.
             self._scope = trio.CancelScope
         else:
-            self._loop = asyncio.get_running_loop()
+            self._scope = anyio.CancelScope
         return new_event
 
     async def run(self) -> None:

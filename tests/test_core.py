@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import market_client
@@ -93,18 +93,21 @@ def test_envelope_and_decoding() -> None:
 
 
 @given(st.lists(st.integers(0, 4_102_444_800_000_000_000), min_size=1, max_size=20))
+@example([1_700_000_000_998_000_000, 1_700_000_000_999_900_000, 1_700_000_001_000_000_000])
+@example([1_700_000_000_500_000_000, 1_700_000_000_501_000_000, 1_700_000_000_501_999_999])
 def test_the_envelope_time_is_datetimes_rfc3339_at_every_millisecond_and_second(
     times: list[int],
 ) -> None:
     # The text is cached per millisecond and its date and seconds per second:
     # whatever order the clock gives, each is the same as datetime's.
     from datetime import datetime, timezone
+    from types import SimpleNamespace
 
     from market_client import _protocol
 
     for ns in sorted(times) + times + [t + 1_000_000 for t in times]:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(_protocol.time, "time_ns", lambda ns=ns: ns)
+            patch.setattr(_protocol, "time", SimpleNamespace(time_ns=lambda ns=ns: ns))
             text = _protocol.rfc3339_now()
         when = datetime.fromtimestamp(ns // 1_000_000 / 1000, timezone.utc)
         assert text == when.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -117,10 +117,19 @@ async def test_try_send_refuses_under_back_pressure_and_a_request_keeps_its_dead
             else:
                 pytest.fail("the socket never pushed back")
             assert not ws.try_send("small")  # still no room: nothing sent
+            waited: list[str] = []
+            send = ws.send
+
+            async def waiting_send(text: str) -> None:
+                waited.append(text)
+                await send(text)
+
+            ws.send = waiting_send  # type: ignore[method-assign]
             session = RequestSession(ws, on_event=lambda event: None)
             start = anyio.current_time()
             with pytest.raises(RequestTimeout):
                 await session.request("portfolio.get", timeout=0.2)
             assert 0.2 <= anyio.current_time() - start < 2
             assert len(session.correlator) == 0
+            assert len(waited) == 1  # the request waited for room in `send`
             await ws.abort()  # a close handshake would wait behind the unread megabytes

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import weakref
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ from market_client import (
     WebSocket,
     WebSocketTransport,
 )
+from market_client._events import loop_event_type
 from market_client._wire import CMD_FRAME_LIMIT
 from market_client.testing import ScriptedWebSocket, Simulator, wait_until
 
@@ -154,6 +156,56 @@ async def test_a_request_written_at_once_is_answered_times_out_and_cancels_clean
             tg.cancel_scope.cancel()
         assert len(ws.sent) == (1 if answer else 2)
         assert ws.waited_sends == (len(ws.sent) if anyio_backend_name == "trio" else 0)
+
+
+@pytest.mark.parametrize("first", ["reply", "lost"])
+async def test_a_reply_or_a_lost_link_in_the_turn_the_deadline_passes_wins(first: str) -> None:
+    # The deadline's timer and the reader may both run before the request
+    # resumes: what the reader brought is kept, as a cancel scope's deadline keeps it.
+    ws = _WritesAtOnce(answer=False)
+    session = RequestSession(ws, on_event=lambda event: None)
+    results: list[object] = []
+
+    async def call() -> None:
+        try:
+            results.append(await session.request("portfolio.get", timeout=30))
+        except ConnectionLost as exc:
+            results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await wait_until(lambda: len(session.correlator) == 1)
+        (msg_id, waiter), *_ = session.correlator._pending.items()
+        waiter.expire()  # the timer, then in the same step the reader:
+        if first == "reply":
+            session.correlator.resolve({"corr_id": msg_id, "status": "ok", "payload": {"a": 1}})
+        else:
+            session.fail(ConnectionLost("gone"))
+    assert results == [{"a": 1}] if first == "reply" else isinstance(results[0], ConnectionLost)
+    assert len(session.correlator) == 0 and session.correlator.late == 0
+
+
+async def test_a_request_answered_leaves_no_timer_holding_it() -> None:
+    # The fast path's timer is cancelled with the request: nothing keeps the
+    # waiter alive for the rest of the deadline (30 s here).
+    ws = _WritesAtOnce(answer=True)
+    session = RequestSession(ws, on_event=lambda event: None)
+    made: list[weakref.ref[Any]] = []
+    new_event = loop_event_type()
+
+    def tracked() -> Any:
+        event = new_event()
+        made.append(weakref.ref(event))
+        return event
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(session.run)
+        await session.request("portfolio.get")  # looks the loop up
+        session._new_event = tracked
+        assert await session.request("portfolio.get", timeout=30) == {}
+        tg.cancel_scope.cancel()
+    gc.collect()
+    assert len(made) == 1 and made[0]() is None
 
 
 async def test_a_send_that_waits_for_room_keeps_the_requests_deadline() -> None:

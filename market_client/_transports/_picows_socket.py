@@ -176,6 +176,7 @@ class PicowsWebSocket(WebSocket):
         if (
             not listener.writable.is_set()
             or listener.disconnected
+            or self._closing  # being closed or dropped by us: nothing more goes out here
             or self._transport.is_close_frame_sent
         ):
             return False  # `send` waits for room, or raises
