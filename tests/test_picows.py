@@ -14,7 +14,6 @@ import anyio
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from market_client import RequestSession, RequestTimeout
 from market_client._transports import PicowsTransport, TransportClosed
 from market_client._transports._picows_socket import PicowsWebSocket
 
@@ -93,43 +92,3 @@ async def test_the_peers_close_code_and_reason_are_reported() -> None:
         assert (info.value.code, info.value.reason) == (4001, "bye")
         with pytest.raises(TransportClosed):
             await ws.send("too late")
-
-
-async def test_try_send_refuses_under_back_pressure_and_a_request_keeps_its_deadline() -> None:
-    # The peer stops reading (its queue holds one message): once the socket's
-    # buffers are full picows pauses writing, `try_send` sends nothing, and a
-    # request falls back to `send`, which waits for room inside the deadline.
-    async def handler(conn: ServerConnection) -> None:
-        await conn.wait_closed()
-
-    async with serve(
-        handler, "127.0.0.1", 0, max_size=None, max_queue=1, close_timeout=0.1
-    ) as server:
-        port = server.sockets[0].getsockname()[1]
-        async with PicowsTransport().connect(
-            f"ws://127.0.0.1:{port}/", open_timeout=5, max_size=1 << 20
-        ) as ws:
-            assert ws.try_send("small")  # room: sent at once
-            chunk = "x" * (1 << 20)
-            for _ in range(1000):  # at most 1 GB, far beyond any socket buffer
-                if not ws.try_send(chunk):
-                    break
-            else:
-                pytest.fail("the socket never pushed back")
-            assert not ws.try_send("small")  # still no room: nothing sent
-            waited: list[str] = []
-            send = ws.send
-
-            async def waiting_send(text: str) -> None:
-                waited.append(text)
-                await send(text)
-
-            ws.send = waiting_send  # type: ignore[method-assign]
-            session = RequestSession(ws, on_event=lambda event: None)
-            start = anyio.current_time()
-            with pytest.raises(RequestTimeout):
-                await session.request("portfolio.get", timeout=0.2)
-            assert 0.2 <= anyio.current_time() - start < 2
-            assert len(session.correlator) == 0
-            assert len(waited) == 1  # the request waited for room in `send`
-            await ws.abort()  # a close handshake would wait behind the unread megabytes

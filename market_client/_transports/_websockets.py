@@ -27,7 +27,7 @@ __all__ = ["WebsocketsTransport"]
 class _WebsocketsSocket(WebSocket):
     """A ``websockets`` connection (the asyncio and the Trio one share most of the API)."""
 
-    __slots__ = ("_closed_exc", "_trio", "_ws")
+    __slots__ = ("_closed_exc", "_open", "_trio", "_ws")
 
     def __init__(self, ws: Any, closed_exc: type[Exception], *, close_timeout: float) -> None:
         super().__init__(close_timeout=close_timeout)
@@ -37,6 +37,9 @@ class _WebsocketsSocket(WebSocket):
         # The Trio client's recv() takes from a Trio memory channel, which is
         # always a checkpoint; the asyncio one returns a waiting message at once.
         self.recv_yields = self._trio
+        from websockets.protocol import State
+
+        self._open = State.OPEN
 
     def _closed(self, exc: Exception) -> TransportClosed:
         # The peer's close frame; else ours (1009 when a frame was too big).
@@ -53,6 +56,30 @@ class _WebsocketsSocket(WebSocket):
             await self._ws.send(text)
         except self._closed_exc as exc:
             raise self._closed(exc) from exc
+
+    def try_send(self, text: str) -> bool:
+        # The asyncio client's send() writes at once unless a fragmented
+        # message is going out or the transport is paused (then its drain()
+        # waits): here the same steps without its async context manager. They
+        # use the connection's own attributes, so each is looked up first: a
+        # release without one of them only loses this fast path.
+        if self._trio or self._closing:
+            return False
+        ws = self._ws
+        protocol = getattr(ws, "protocol", None)
+        send_data = getattr(ws, "send_data", None)
+        if (
+            protocol is None
+            or send_data is None
+            or getattr(ws, "send_in_progress", True) is not None
+            or getattr(ws, "paused", True)
+            or getattr(protocol, "state", None) is not self._open
+            or ws.transport.is_closing()
+        ):
+            return False
+        protocol.send_text(text.encode())
+        send_data()
+        return True
 
     async def recv(self) -> str | bytes:
         try:
