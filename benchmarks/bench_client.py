@@ -828,8 +828,9 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         "Client: overhead per request",
         measured(command)
         + " Sequential requests to the flood gateway's echo CMD channel (a pre-built "
-        "`ok`, no engine): `client.send()` (envelope, `msg_id`, correlation, deadline "
-        "scope) vs a bare send-then-receive loop on the same library. Target: within "
+        "`ok`, no engine): `client.send()` (envelope, `msg_id`, correlation, a deadline: "
+        "a loop timer on asyncio, where the frame goes out at once, a cancel scope on "
+        "Trio) vs a bare send-then-receive loop on the same library. Target: within "
         "1.5x of the bare loop.\n\n" + tables["echo"],
     )
     write_section(

@@ -191,7 +191,7 @@ def verdict(results: list[dict[str, Any]]) -> str:
         s = r["stats"]
         frames = s["fed"] or 1
         lines.append(
-            f"- {r['backend']}: recorded / unrecorded = {ratio:.2f} (median), target 0.8 "
+            f"- {r['backend']}: recorded / unrecorded = {ratio:.3f} (median), target 0.8 "
             + ("**met**" if ratio >= 0.8 else "**not met**")
             + f"; the session's event loop spent "
             f"{statistics.median(x['loop_on_us'] for x in rounds):.1f} µs of CPU per message "
