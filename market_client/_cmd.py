@@ -19,6 +19,7 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 import anyio
+import sniffio
 from anyio.abc import TaskStatus
 
 from ._events import LoopEvent, loop_event_type
@@ -110,7 +111,8 @@ class RequestSession:
         # What requests wait with, looked up in the loop that runs them (`_use_loop`).
         self._new_event: Callable[[], LoopEvent] | None = None
         self._scope: Callable[..., Any] = anyio.CancelScope
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running one, if any
+        self._timers: asyncio.AbstractEventLoop | None = None  # the deadlines' loop (asyncio)
 
     async def request(
         self,
@@ -143,10 +145,10 @@ class RequestSession:
         correlator.check_room()
         msg_id = correlator.next_id()
         text = encode_request(op, payload if payload is not None else {}, msg_id, as_role)
-        loop = _running_loop()  # None on Trio
         new_event = self._new_event
-        if loop is not self._loop or new_event is None:
-            new_event = self._use_loop(loop)  # the first request, or another loop
+        if _running_loop() is not self._loop or new_event is None:
+            new_event = self._use_loop()  # the first request, or another loop
+        loop = self._timers  # the asyncio loop, None on Trio
         deadline = (anyio.current_time() if loop is None else loop.time()) + limit
         waiter = _Waiter(new_event())
         correlator.add(waiter, msg_id)
@@ -154,10 +156,11 @@ class RequestSession:
         ws = self._ws
         try:
             if loop is not None and ws.try_send(text):
-                # Sent without a wait (picows, the usual case): the deadline of the
-                # wait is a timer on the loop, 3 µs, where a cancel scope costs 9.5
-                # (24 with the cold caches of a bot's first order after a quiet
-                # spell). The caller's own cancellation reaches the wait as ever.
+                # Sent without a wait (picows or websockets on asyncio, the usual
+                # case): the deadline of the wait is a timer on the loop, 3 µs, where
+                # a cancel scope costs 9.5 (24 with the cold caches of a bot's first
+                # order after a quiet spell). The caller's cancellation reaches the
+                # wait as ever.
                 timer = loop.call_at(deadline, waiter.expire)
                 try:
                     await waiter.event.wait()
@@ -182,17 +185,21 @@ class RequestSession:
             raise fresh(waiter.error)
         return payload_or_raise(cast(dict[str, Any], waiter.frame), op)
 
-    def _use_loop(self, loop: asyncio.AbstractEventLoop | None) -> Callable[[], LoopEvent]:
-        """Look up what requests wait with in the running loop (``None``: Trio's)."""
-        self._loop = loop
+    def _use_loop(self) -> Callable[[], LoopEvent]:
+        """Look up what requests wait with in the running loop."""
+        self._loop = _running_loop()
         new_event = self._new_event = loop_event_type()
-        if loop is None:
+        if sniffio.current_async_library() == "trio":
             import trio
 
+            # Trio's clock and scope, also in guest mode on an asyncio loop (there
+            # the running asyncio loop is the host's, and its clock is not Trio's).
             # AnyIO's scope on Trio wraps Trio's own: 9.8 µs against 6.4.
             self._scope = trio.CancelScope
+            self._timers = None
         else:
             self._scope = anyio.CancelScope
+            self._timers = self._loop
         return new_event
 
     async def run(self) -> None:

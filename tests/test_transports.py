@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -169,38 +170,83 @@ WRITES_AT_ONCE = {("picows", "asyncio"), ("websockets", "asyncio")}
 async def test_try_send_writes_at_once_only_while_there_is_room(
     transport: WebSocketTransport, anyio_backend: str
 ) -> None:
-    async with Peer(silent=True).serve() as peer:  # reads nothing: the buffers fill
-        async with transport.connect(peer.url, open_timeout=5) as ws:
-            await peer.accepted.wait()
-            if (transport.name, anyio_backend) not in WRITES_AT_ONCE:
-                assert not ws.try_send("x")  # cannot tell: requests use send()
-                await ws.abort()
-                return
-            assert ws.try_send("first")
-            chunk = "x" * (1 << 20)
-            for _ in range(1000):  # at most 1 GB, far beyond any socket buffer
-                if not ws.try_send(chunk):
-                    break
-            else:
-                pytest.fail("the socket never pushed back")
-            waited: list[str] = []
-            send = ws.send
-
-            async def waiting_send(text: str) -> None:
-                waited.append(text)
-                await send(text)
-
-            ws.send = waiting_send  # type: ignore[method-assign]
-            session = RequestSession(ws, on_event=lambda event: None)
-            start = anyio.current_time()
-            with pytest.raises(RequestTimeout):
-                await session.request("portfolio.get", timeout=0.2)
-            assert 0.2 <= anyio.current_time() - start < 2
-            assert len(waited) == 1  # it waited for room in send(), inside the deadline
-            assert len(session.correlator) == 0
+    async with (
+        Peer(silent=True).serve() as peer,  # reads nothing: the buffers fill
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        await peer.accepted.wait()
+        if (transport.name, anyio_backend) not in WRITES_AT_ONCE:
+            assert not ws.try_send("x")  # cannot tell: requests use send()
             await ws.abort()
-            assert not ws.try_send("after")  # closed: nothing sent, nothing raised
-        peer.release.set()
+            return
+        assert ws.try_send("first")
+        chunk = "x" * (1 << 20)
+        for _ in range(1000):  # at most 1 GB, far beyond any socket buffer
+            if not ws.try_send(chunk):
+                break
+        else:
+            pytest.fail("the socket never pushed back")
+        waited: list[str] = []
+        send = ws.send
+
+        async def waiting_send(text: str) -> None:
+            waited.append(text)
+            await send(text)
+
+        ws.send = waiting_send  # type: ignore[method-assign]
+        session = RequestSession(ws, on_event=lambda event: None)
+        start = anyio.current_time()
+        with pytest.raises(RequestTimeout):
+            await session.request("portfolio.get", timeout=0.2)
+        assert 0.2 <= anyio.current_time() - start < 2
+        assert len(waited) == 1  # it waited for room in send(), inside the deadline
+        assert len(session.correlator) == 0
+        await ws.abort()
+        assert not ws.try_send("after")  # closed: nothing sent, nothing raised
+
+
+class _Connection:
+    """The parts of a ``websockets`` asyncio connection that `try_send` uses."""
+
+    def __init__(self, *, fails: bool, in_progress: str = "send_in_progress") -> None:
+        from websockets.protocol import State
+
+        self.fails = fails
+        self.written: list[bytes] = []
+        self.aborted = False
+        self.paused = False
+        setattr(self, in_progress, None)
+        self.protocol = SimpleNamespace(state=State.OPEN, send_text=self.written.append)
+        self.transport = SimpleNamespace(is_closing=lambda: self.aborted, abort=self.abort)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def send_data(self) -> None:
+        if self.fails:
+            raise OSError("the write failed")
+
+
+@pytest.mark.parametrize("in_progress", ["send_in_progress", "fragmented_send_waiter"])
+async def test_websockets_try_send_on_each_release_and_when_the_write_fails(
+    in_progress: str,
+) -> None:
+    from market_client._transports._websockets import _WebsocketsSocket
+
+    # websockets 16 renamed fragmented_send_waiter: both releases take the fast path.
+    conn = _Connection(fails=False, in_progress=in_progress)
+    assert _WebsocketsSocket(conn, ConnectionError, close_timeout=1).try_send("a")
+    assert conn.written == [b"a"]
+    setattr(conn, in_progress, object())  # a fragmented message is going out: wait
+    assert not _WebsocketsSocket(conn, ConnectionError, close_timeout=1).try_send("b")
+    # A write that fails closes the connection, as send() would: never False,
+    # which would have the frame sent again.
+    failing = _Connection(fails=True, in_progress=in_progress)
+    ws = _WebsocketsSocket(failing, ConnectionError, close_timeout=1)
+    with pytest.raises(TransportClosed) as info:
+        ws.try_send("c")
+    assert info.value.code == 1006 and failing.aborted
+    assert not ws.try_send("d")
 
 
 async def test_abort_ends_a_ping_waiting_in_another_task(transport: WebSocketTransport) -> None:

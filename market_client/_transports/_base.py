@@ -163,6 +163,9 @@ class WebSocket(abc.ABC):
         Returns:
             True when the message went out; False when nothing was sent (call
             `send`, which waits for room and raises on a closed socket).
+
+        Raises:
+            TransportClosed: The write failed; the connection is closed.
         """
         return False
 

@@ -27,7 +27,7 @@ __all__ = ["WebsocketsTransport"]
 class _WebsocketsSocket(WebSocket):
     """A ``websockets`` connection (the asyncio and the Trio one share most of the API)."""
 
-    __slots__ = ("_closed_exc", "_open", "_trio", "_ws")
+    __slots__ = ("_closed_exc", "_in_progress", "_open", "_trio", "_ws")
 
     def __init__(self, ws: Any, closed_exc: type[Exception], *, close_timeout: float) -> None:
         super().__init__(close_timeout=close_timeout)
@@ -40,6 +40,11 @@ class _WebsocketsSocket(WebSocket):
         from websockets.protocol import State
 
         self._open = State.OPEN
+        # Set while a fragmented message goes out: the name since websockets 16,
+        # and before it.
+        self._in_progress = next(
+            (n for n in ("send_in_progress", "fragmented_send_waiter") if hasattr(ws, n)), ""
+        )
 
     def _closed(self, exc: Exception) -> TransportClosed:
         # The peer's close frame; else ours (1009 when a frame was too big).
@@ -63,7 +68,7 @@ class _WebsocketsSocket(WebSocket):
         # waits): here the same steps without its async context manager. They
         # use the connection's own attributes, so each is looked up first: a
         # release without one of them only loses this fast path.
-        if self._trio or self._closing:
+        if self._trio or self._closing or not self._in_progress:
             return False
         ws = self._ws
         protocol = getattr(ws, "protocol", None)
@@ -71,14 +76,20 @@ class _WebsocketsSocket(WebSocket):
         if (
             protocol is None
             or send_data is None
-            or getattr(ws, "send_in_progress", True) is not None
+            or getattr(ws, self._in_progress, True) is not None
             or getattr(ws, "paused", True)
             or getattr(protocol, "state", None) is not self._open
             or ws.transport.is_closing()
         ):
             return False
-        protocol.send_text(text.encode())
-        send_data()
+        try:
+            protocol.send_text(text.encode())
+            send_data()
+        except Exception as exc:
+            # What send() turns into ConnectionClosed: the connection is done for.
+            # Not False: the frame may be on its way, and send() would repeat it.
+            ws.transport.abort()
+            raise self._seen_closed(TransportClosed(1006)) from exc
         return True
 
     async def recv(self) -> str | bytes:
