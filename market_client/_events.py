@@ -30,7 +30,16 @@ from anyio.streams.memory import MemoryObjectSendStream
 from ._exceptions import EventOverflow
 from ._models import FillDict, OrderDict
 
-__all__ = ["Event", "EventHub", "EventStream", "Hook", "HookRunner", "LoopEvent", "loop_event_type"]
+__all__ = [
+    "Event",
+    "EventHub",
+    "EventStream",
+    "Hook",
+    "HookRunner",
+    "LoopEvent",
+    "loop_clock",
+    "loop_event_type",
+]
 
 log = logging.getLogger("market_client")
 Hook = Callable[[dict[str, Any]], Any]
@@ -46,6 +55,21 @@ class LoopEvent(Protocol):
     def set(self) -> None: ...
 
     async def wait(self) -> Any: ...
+
+
+def loop_clock() -> Callable[[], float]:
+    """The running event loop's clock, read without AnyIO's per-call backend lookup.
+
+    On Trio, the run's clock object itself (``trio.current_time`` goes through
+    the runner to it on every call; the MD reader reads it once per frame).
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_clock().current_time
+    import asyncio
+
+    return asyncio.get_running_loop().time
 
 
 def loop_event_type() -> Callable[[], LoopEvent]:

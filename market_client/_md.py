@@ -21,10 +21,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
-import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._events import EventHub, Hook, HookRunner, new_event
+from ._events import EventHub, Hook, HookRunner, loop_clock, new_event
 from ._exceptions import (
     ConnectionLost,
     GatewayError,
@@ -49,21 +48,6 @@ _KINDS = {ch: "md." + ch for ch in ("book.delta", "trade", "book.snapshot", "sta
 
 Send = Callable[..., Awaitable[dict[str, Any]]]
 Tap = Callable[[str, "str | bytes", int], None]
-
-
-def _clock() -> Callable[[], float]:
-    """The running event loop's clock, read without AnyIO's per-call backend lookup.
-
-    On Trio, the run's clock object itself (``trio.current_time`` goes through
-    the runner to it on every call; the reader reads it once per frame).
-    """
-    if sniffio.current_async_library() == "asyncio":
-        import asyncio
-
-        return asyncio.get_running_loop().time
-    import trio
-
-    return trio.lowlevel.current_clock().current_time
 
 
 class MdChannel:
@@ -152,7 +136,7 @@ class MdChannel:
         # it moves when the clock has advanced a hundredth of the limit, so a
         # silent link is declared dead at most 1% early, never late.
         step = limit / 100
-        clock = _clock()
+        clock = loop_clock()
         checkpoint = anyio.lowlevel.checkpoint
         # recv() returns without yielding while frames are buffered, on some
         # transports: there, a checkpoint every FAIR_EVERY frames keeps a flood

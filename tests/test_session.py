@@ -119,17 +119,18 @@ class _WritesAtOnce(ScriptedWebSocket):
 
     def try_send(self, text: str) -> bool:
         self.sent.append(text)
-        if self.answer:
-            msg_id = json.loads(text)["msg_id"]
-            self.push({"type": "response", "corr_id": msg_id, "status": "ok", "payload": {}})
+        self._answer(text)
         return True
 
     async def send(self, text: str) -> None:
         self.waited_sends += 1
         await super().send(text)
+        self._answer(text)
+
+    def _answer(self, text: str) -> None:
         if self.answer:
-            self.push({"type": "response", "corr_id": json.loads(text)["msg_id"],
-                       "status": "ok", "payload": {}})  # fmt: skip
+            msg_id = json.loads(text)["msg_id"]
+            self.push({"type": "response", "corr_id": msg_id, "status": "ok", "payload": {}})
 
 
 async def test_a_request_written_at_once_is_answered_times_out_and_cancels_cleanly(

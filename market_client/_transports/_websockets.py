@@ -40,11 +40,15 @@ class _WebsocketsSocket(WebSocket):
         from websockets.protocol import State
 
         self._open = State.OPEN
-        # Set while a fragmented message goes out: the name since websockets 16,
-        # and before it.
-        self._in_progress = next(
-            (n for n in ("send_in_progress", "fragmented_send_waiter") if hasattr(ws, n)), ""
-        )
+        # `try_send` uses the asyncio connection's own attributes, looked up here
+        # once: a release without one of them only loses the fast path. This one
+        # is set while a fragmented message goes out (its name since websockets
+        # 16, and before); "" means no fast path.
+        self._in_progress = ""
+        if not self._trio and all(hasattr(ws, n) for n in ("protocol", "send_data", "paused")):
+            self._in_progress = next(
+                (n for n in ("send_in_progress", "fragmented_send_waiter") if hasattr(ws, n)), ""
+            )
 
     def _closed(self, exc: Exception) -> TransportClosed:
         # The peer's close frame; else ours (1009 when a frame was too big).
@@ -65,26 +69,21 @@ class _WebsocketsSocket(WebSocket):
     def try_send(self, text: str) -> bool:
         # The asyncio client's send() writes at once unless a fragmented
         # message is going out or the transport is paused (then its drain()
-        # waits): here the same steps without its async context manager. They
-        # use the connection's own attributes, so each is looked up first: a
-        # release without one of them only loses this fast path.
-        if self._trio or self._closing or not self._in_progress:
-            return False
+        # waits): here the same steps without its async context manager.
+        if not self._in_progress or self._closing:
+            return False  # the Trio client, or a release without the attributes
         ws = self._ws
-        protocol = getattr(ws, "protocol", None)
-        send_data = getattr(ws, "send_data", None)
+        protocol = ws.protocol
         if (
-            protocol is None
-            or send_data is None
-            or getattr(ws, self._in_progress, True) is not None
-            or getattr(ws, "paused", True)
-            or getattr(protocol, "state", None) is not self._open
+            getattr(ws, self._in_progress) is not None
+            or ws.paused
+            or protocol.state is not self._open
             or ws.transport.is_closing()
         ):
             return False
         try:
             protocol.send_text(text.encode())
-            send_data()
+            ws.send_data()
         except Exception as exc:
             # What send() turns into ConnectionClosed: the connection is done for.
             # Not False: the frame may be on its way, and send() would repeat it.
