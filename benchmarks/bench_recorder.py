@@ -125,13 +125,14 @@ async def run_backend(server: Server, n: int, rounds: int, backend: str) -> dict
 WHERE_THE_TIME_GOES = (
     "Where the time goes: everything the recorder does per frame (the raw layer's lines, "
     "compression, the table rows) is done in the writer process, at a lower CPU priority than "
-    "the session; the session's process copies each frame into a flat buffer (`Recorder.feed`, "
-    "called by the reader) and its worker thread hands the buffer over (the 'worker thread' "
-    "column: copies and a pipe). What recording costs the session's event loop is in the "
-    "last table: the frames taken only (the receive time, the call and the copy into the "
-    "buffer, in Python, for every frame: `Recorder.feed` alone is the in-process figure "
-    "above it, and the rest is what the same work costs beside a socket, the reader's own "
-    "state and picows' buffers), then the worker thread and the writer process at work "
+    "the session; in the session's process the MD reader keeps each frame's object in the "
+    "recorder's buffer itself (the receive time, two appends and a sum: no call, no copy), "
+    "and the worker thread packs the buffer and hands it over (the 'worker thread' column: "
+    "a few joins over the batch and a pipe). What recording costs the session's event loop "
+    "is in the last table: the frames taken only (those steps for every frame: the "
+    "in-process figure above it, and the rest is what the same work costs beside a socket, "
+    "the reader's own state and picows' buffers), then the worker thread and the writer "
+    "process at work "
     "beside the session. The rate falls further than the event loop's CPU per message "
     "rises: on 2 cores the flood gateway, the session and the writer process share the "
     "CPUs, and the writer's lower priority only ranks it where two of them meet on one. "
@@ -148,11 +149,13 @@ WHERE_THE_TIME_GOES = (
 
 
 def feed_cost(frames: int = 200_000) -> dict[str, float]:
-    """µs per frame of `Recorder.feed` in this process, beside an empty method call.
+    """µs per frame the MD reader spends handing frames to a recorder, in this process.
 
-    No sockets, no other task: what the reader pays per frame at the least. The
-    empty method takes the same arguments, so the difference is the feed's own work
-    (the checks and the copy into the flat buffer).
+    No sockets, no other task: what the reader pays per frame at the least.
+    ``take`` is the reader's own steps (those of `MdChannel._read`: the receive
+    time and the appends to `Recorder.buffer`) against ``none``, the same loop
+    without them; ``feed`` is one `Recorder.feed` call, the path of a CMD frame
+    and of a frame the buffer has no room for.
     """
     from market_client.recording import Recorder
 
@@ -162,23 +165,37 @@ def feed_cost(frames: int = 200_000) -> dict[str, float]:
     )
     frames_in = [bytes(bytearray(frame)) for _ in range(frames)]  # each its own object
 
-    class Empty:
-        def feed(self, channel: str, raw: bytes, recv_ns: int) -> None:
-            pass
+    def take(recorders: list[Any]) -> float:
+        # The reader's lines (`record_frame`, which it runs inline), here inline too.
+        time_ns = time.time_ns
+        start = time.perf_counter()
+        for raw in frames_in:
+            if recorders:
+                now_ns = time_ns()
+                for recorder in recorders:
+                    buf = recorder.buffer
+                    if len(buf.frames) < buf.room and buf.size < buf.limit:
+                        buf.times.append(now_ns)
+                        buf.frames.append(raw)
+                        buf.size += len(raw)
+                    else:
+                        recorder.feed("md", raw, now_ns)
+        return (time.perf_counter() - start) / frames * 1e6
 
-    def per_frame(feed: Any) -> float:
+    def feed(recorder: Any) -> float:
         now = time.time_ns
         start = time.perf_counter()
         for raw in frames_in:
-            feed("md", raw, now())
+            recorder.feed("md", raw, now())
         return (time.perf_counter() - start) / frames * 1e6
 
-    out: dict[str, list[float]] = {"feed": [], "empty": []}
+    out: dict[str, list[float]] = {"take": [], "none": [], "feed": []}
     for _ in range(5):
         with tempfile.TemporaryDirectory() as tmp:
-            # Never opened: `feed` only fills its buffer (nobody is woken, nothing written).
-            out["feed"].append(per_frame(Recorder(tmp, batch_frames=frames + 1).feed))
-        out["empty"].append(per_frame(Empty().feed))
+            # Never opened: frames only fill its buffer (nobody is woken, nothing written).
+            out["take"].append(take([Recorder(tmp, batch_frames=frames + 1)]))
+            out["feed"].append(feed(Recorder(tmp, batch_frames=frames + 1)))
+        out["none"].append(take([]))
     return {"frames": frames, **{k: min(v) for k, v in out.items()}}
 
 
@@ -310,9 +327,11 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
         "that only takes the frames (its batch is larger than the flood and it does not "
         "flush before the end: no worker thread and no writer process at work during "
         "the flood), and at the default settings; and, in this process alone with no "
-        "socket, what one `Recorder.feed` call costs against an empty method taking "
-        f"the same arguments: {cost['feed']:.2f} µs against {cost['empty']:.2f} µs a "
-        f"frame (best of five, {cost['frames']:,.0f} frames).\n\n"
+        "socket, what the reader's steps cost a frame: "
+        f"{cost['take'] - cost['none']:.2f} µs ({cost['take']:.2f} against "
+        f"{cost['none']:.2f} µs for the same loop without them; one `Recorder.feed` "
+        f"call, the path of a CMD frame, {cost['feed']:.2f} µs; best of five, "
+        f"{cost['frames']:,.0f} frames).\n\n"
         + table(
             [
                 "backend",

@@ -23,7 +23,7 @@ import os
 import ssl as ssl_module
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -178,7 +178,6 @@ class MarketClient(Helpers):
         self._reconciler = Reconciler(self._orders, send=self.send, deliver=self._deliver)
         # Called with (channel, raw frame, receive time in ns) for every MD
         # frame and CMD event, before it is decoded: what a recorder keeps.
-        self._taps: list[Callable[[str, str | bytes, int], None]] = []
         self._recorders: list[Recorder] = []
         self._state: Literal["unopened", "open", "closed"] = "unopened"
         self._stack: contextlib.AsyncExitStack | None = None
@@ -213,7 +212,7 @@ class MarketClient(Helpers):
             give_up=self._give_up,
             hub=self._hub,
             hooks=self._hooks,
-            taps=self._taps,
+            recorders=self._recorders,
             timeout=self.timeout,
             heartbeat_timeout=heartbeat,
         )
@@ -539,10 +538,10 @@ class MarketClient(Helpers):
         self._reconcile_soon()
 
     def _tap_cmd(self, raw: str | bytes) -> None:
-        if self._taps:
+        if self._recorders:
             now_ns = time.time_ns()
-            for tap in self._taps:
-                tap("cmd", raw, now_ns)
+            for recorder in self._recorders:
+                recorder.feed("cmd", raw, now_ns)
 
     def _on_cmd_frame(self, frame: dict[str, Any]) -> None:
         gap = self._sequence.on_event(frame["seq"])
@@ -716,7 +715,6 @@ class MarketClient(Helpers):
             )
             # No await from here to the handover: the books handed over are
             # exactly the state the first frame fed will continue from.
-            self._taps.append(recorder.feed)
             self._md.snapshot_taps.append(recorder.snapshot)
             self._recorders.append(recorder)
             now_ns = time.time_ns()
@@ -727,7 +725,6 @@ class MarketClient(Helpers):
             try:
                 yield recorder
             finally:
-                self._taps.remove(recorder.feed)
                 self._md.snapshot_taps.remove(recorder.snapshot)
                 self._recorders.remove(recorder)
 

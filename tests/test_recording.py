@@ -15,6 +15,7 @@ import pytest
 
 from market_client import MarketClient
 from market_client.recording import RawFrame, Recording, iter_raw, rebuild
+from market_client.recording._batch import FrameBuffer
 from market_client.simulator import RunningSimulator
 
 duckdb = pytest.importorskip("duckdb")
@@ -27,7 +28,11 @@ CAPTURE_EVERY = 40  # capture the local book at every 40th ABC increment
 
 
 class Witness:
-    """What the session itself saw: every frame (a tap beside the recorder's), trades, books."""
+    """What the session itself saw: every frame (a sink beside the recorder), trades, books.
+
+    Its buffer never has room, so the MD reader hands it every frame through
+    `feed`: the reader's other path, beside the recorder's appends.
+    """
 
     def __init__(self) -> None:
         self.client: MarketClient | None = None
@@ -36,8 +41,9 @@ class Witness:
         self.trades: list[dict[str, Any]] = []
         self.books: dict[int, dict[str, Any]] = {}
         self.increments = 0
+        self.buffer = FrameBuffer(room=0)
 
-    def tap(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
+    def feed(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         self.frames.append((recv_ns, channel, raw))
 
     def on_md(self, msg: dict[str, Any]) -> None:
@@ -59,9 +65,19 @@ async def record_session(url: str, out: Path, *, trades_wanted: int = 60) -> Wit
     async with MarketClient.session(url, md=False, on_md_event=witness.on_md) as client:
         witness.client = client
         async with client.record(out, candles=[1000]) as recorder:
-            # Our tap sits beside the recorder's from here to the end of the block:
-            # the same frames, in the same order, with no await in between.
-            client._taps.append(witness.tap)
+            # The reader appends MD frames to the recorder's buffer itself: feed
+            # is only for CMD frames (and frames that fill a batch; none here).
+            calls: list[str] = []
+            feed = recorder.feed
+
+            def counting_feed(channel: str, raw: str | bytes, recv_ns: int) -> None:
+                calls.append(channel)
+                feed(channel, raw, recv_ns)
+
+            recorder.feed = counting_feed  # type: ignore[method-assign]
+            # The witness sits beside the recorder from here to the end of the
+            # block: the same frames, in the same order, with no await in between.
+            client._recorders.append(witness)  # type: ignore[arg-type]
             witness.on = True
             await client.open_md()
             await client.place_order("ABC", side="buy", qty=2, type="market")
@@ -70,8 +86,9 @@ async def record_session(url: str, out: Path, *, trades_wanted: int = 60) -> Wit
             while len(witness.trades) < trades_wanted or len(witness.books) < 3:
                 await anyio.sleep(0.05)
             witness.on = False
-            client._taps.remove(witness.tap)
+            client._recorders.remove(witness)  # type: ignore[arg-type]
         stats = recorder.stats()
+        assert "cmd" in calls and "md" not in calls
     assert stats["dropped"] == 0 and stats["error"] is None and stats["bad_frames"] == 0
     assert stats["fed"] == len(witness.frames)
     return witness

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from market_client._md import record_frame
 from market_client.recording import RawFrame, RawGap, RawSnapshot, Recorder, Recording, iter_raw
 from market_client.recording._batch import FrameBuffer, unpack_batch
 from market_client.recording._child import WriterProcess
@@ -245,21 +246,35 @@ _books = st.builds(
 )
 
 
-@given(st.lists(st.one_of(_frames, _frames, _frames, _gaps, _books), max_size=40))
+class _Sink:
+    """A recorder's two faces to the MD reader, over a bare `FrameBuffer`."""
+
+    def __init__(self, buffer: FrameBuffer) -> None:
+        self.buffer = buffer
+
+    def feed(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
+        self.buffer.add_frame(channel, raw, recv_ns)
+
+
+@given(st.lists(st.one_of(_frames, _frames, _frames, _gaps, _books), max_size=40), st.booleans())
 def test_a_packed_buffer_unpacks_to_the_same_records_in_order(
-    batch: list[tuple[str, Any, int]],
+    batch: list[tuple[str, Any, int]], by_reader: bool
 ) -> None:
+    # MD frames go in as the MD reader hands them over (appended to the
+    # buffer, no call) or through add_frame: either way the same records.
     buffer = FrameBuffer()
     for channel, raw, recv_ns in batch:
         if channel == "gap":
             buffer.add_gap(*raw)
         elif channel == "snapshot":
             buffer.add_snapshot(raw, recv_ns)
+        elif by_reader and channel == "md":
+            record_frame([_Sink(buffer)], raw, recv_ns)
         else:
             buffer.add_frame(channel, raw, recv_ns)
     records = unpack_batch(buffer.pack())
     assert records == buffer.records() and len(records) == len(batch)
-    assert buffer.frames == sum(1 for item in batch if item[0] != "gap")
+    assert buffer.frames_held == sum(1 for item in batch if item[0] != "gap")
     for (channel, raw, recv_ns), record in zip(batch, records, strict=True):
         if channel == "gap":
             assert record == RawGap(recv_ns, *raw)
@@ -268,6 +283,41 @@ def test_a_packed_buffer_unpacks_to_the_same_records_in_order(
         else:
             assert record == RawFrame(recv_ns, channel, raw)
             assert type(record.raw) is type(raw)  # type: ignore[union-attr]
+
+
+def test_the_reader_appends_until_a_batch_is_full_then_up_to_the_buffer(tmp_path: Path) -> None:
+    # Never opened, so nothing takes the buffer: what the reader appends itself,
+    # what it hands to feed (the frame that fills a batch, and those with no room).
+    recorder = Recorder(tmp_path, batch_frames=5, max_buffer=8)
+    fed: list[int] = []
+    feed = recorder.feed
+
+    def counting_feed(channel: str, raw: str | bytes, recv_ns: int) -> None:
+        fed.append(recv_ns - T0)
+        feed(channel, raw, recv_ns)
+
+    recorder.feed = counting_feed  # type: ignore[method-assign]
+    for seq in range(1, 11):
+        record_frame([recorder], md(seq).encode(), T0 + seq)
+    assert fed == [5, 9, 10]
+    stats = recorder.stats()
+    assert (stats["fed"], stats["buffered"], stats["dropped"]) == (8, 8, 2)
+    assert recorder.buffer.records() == [
+        RawFrame(T0 + seq, "md", md(seq).encode()) for seq in range(1, 9)
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_full_batch_from_the_reader_wakes_the_writer(tmp_path: Path) -> None:
+    async with Recorder(tmp_path, batch_frames=5, flush_interval=60) as recorder:
+        recorder.describe(**DESCRIBE)
+        for seq in range(1, 6):
+            record_frame([recorder], md(seq), T0 + seq)
+        await wait_until(lambda: recorder.stats()["batches"] == 1)  # not after 60 s
+        for seq in range(6, 9):
+            record_frame([recorder], md(seq), T0 + seq)
+    records = list(iter_raw(tmp_path))
+    assert records == [RawFrame(T0 + seq, "md", md(seq)) for seq in range(1, 9)]
 
 
 @pytest.mark.anyio
@@ -280,10 +330,10 @@ async def test_feed_fills_the_buffer_as_add_frame_does(tmp_path: Path) -> None:
         for channel, raw, recv_ns in frames:
             recorder.feed(channel, raw, recv_ns)
             expected.add_frame(channel, raw, recv_ns)
-        assert recorder._buf.pack() == expected.pack()
+        assert recorder.buffer.pack() == expected.pack()
         recorder.feed("xyz", "{}", T0)  # no such channel
         recorder.feed("md", "{}", 2**64)  # not an int64
-        assert recorder.stats()["feed_errors"] == 2 and recorder._buf.pack() == expected.pack()
+        assert recorder.stats()["feed_errors"] == 2 and recorder.buffer.pack() == expected.pack()
     with pytest.raises(ValueError, match="channel"):
         FrameBuffer().add_frame("xyz", "{}", T0)
     with pytest.raises(ValueError, match="packed batch"):

@@ -1,16 +1,19 @@
-"""The recorder's buffer: frames copied as they come, handed to the writer process as one block.
+"""The recorder's buffer: frames kept as they come, handed to the writer process as one block.
 
-`FrameBuffer` keeps what a batch needs in four flat buffers, filled once per
-frame while the frame is still in the CPU's cache: the frame's bytes
-appended to one ``bytearray``, its receive time and end offset to two
-``array("q")``, and one code byte (channel, and whether it came as ``str`` or
-``bytes``). Nothing per frame is left for later, and the frame object is
-freed at once. `FrameBuffer.pack` is then a few copies, and everything
-else per frame (the raw layer's JSON lines, compression, the table rows) is
-done by the writer process, from `unpack_batch`'s records.
+`FrameBuffer` keeps, for every record, the object itself in a list (the
+frame's ``bytes`` or ``str`` exactly as the socket returned it: no copy, no
+encoding) and its receive time in an ``array("q")``; the few records that
+are not market data (CMD frames, gaps, books) also note their place and code
+in a short list. Appending a frame is two C-level appends and a sum, which
+the session's MD reader does itself while the buffer has room
+(`FrameBuffer.room`, `FrameBuffer.limit`): no Python call per frame.
+`FrameBuffer.parts`, in the recorder's worker thread, turns the list into the
+packed block with a few C-level joins and sums, and everything else per frame
+(the raw layer's JSON lines, compression, the table rows) is done by the
+writer process, from `unpack_batch`'s records.
 
 A packed batch (native byte order: both ends are on one machine) is a
-header (record count), the codes, the receive times, the end offsets and
+header (record count), the codes, the receive times, the lengths and
 the contents. A ``str`` frame is stored as UTF-8 with ``surrogatepass``
 (lone surrogates kept exactly); a gap or a snapshot as its JSON.
 """
@@ -35,50 +38,62 @@ _FRAMES = {
     CMD_TEXT: ("cmd", True),
     CMD_BYTES: ("cmd", False),
 }
-TEXT_CODES = {"md": MD_TEXT, "cmd": CMD_TEXT}
-BYTES_CODES = {"md": MD_BYTES, "cmd": CMD_BYTES}
+_CHANNELS = {"md": MD_TEXT, "cmd": CMD_TEXT}  # a text frame's code (+1: the same as bytes)
+_AS_BYTES = bytes([MD_BYTES, MD_BYTES, CMD_BYTES, CMD_BYTES, GAP, SNAPSHOT]).ljust(256, b"\0")
 _HEADER = struct.Struct("=Q")
 
 
 class FrameBuffer:
-    """Frames, gaps and books in arrival order, in flat buffers (see the module's docstring).
+    """Frames, gaps and books in arrival order (see the module's docstring).
 
-    The recorder's `feed` appends to the four buffers itself (it runs once
-    per frame: the same steps as `add_frame`, without the call).
+    An MD frame is appended by ``times.append(recv_ns)``,
+    ``frames.append(raw)`` and ``size += len(raw)`` while ``len(frames) <
+    room`` and ``size < limit`` (the recorder sets both; the session's MD
+    reader does exactly that); every other record through the methods.
+
+    Attributes:
+        frames: Every record's object: a frame as received (``bytes`` or
+            ``str``), a gap's or a book's JSON.
+        times: Every record's receive time, ns.
+        size: The sum of ``len()`` of ``frames`` (bytes, or characters).
+        room: Records the MD reader may append before the recorder must look.
+        limit: ``size`` at which the MD reader must let the recorder look.
     """
 
-    __slots__ = ("codes", "data", "ends", "gaps", "times")
+    __slots__ = ("frames", "gaps", "limit", "others", "room", "size", "times")
 
-    def __init__(self) -> None:
-        self.data = bytearray()
+    def __init__(self, room: int = 1 << 62, limit: int = 1 << 62) -> None:
+        self.frames: list[Any] = []
         self.times = array("q")
-        self.ends = array("q")
-        self.codes = bytearray()
+        self.size = 0
+        self.room = room
+        self.limit = limit
+        self.others: list[tuple[int, int]] = []  # (index, text code) of records not MD frames
         self.gaps = 0
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return len(self.frames)
 
     @property
-    def frames(self) -> int:
+    def frames_held(self) -> int:
         """Frames and books held (gap records not counted)."""
-        return len(self.codes) - self.gaps
+        return len(self.frames) - self.gaps
 
     def add_frame(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         """Append one frame (``channel`` ``"md"`` or ``"cmd"``) exactly as received.
 
         Raises:
             ValueError: Another channel.
-            TypeError: ``raw`` is neither ``str`` nor bytes-like.
+            TypeError: ``raw`` is neither ``str`` nor bytes-like, or
+                ``recv_ns`` not an int64.
         """
-        codes = TEXT_CODES if isinstance(raw, str) else BYTES_CODES
-        if channel not in codes:
+        code = _CHANNELS.get(channel)
+        if code is None:
             raise ValueError(f"no such channel in a recording: {channel!r}")
-        if isinstance(raw, str):
-            data = raw.encode("utf-8", "surrogatepass")
-        else:
-            data = memoryview(raw).tobytes()  # bytes-like only: bytes(7) is seven NUL bytes
-        self._add(codes[channel], data, recv_ns)
+        if type(raw) is not str and type(raw) is not bytes:
+            # A subclass or a mutable buffer: kept as a copy of its own.
+            raw = str(raw) if isinstance(raw, str) else memoryview(raw).tobytes()
+        self._add(code, raw, recv_ns)
 
     def add_gap(self, dropped: int, first_ns: int, last_ns: int) -> None:
         """Append a gap record: ``dropped`` frames received from ``first_ns`` to ``last_ns``."""
@@ -89,20 +104,52 @@ class FrameBuffer:
         """Append a book loaded outside the MD stream (``sym``, ``seq``, ``bids``, ``asks``...)."""
         self._add(SNAPSHOT, orjson.dumps(book), recv_ns)
 
-    def _add(self, code: int, data: bytes, recv_ns: int) -> None:
+    def _add(self, code: int, item: str | bytes, recv_ns: int) -> None:
         self.times.append(recv_ns)  # first: what can fail (not an int64) fails before a change
-        self.codes.append(code)
-        self.data += data
-        self.ends.append(len(self.data))
+        if code != MD_TEXT:
+            self.others.append((len(self.frames), code))
+        self.frames.append(item)
+        self.size += len(item)
 
     def parts(self) -> list[bytes | bytearray | memoryview]:
-        """The packed buffer in pieces, to be written one after the other without a join."""
+        """The packed buffer in pieces, to be written one after the other without a join.
+
+        Two C-level passes over the records (a join and their lengths) where
+        they are all of one type, as usual (``bytes`` from picows, ``str``
+        from `websockets`); a batch that mixes them (a gap or a book among
+        ``str`` frames) is encoded record by record.
+        """
+        frames = self.frames
+        codes = bytearray(len(frames))  # MD_TEXT everywhere
+        for i, code in self.others:
+            codes[i] = code
+        try:
+            data = b"".join(frames)  # all bytes (picows): the usual case, and one pass
+            codes = codes.translate(_AS_BYTES)
+            lengths = list(map(len, frames))
+        except TypeError:
+            try:
+                text: str | None = "".join(frames)  # all text (websockets)
+            except TypeError:
+                text = None
+            data = text.encode("utf-8", "surrogatepass") if text is not None else b""
+            if text is not None and len(data) == len(text):
+                lengths = list(map(len, frames))  # ASCII: a character is a byte
+            else:
+                items = [
+                    f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f for f in frames
+                ]
+                for i, f in enumerate(frames):
+                    if not isinstance(f, str):
+                        codes[i] = _AS_BYTES[codes[i]]
+                data = b"".join(items)
+                lengths = list(map(len, items))
         return [
-            _HEADER.pack(len(self.codes)),
-            self.codes,
+            _HEADER.pack(len(frames)),
+            codes,
             memoryview(self.times).cast("B"),
-            memoryview(self.ends).cast("B"),
-            self.data,
+            memoryview(array("q", lengths)).cast("B"),
+            data,
         ]
 
     def pack(self) -> bytes:
@@ -128,29 +175,36 @@ def unpack_batch(payload: bytes) -> list[RawFrame | RawGap | RawSnapshot]:
     codes = payload[at : at + n]
     times = array("q")
     times.frombytes(payload[at + n : at + 9 * n])
-    ends = array("q")
-    ends.frombytes(payload[at + 9 * n : at + 17 * n])
+    lengths = array("q")
+    lengths.frombytes(payload[at + 9 * n : at + 17 * n])
     data = memoryview(payload)[at + 17 * n :]
-    if len(codes) != n or len(times) != n or len(ends) != n or (n and ends[-1] != len(data)):
+    if (
+        len(codes) != n
+        or len(times) != n
+        or len(lengths) != n
+        or sum(lengths) != len(data)
+        or (n and min(lengths) < 0)
+    ):
         raise ValueError("not a packed batch: truncated")
     out: list[RawFrame | RawGap | RawSnapshot] = []
     append = out.append
+    new_frame = tuple.__new__  # RawFrame(...) without its Python-level __new__
+    contents = bytes(data)  # slices of bytes are bytes: one copy in all
     start = 0
-    for i in range(n):
-        end = ends[i]
-        piece = bytes(data[start:end])
+    for code, recv_ns, length in zip(codes, times, lengths, strict=True):
+        end = start + length
+        piece = contents[start:end]
         start = end
-        code = codes[i]
         frame = _FRAMES.get(code)
         if frame is not None:
             channel, text = frame
             raw = piece.decode("utf-8", "surrogatepass") if text else piece
-            append(RawFrame(times[i], channel, raw))
+            append(new_frame(RawFrame, (recv_ns, channel, raw)))
         elif code == GAP:
             dropped, first_ns, last_ns = orjson.loads(piece)
-            append(RawGap(times[i], dropped, first_ns, last_ns))
+            append(RawGap(recv_ns, dropped, first_ns, last_ns))
         elif code == SNAPSHOT:
-            append(RawSnapshot.from_book(times[i], orjson.loads(piece)))
+            append(RawSnapshot.from_book(recv_ns, orjson.loads(piece)))
         else:
             raise ValueError(f"not a packed batch: record code {code}")
     return out

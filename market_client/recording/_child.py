@@ -7,7 +7,7 @@ a busy machine take the reader's CPU. So the recorder starts this module as
 a child process (``python -m market_client.recording._table_worker``, a fresh
 interpreter: the user's main script is not imported again, as
 ``multiprocessing``'s spawn would), at a lower CPU priority than the session,
-and sends it each batch of frames copied but not encoded (`FrameBuffer`).
+and sends it each batch of frames as received, packed but not encoded (`FrameBuffer`).
 
 The pipe protocol (stdin, parent to child): messages of one kind byte, an
 8-byte big-endian length and the payload:

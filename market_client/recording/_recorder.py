@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._wire import price_text
-from ._batch import BYTES_CODES, TEXT_CODES, FrameBuffer
+from ._batch import FrameBuffer
 from ._child import WriterProcess
 from ._raw import last_record
 from ._writer import BatchWriter, finish_leftovers, recording_meta
@@ -32,8 +32,8 @@ class Recorder:
     outside the MD stream. ``feed`` never blocks and never raises: it
     appends the frame to a bounded buffer. A worker task hands the buffer, a
     batch at a time, to a thread (``anyio.to_thread``) that writes it to
-    the recorder's writer process (the buffer is flat: a few copies, no
-    Python step per frame), which encodes the raw layer's lines,
+    the recorder's writer process (the buffer keeps the frames' objects: a
+    few joins, no Python step per frame), which encodes the raw layer's lines,
     compresses and appends them, and builds the Parquet tables. Everything
     done per frame is done there, at a lower CPU priority than the session:
     the session's process spends on a frame only what it takes to put it in
@@ -43,11 +43,12 @@ class Recorder:
     marks the batch the process may have lost).
 
     Overflow policy: when the buffer holds ``max_buffer`` frames or
-    ``max_buffer_bytes`` bytes (the disk, or the writer process, cannot keep
-    up), new frames are dropped and counted (``stats()["dropped"]``), and the
-    raw layer gets a gap record (how many, from when to when) at the place
-    they would have been; the ``top_of_book`` of every symbol pauses until
-    its next snapshot. The session itself is never slowed down. A failing
+    ``max_buffer_bytes`` bytes (a ``str`` frame counts its characters; the
+    disk, or the writer process, cannot keep up), new frames are dropped
+    and counted (``stats()["dropped"]``), and the raw layer gets a gap
+    record (how many, from when to when) at the place they would have
+    been; the ``top_of_book`` of every symbol pauses until its next
+    snapshot. The session itself is never slowed down. A failing
     disk (an ``OSError`` while writing) stops the recording: it is logged,
     kept in ``stats()["error"]``, and every later frame is counted as
     dropped; the session goes on.
@@ -68,6 +69,13 @@ class Recorder:
         rotate_seconds: Close a file and start the next one at this age.
         row_group_rows: Rows per Parquet row group.
         zstd_level: zstandard level of the raw layer.
+
+    Attributes:
+        directory: Where it writes.
+        options: The options it was made with.
+        buffer: The `FrameBuffer` frames wait in for the worker thread (a new
+            one for each batch taken). The session's MD reader appends a
+            frame to it itself while it has room, and calls `feed` otherwise.
 
     Raises:
         ValueError: An option is out of range.
@@ -154,7 +162,7 @@ class Recorder:
         self._max_buffer = max_buffer
         self._wake_at = batch_frames - 1  # frames held when the next one wakes the writer
         self._max_bytes = max_buffer_bytes
-        self._buf = FrameBuffer()
+        self.buffer = self._new_buffer()
         self._inflight: FrameBuffer | None = None
         self._describe: dict[str, Any] | None = None
         self._state: Literal["unopened", "open", "closed"] = "unopened"
@@ -208,6 +216,7 @@ class Recorder:
                 batch = self._take()
                 rest = [b for b in (inflight, batch) if b is not None and len(b)]
                 self._max_buffer = 0  # from now on every frame is counted as dropped
+                self.buffer.room = 0
                 await anyio.to_thread.run_sync(self._finish, rest)
                 self._ended = time.monotonic()
 
@@ -233,7 +242,7 @@ class Recorder:
     async def _run(self) -> None:
         last = time.monotonic()
         while True:
-            if len(self._buf.codes) < self._batch_frames:
+            if len(self.buffer) < self._batch_frames:
                 self._wake = anyio.Event()
                 with anyio.move_on_after(max(0.0, last + self._flush_interval - time.monotonic())):
                     await self._wake.wait()
@@ -244,9 +253,13 @@ class Recorder:
     def _take(self) -> FrameBuffer:
         if self._gap_count:
             self._close_gap()  # the dropped frames came after everything buffered
-        batch, self._buf = self._buf, FrameBuffer()
+        batch, self.buffer = self.buffer, self._new_buffer()
         self._taken += len(batch)
         return batch
+
+    def _new_buffer(self) -> FrameBuffer:
+        # The MD reader appends by itself up to the frame that wakes the writer.
+        return FrameBuffer(min(self._wake_at, self._max_buffer), self._max_bytes)
 
     # -- the worker thread ----------------------------------------------------------
     def _write(self, batch: FrameBuffer) -> None:
@@ -256,7 +269,7 @@ class Recorder:
         cpu_started = time.thread_time()
         try:
             if self._error is not None:
-                self._lost += batch.frames
+                self._lost += batch.frames_held
                 return
             describe, self._describe = self._describe, None
             if describe is not None:
@@ -286,11 +299,11 @@ class Recorder:
             elif self._fallback is not None:
                 self._fallback.write_records(batch.records())
             else:  # no layer left to write to
-                self._lost += batch.frames
+                self._lost += batch.frames_held
             if len(batch):
                 self._counts["batches"] += 1
         except Exception as exc:
-            self._lost += batch.frames
+            self._lost += batch.frames_held
             self._failed(exc)
         finally:
             self._inflight = None
@@ -338,14 +351,14 @@ class Recorder:
         ):
             pending, records = None, []
         if not self._start_fallback():
-            self._lost += batch.frames + (pending.frames if pending is not None else 0)
+            self._lost += batch.frames_held + (pending.frames_held if pending is not None else 0)
             return
         assert self._fallback is not None
         if pending is not None:
             try:
                 self._fallback.write_records(records)
             except Exception:
-                self._lost += pending.frames  # (``batch`` is counted by the caller)
+                self._lost += pending.frames_held  # (``batch`` is counted by the caller)
                 raise
         self._fallback.write_records(batch.records())
 
@@ -402,30 +415,10 @@ class Recorder:
             raw: The frame exactly as received.
             recv_ns: ``time.time_ns()`` when it was received.
         """
-        # Once per frame, in the session's reader: `FrameBuffer.add_frame` and
-        # `_append`'s common case (room in the buffer) inlined. A gap is only
-        # ever open while the buffer is full: `_take` empties it and closes the gap.
-        buf = self._buf
+        # The MD reader appends by itself while the buffer has room: what
+        # comes here is a CMD frame, the frame that fills a batch, or one
+        # for which there is no room.
         try:
-            held = len(buf.codes)
-            if held < self._max_buffer and len(buf.data) < self._max_bytes:
-                # Whatever can fail comes before the first append.
-                if type(raw) is bytes:
-                    code = BYTES_CODES[channel]
-                elif type(raw) is str:
-                    code = TEXT_CODES[channel]
-                    raw = raw.encode("utf-8", "surrogatepass")
-                else:
-                    self._append(channel, raw, recv_ns)  # bytes-like
-                    return
-                buf.times.append(recv_ns)
-                buf.codes.append(code)
-                data = buf.data
-                data += raw
-                buf.ends.append(len(data))
-                if held == self._wake_at and self._wake is not None:
-                    self._wake.set()
-                return
             self._append(channel, raw, recv_ns)
         except Exception:
             self._counts["feed_errors"] += 1
@@ -475,17 +468,20 @@ class Recorder:
             self._counts["feed_errors"] += 1
 
     def _append(self, channel: str, raw: Any, recv_ns: int, book: Any = None) -> None:
-        buf = self._buf
-        held = len(buf.codes)
-        if held < self._max_buffer and len(buf.data) < self._max_bytes:
+        buf = self.buffer
+        held = len(buf)
+        if held < self._max_buffer and buf.size < self._max_bytes:
             if self._gap_count:
                 self._close_gap()
             if book is not None:
                 buf.add_snapshot(book, recv_ns)
             else:
                 buf.add_frame(channel, raw, recv_ns)
-            if held == self._wake_at and self._wake is not None:
-                self._wake.set()
+            if held >= self._wake_at:
+                # A batch is full: wake the writer; the reader may fill the rest.
+                if self._wake is not None:
+                    self._wake.set()
+                buf.room = self._max_buffer
         else:
             if type(recv_ns) is not int or not 0 <= recv_ns < 1 << 63:
                 raise TypeError(f"recv_ns must be an int64 of ns, got {recv_ns!r}")
@@ -497,7 +493,7 @@ class Recorder:
                 self._gap_last = recv_ns
 
     def _close_gap(self) -> None:
-        self._buf.add_gap(self._gap_count, self._gap_first, self._gap_last)
+        self.buffer.add_gap(self._gap_count, self._gap_first, self._gap_last)
         self._counts["gaps"] += 1
         self._gap_count = 0
 
@@ -527,10 +523,10 @@ class Recorder:
         return {
             "directory": self.directory,
             "state": self._state,
-            "fed": self._taken + len(self._buf) - self._counts["gaps"],
+            "fed": self._taken + len(self.buffer) - self._counts["gaps"],
             **self._counts,
             "dropped": self._counts["dropped"] + self._lost,
-            "buffered": len(self._buf) - self._buf.gaps,
+            "buffered": len(self.buffer) - self.buffer.gaps,
             "rows": dict(child.get("rows", {})),
             "bad_frames": child.get("bad_frames", 0),
             **{
