@@ -176,8 +176,8 @@ class MarketClient(Helpers):
         self._sequence = EventSequence()
         self._orders = OwnOrders()
         self._reconciler = Reconciler(self._orders, send=self.send, deliver=self._deliver)
-        # Called with (channel, raw frame, receive time in ns) for every MD
-        # frame and CMD event, before it is decoded: what a recorder keeps.
+        # Given every MD frame and CMD event as received, before it is decoded
+        # (the MD reader appends to their buffers itself: `_md.record_frame`).
         self._recorders: list[Recorder] = []
         self._state: Literal["unopened", "open", "closed"] = "unopened"
         self._stack: contextlib.AsyncExitStack | None = None

@@ -91,8 +91,13 @@ class FrameBuffer:
         if code is None:
             raise ValueError(f"no such channel in a recording: {channel!r}")
         if type(raw) is not str and type(raw) is not bytes:
-            # A subclass or a mutable buffer: kept as a copy of its own.
-            raw = str(raw) if isinstance(raw, str) else memoryview(raw).tobytes()
+            # A str subclass (its own __str__ may differ) or a mutable buffer:
+            # kept as a plain copy of its own.
+            raw = (
+                raw.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+                if isinstance(raw, str)
+                else memoryview(raw).tobytes()  # bytes-like only: bytes(7) is seven NUL bytes
+            )
         self._add(code, raw, recv_ns)
 
     def add_gap(self, dropped: int, first_ns: int, last_ns: int) -> None:
