@@ -321,20 +321,83 @@ async def test_a_full_batch_from_the_reader_wakes_the_writer(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
-async def test_feed_fills_the_buffer_as_add_frame_does(tmp_path: Path) -> None:
-    # The recorder's feed inlines FrameBuffer.add_frame: both give the same buffer.
+async def test_a_buffer_full_of_bytes_wakes_the_writer_and_a_closed_one_takes_nothing(
+    tmp_path: Path,
+) -> None:
+    frame = b'{"pad":"' + b"x" * 30 + b'"}'  # 40 bytes
+    async with Recorder(
+        tmp_path, tables=False, max_buffer_bytes=100, batch_frames=1000, flush_interval=60
+    ) as recorder:
+        recorder.describe(**DESCRIBE)
+        await wait_until(lambda: recorder._wake is not None)  # its worker waits for frames
+        for i in range(4):  # three fit (0, 40 and 80 bytes held before each)
+            record_frame([recorder], frame, T0 + i)
+        assert recorder.stats()["dropped"] == 1
+        await wait_until(lambda: recorder.stats()["batches"] == 1)  # not after 60 s
+        record_frame([recorder], frame, T0 + 4)  # room again
+    record_frame([recorder], frame, T0 + 5)  # closed: counted, never buffered
+    stats = recorder.stats()
+    assert (stats["fed"], stats["buffered"], stats["dropped"]) == (4, 0, 2)
+    records = list(iter_raw(tmp_path, gaps=True))
+    assert records == [
+        *(RawFrame(T0 + i, "md", frame) for i in range(3)),
+        RawGap(T0 + 3, 1, T0 + 3, T0 + 3),
+        RawFrame(T0 + 4, "md", frame),
+    ]
+
+
+def test_a_text_batch_keeps_its_gaps_books_and_bytes_frames() -> None:
+    # websockets' str frames with the few records of other types among them.
+    buffer = FrameBuffer()
+    sink = _Sink(buffer)
+    record_frame([sink], md(1), T0 + 1)
+    buffer.add_gap(3, T0 + 2, T0 + 4)
+    record_frame([sink], md(5), T0 + 5)
+    buffer.add_frame("cmd", b'{"op":"x"}', T0 + 6)
+    buffer.add_snapshot({"sym": "ABC", "seq": 5, "bids": [], "asks": []}, T0 + 7)
+    record_frame([sink], md(6), T0 + 8)
+    assert buffer.records() == [
+        RawFrame(T0 + 1, "md", md(1)),
+        RawGap(T0 + 4, 3, T0 + 2, T0 + 4),
+        RawFrame(T0 + 5, "md", md(5)),
+        RawFrame(T0 + 6, "cmd", b'{"op":"x"}'),
+        RawSnapshot(T0 + 7, "ABC", 5, [], [], "resync"),
+        RawFrame(T0 + 8, "md", md(6)),
+    ]
+
+
+def test_a_bad_gap_or_book_in_a_batch_is_a_value_error() -> None:
+    for code, body in ((4, b"5"), (5, b"[]"), (5, b"{}")):  # GAP, SNAPSHOT
+        buffer = FrameBuffer()
+        buffer._add(code, body, T0)
+        with pytest.raises(ValueError, match="packed batch"):
+            unpack_batch(buffer.pack())
+
+
+@pytest.mark.anyio
+async def test_feed_keeps_every_frame_exactly_and_counts_what_it_refuses(tmp_path: Path) -> None:
+    class Odd(str):
+        def __str__(self) -> str:
+            return "not the frame"
+
     frames = [("md", md(1), T0), ("md", md(2).encode(), T0 + 1), ("cmd", "{}", T0 + 2)]
     frames += [("cmd", b"\xff", T0 + 3), ("md", bytearray(b"[]"), T0 + 4), ("md", "\ud800", T0 + 5)]
+    frames += [("md", Odd("é"), T0 + 6)]
     async with Recorder(tmp_path, flush_interval=60) as recorder:
-        expected = FrameBuffer()
         for channel, raw, recv_ns in frames:
             recorder.feed(channel, raw, recv_ns)
-            expected.add_frame(channel, raw, recv_ns)
-        assert recorder.buffer.pack() == expected.pack()
+        expected = [
+            RawFrame(t, ch, bytes(raw) if isinstance(raw, bytearray) else raw)
+            for ch, raw, t in frames
+        ]
+        records = recorder.buffer.records()
+        assert records == expected  # the str subclass as its text, not its __str__
+        kinds = [str, bytes, str, bytes, bytes, str, str]
+        assert [type(r.raw) for r in records] == kinds  # type: ignore[union-attr]
         recorder.feed("xyz", "{}", T0)  # no such channel
         recorder.feed("md", "{}", 2**64)  # not an int64
-        assert recorder.stats()["feed_errors"] == 2 and recorder.buffer.pack() == expected.pack()
+        assert recorder.stats()["feed_errors"] == 2 and recorder.buffer.records() == expected
     with pytest.raises(ValueError, match="channel"):
         FrameBuffer().add_frame("xyz", "{}", T0)
     with pytest.raises(ValueError, match="packed batch"):
-        unpack_batch(expected.pack()[:-1])
+        unpack_batch(recorder.buffer.pack()[:-1])

@@ -120,9 +120,9 @@ class FrameBuffer:
         """The packed buffer in pieces, to be written one after the other without a join.
 
         Two C-level passes over the records (a join and their lengths) where
-        they are all of one type, as usual (``bytes`` from picows, ``str``
-        from `websockets`); a batch that mixes them (a gap or a book among
-        ``str`` frames) is encoded record by record.
+        they are all ``bytes`` (picows) or ASCII ``str`` (`websockets`) but
+        for a few gaps, books or CMD frames, as usual; any other batch is
+        encoded record by record.
         """
         frames = self.frames
         codes = bytearray(len(frames))  # MD_TEXT everywhere
@@ -133,22 +133,7 @@ class FrameBuffer:
             codes = codes.translate(_AS_BYTES)
             lengths = list(map(len, frames))
         except TypeError:
-            try:
-                text: str | None = "".join(frames)  # all text (websockets)
-            except TypeError:
-                text = None
-            data = text.encode("utf-8", "surrogatepass") if text is not None else b""
-            if text is not None and len(data) == len(text):
-                lengths = list(map(len, frames))  # ASCII: a character is a byte
-            else:
-                items = [
-                    f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f for f in frames
-                ]
-                for i, f in enumerate(frames):
-                    if not isinstance(f, str):
-                        codes[i] = _AS_BYTES[codes[i]]
-                data = b"".join(items)
-                lengths = list(map(len, items))
+            data, lengths = self._text_parts(codes)
         return [
             _HEADER.pack(len(frames)),
             codes,
@@ -156,6 +141,34 @@ class FrameBuffer:
             memoryview(array("q", lengths)).cast("B"),
             data,
         ]
+
+    def _text_parts(self, codes: bytearray) -> tuple[bytes, list[int]]:
+        """Contents and lengths of a batch that holds ``str`` (fixing ``codes`` of the rest).
+
+        ASCII text, as usual, takes one join and one encoding, the few other
+        records (gaps, books, a CMD frame as bytes) decoded beside it; anything
+        else is encoded record by record.
+        """
+        frames = items = self.frames
+        others = [i for i, _ in self.others if not isinstance(frames[i], str)]
+        try:
+            if others:
+                items = frames.copy()
+                for i in others:
+                    items[i] = bytes(items[i]).decode("ascii")
+            text = "".join(items)
+            data = text.encode("utf-8", "surrogatepass")
+        except (TypeError, UnicodeDecodeError):  # an MD frame as bytes; not ASCII
+            data, text = b"", ""
+        if data and len(data) == len(text):  # ASCII: a character is a byte
+            for i in others:
+                codes[i] = _AS_BYTES[codes[i]]
+            return data, list(map(len, items))
+        encoded = [f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f for f in frames]
+        for i, f in enumerate(frames):
+            if not isinstance(f, str):
+                codes[i] = _AS_BYTES[codes[i]]
+        return b"".join(encoded), list(map(len, encoded))
 
     def pack(self) -> bytes:
         """The whole buffer as one ``bytes`` (`unpack_batch` reads it back)."""
@@ -205,11 +218,15 @@ def unpack_batch(payload: bytes) -> list[RawFrame | RawGap | RawSnapshot]:
             channel, text = frame
             raw = piece.decode("utf-8", "surrogatepass") if text else piece
             append(new_frame(RawFrame, (recv_ns, channel, raw)))
-        elif code == GAP:
-            dropped, first_ns, last_ns = orjson.loads(piece)
-            append(RawGap(recv_ns, dropped, first_ns, last_ns))
-        elif code == SNAPSHOT:
-            append(RawSnapshot.from_book(recv_ns, orjson.loads(piece)))
+        elif code in (GAP, SNAPSHOT):
+            try:
+                if code == GAP:
+                    dropped, first_ns, last_ns = orjson.loads(piece)
+                    append(RawGap(recv_ns, dropped, first_ns, last_ns))
+                else:
+                    append(RawSnapshot.from_book(recv_ns, orjson.loads(piece)))
+            except (TypeError, KeyError, AttributeError) as exc:  # (orjson's own is a ValueError)
+                raise ValueError(f"not a packed batch: a bad record: {exc}") from exc
         else:
             raise ValueError(f"not a packed batch: record code {code}")
     return out

@@ -27,10 +27,11 @@ log = logging.getLogger("market_client.recording")
 class Recorder:
     """Writes what a session receives into a directory, off the event loop.
 
-    The client calls `describe` once, then `feed` for every MD frame and
+    The client calls `describe` once, then hands it every MD frame and
     private CMD event as received, and `snapshot` for every book it loads
-    outside the MD stream. ``feed`` never blocks and never raises: it
-    appends the frame to a bounded buffer. A worker task hands the buffer, a
+    outside the MD stream: the MD reader appends a frame to `buffer` itself
+    while it has room, and calls `feed` otherwise (and for CMD frames).
+    Neither blocks or raises: a frame goes into a bounded buffer. A worker task hands the buffer, a
     batch at a time, to a thread (``anyio.to_thread``) that writes it to
     the recorder's writer process (the buffer keeps the frames' objects: a
     few joins, no Python step per frame), which encodes the raw layer's lines,
@@ -64,7 +65,8 @@ class Recorder:
         batch_frames: Frames that wake the writer before ``flush_interval``.
         flush_interval: Seconds a frame waits at most before it is written.
         max_buffer: Most frames waiting to be written.
-        max_buffer_bytes: Most bytes of frames waiting to be written.
+        max_buffer_bytes: Most bytes of frames waiting to be written (a
+            ``str`` frame counts its characters).
         rotate_bytes: Close a file and start the next one at about this size.
         rotate_seconds: Close a file and start the next one at this age.
         row_group_rows: Rows per Parquet row group.
@@ -242,7 +244,9 @@ class Recorder:
     async def _run(self) -> None:
         last = time.monotonic()
         while True:
-            if len(self.buffer) < self._batch_frames:
+            buf = self.buffer
+            # Wait unless a batch's worth is held, or the buffer is full (by bytes).
+            if len(buf) < self._batch_frames and buf.size < self._max_bytes:
                 self._wake = anyio.Event()
                 with anyio.move_on_after(max(0.0, last + self._flush_interval - time.monotonic())):
                     await self._wake.wait()
@@ -485,6 +489,8 @@ class Recorder:
         else:
             if type(recv_ns) is not int or not 0 <= recv_ns < 1 << 63:
                 raise TypeError(f"recv_ns must be an int64 of ns, got {recv_ns!r}")
+            if self._wake is not None:
+                self._wake.set()  # full before a batch's worth of frames (by bytes): take it now
             self._counts["dropped"] += 1
             if self._state == "open" and self._error is None:
                 if not self._gap_count:

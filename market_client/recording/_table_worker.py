@@ -20,7 +20,7 @@ __all__ = ["main"]
 HEADER = 9
 # Below the session's priority (nice 0): on a machine with no CPU to spare the
 # session reads on and the writer falls behind, into the recorder's bounded buffer.
-NICENESS = 19
+NICENESS = 10
 
 
 def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
