@@ -179,6 +179,7 @@ class MarketClient(Helpers):
         # Given every MD frame and CMD event as received, before it is decoded
         # (the MD reader appends to their buffers itself: `_md.record_frame`).
         self._recorders: list[Recorder] = []
+        self._record_stack: contextlib.AsyncExitStack | None = None
         self._state: Literal["unopened", "open", "closed"] = "unopened"
         self._stack: contextlib.AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
@@ -290,8 +291,10 @@ class MarketClient(Helpers):
         try:
             await self.handshake()
             if self._record_dir is not None:
-                assert self._stack is not None
-                await self._stack.enter_async_context(self.record(self._record_dir))
+                # A stack of its own, closed before the session's task group is
+                # cancelled (see __aexit__).
+                self._record_stack = contextlib.AsyncExitStack()
+                await self._record_stack.enter_async_context(self.record(self._record_dir))
             await self.open_cmd()
             if self._md_enabled:
                 await self.open_md(self._symbols)
@@ -309,6 +312,26 @@ class MarketClient(Helpers):
         if self._state != "open" or self._stack is None:
             self._state = "closed"
             return False
+        record, self._record_stack = self._record_stack, None
+        if record is not None:
+            # The recording (``record=``) ends first, while the session still
+            # runs, as a `record` block in the session's block would. Closed
+            # after the task group's cancellation, inside it, its exit took the
+            # host task's own cancellation (Ctrl-C on asyncio) for the group's,
+            # which then swallowed it.
+            try:
+                await record.__aexit__(exc_type, exc, tb)
+            except BaseException:
+                await self._close(exc_type, exc, tb)
+                raise
+        return await self._close(exc_type, exc, tb)
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         self._state = "closed"
         closed = SessionClosed("the session was closed")
         self._ended = closed
@@ -318,6 +341,8 @@ class MarketClient(Helpers):
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         stack, self._stack = self._stack, None
+        if stack is None:
+            return False  # closed meanwhile (by another task, while the recording ended)
         try:
             suppressed = await stack.__aexit__(exc_type, exc, tb)
         except BaseException as err:

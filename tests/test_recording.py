@@ -291,3 +291,73 @@ async def test_recorder_killed_leaves_only_valid_parquet(
         f"SELECT count(*) FROM read_parquet('{out}/book_deltas/**/*.parquet')"
     ).fetchall()[0]
     assert count > 0
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.time_limit(30)
+async def test_a_recorded_sessions_block_keeps_its_own_exception(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    # Leaving the block cancels the session's task group; the recorder's exit,
+    # inside it, must not turn the block's exception into a Cancelled that the
+    # group then swallows (the block would end as if nothing had happened).
+    for record in ("session", "block"):
+        out = tmp_path / record
+        with pytest.raises(_Boom):
+            async with MarketClient.session(
+                sim.url, md=False, record=out if record == "session" else None
+            ) as client:
+                if record == "block":
+                    async with client.record(out):
+                        await client.place_order("ABC", side="buy", qty=1, type="market")
+                        raise _Boom
+                await client.place_order("ABC", side="buy", qty=1, type="market")
+                raise _Boom
+        assert len(Recording(out).table("orders")) >= 1  # flushed all the same
+
+
+_INTERRUPTED = """
+import signal, sys
+import anyio
+from market_client import MarketClient
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if the runner ignores it
+
+async def main():
+    async with MarketClient.session(sys.argv[1], record=sys.argv[2]):
+        print("ready", flush=True)
+        await anyio.sleep_forever()
+
+try:
+    anyio.run(main, backend=sys.argv[3])
+except KeyboardInterrupt:
+    sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
+@pytest.mark.time_limit(60)
+async def test_ctrl_c_ends_a_recorded_session_with_keyboard_interrupt(
+    sim: RunningSimulator, tmp_path: Path, anyio_backend: str
+) -> None:
+    # On asyncio, Ctrl-C cancels the main task, and asyncio.run raises
+    # KeyboardInterrupt only if that cancellation comes out of it: the
+    # recording's exit must not let the session take it for its own.
+    out = tmp_path / "interrupted"
+    async with await anyio.open_process(
+        [sys.executable, "-c", _INTERRUPTED, sim.url, str(out), anyio_backend],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdout is not None
+        seen = b""
+        async for chunk in proc.stdout:
+            seen += chunk
+            if b"ready" in seen:
+                break
+        proc.send_signal(signal.SIGINT)
+        assert await proc.wait() == 3
+    assert list(iter_raw(out))  # what it recorded was flushed

@@ -401,3 +401,35 @@ async def test_feed_keeps_every_frame_exactly_and_counts_what_it_refuses(tmp_pat
         FrameBuffer().add_frame("xyz", "{}", T0)
     with pytest.raises(ValueError, match="packed batch"):
         unpack_batch(recorder.buffer.pack()[:-1])
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.anyio
+async def test_leaving_in_a_cancelled_scope_keeps_the_blocks_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The exit waits for its worker (here in the middle of a batch) and flushes:
+    # a cancellation pending around it does not come out of it in place of the
+    # block's own exception, and nothing buffered is lost.
+    entered = threading.Event()
+    original = WriterProcess.send
+
+    def busy_send(self: WriterProcess, kind: bytes, payload: Any = b"", **kwargs: Any) -> None:
+        if kind == b"B":
+            entered.set()
+            threading.Event().wait(0.5)  # the writer process takes its time
+        original(self, kind, payload, **kwargs)
+
+    monkeypatch.setattr(WriterProcess, "send", busy_send)
+    with anyio.CancelScope() as scope:
+        with pytest.raises(_Boom):
+            async with Recorder(tmp_path, tables=False, flush_interval=0.01) as recorder:
+                recorder.describe(**DESCRIBE)
+                recorder.feed("md", md(1), T0)
+                await wait_until(entered.is_set)  # the worker thread is in the hand-off
+                scope.cancel()
+                raise _Boom
+    assert list(iter_raw(tmp_path)) == [RawFrame(T0, "md", md(1))]
