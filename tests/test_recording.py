@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import signal
 import subprocess
 import sys
@@ -361,3 +362,47 @@ async def test_ctrl_c_ends_a_recorded_session_with_keyboard_interrupt(
         proc.send_signal(signal.SIGINT)
         assert await proc.wait() == 3
     assert list(iter_raw(out))  # what it recorded was flushed
+
+
+def test_record_refuses_bad_options_before_it_connects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from market_client._cli import main
+    from market_client.recording._cli import _symbols
+
+    base = ["record", "--url", "http://127.0.0.1:9", "--out", str(tmp_path / "x")]
+    for args, message in (
+        (["--candles", "1s"], "whole milliseconds above 0 (1000 for 1 s), got '1s'"),
+        (["--duration", "-1"], "--duration: must be above 0"),
+        (["--rotate-mb", "0"], "--rotate-mb: must be above 0"),
+        (["--rotate-seconds", "soon"], "not a number: 'soon'"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main([*base, *args])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["record", "--url", "http://127.0.0.1:9", "--out", str(afile)]) == 1
+    assert "is a file: give a folder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert _symbols(" ABC , XYZ,") == ["ABC", "XYZ"] and _symbols(",") is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["recording", str(empty)]) == 1
+    assert "holds no recording" in capsys.readouterr().err
+
+
+async def test_the_recording_command_fits_80_columns(
+    recorded: tuple[Witness, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from market_client._cli import main
+
+    _, out = recorded
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["recording", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    # The date is in the heading; the table's times are the times of day, whole.
+    assert re.search(r"trades .* \d\d:\d\d:\d\d\.\d{3} \S* \d\d:\d\d:\d\d\.\d{3} ", text)

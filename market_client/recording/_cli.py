@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,6 +16,37 @@ import anyio
 __all__ = ["COMMANDS", "add_commands", "run"]
 
 COMMANDS = ("record", "recording")
+
+
+def _positive(text: str) -> float:
+    """A positive number of seconds or MB (argparse's ``type``: a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return value
+
+
+def _intervals(text: str) -> list[int]:
+    """``1000,60000``: candle intervals in whole milliseconds."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or int(part) <= 0:
+            raise argparse.ArgumentTypeError(
+                f"candle intervals are whole milliseconds above 0 (1000 for 1 s), got {part!r}"
+            )
+        out.append(int(part))
+    return out
+
+
+def _symbols(text: str) -> list[str] | None:
+    """``ABC,XYZ`` (spaces around a name are dropped); None for an empty list."""
+    names = [name.strip() for name in text.split(",")]
+    return [name for name in names if name] or None
 
 
 def add_commands(sub: Any) -> None:
@@ -31,8 +63,12 @@ def add_commands(sub: Any) -> None:
         help="the gateway (default: the profile's, else http://127.0.0.1:8000)",
     )
     rec.add_argument("--out", required=True, help="the folder to write (created if needed)")
-    rec.add_argument("--symbols", default=None, help="comma-separated symbols (default: all)")
-    rec.add_argument("--duration", type=float, default=None, help="seconds (default: Ctrl-C)")
+    rec.add_argument(
+        "--symbols", type=_symbols, default=None, help="comma-separated symbols (default: all)"
+    )
+    rec.add_argument(
+        "--duration", type=_positive, default=None, help="seconds (default: until Ctrl-C)"
+    )
     rec.add_argument(
         "--token",
         default=keep,
@@ -42,9 +78,11 @@ def add_commands(sub: Any) -> None:
     rec.add_argument(
         "--profile", default=keep, metavar="NAME", help="the saved identity (see `login`)"
     )
-    rec.add_argument("--candles", default="", help="candle intervals in ms, e.g. 1000,60000")
-    rec.add_argument("--rotate-seconds", type=float, default=60.0, help="file rotation age")
-    rec.add_argument("--rotate-mb", type=float, default=64.0, help="file rotation size")
+    rec.add_argument(
+        "--candles", type=_intervals, default=[], help="candle intervals in ms, e.g. 1000,60000"
+    )
+    rec.add_argument("--rotate-seconds", type=_positive, default=60.0, help="file rotation age")
+    rec.add_argument("--rotate-mb", type=_positive, default=64.0, help="file rotation size")
     rec.add_argument("--no-raw", action="store_true", help="skip the raw layer")
     rec.add_argument("--no-tables", action="store_true", help="skip the Parquet tables")
     rec.add_argument("--quiet", action="store_true", help="no live progress, just the summary")
@@ -66,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "record":
+            if Path(args.out).exists() and not Path(args.out).is_dir():
+                raise ValueError(f"--out {args.out} is a file: give a folder (created if needed)")
             return anyio.run(_record, args, backend=args.backend)
         return _show(args)
     except KeyboardInterrupt:
@@ -107,8 +147,8 @@ async def _record(args: argparse.Namespace) -> int:
 
     from .._client import MarketClient
 
-    symbols = [s for s in args.symbols.split(",") if s] if args.symbols else None
-    candles = [int(c) for c in args.candles.split(",") if c]
+    symbols = args.symbols
+    candles = args.candles
     options: dict[str, Any] = {
         "raw": not args.no_raw,
         "tables": not args.no_tables,
@@ -182,6 +222,21 @@ def _utc(ns: int | None) -> str:
     )
 
 
+def _utc_in_day(ns: int | None, day_of: int | None) -> str:
+    """The time of day alone when it falls on the day of ``day_of`` (the heading has the date).
+
+    Short enough for two such columns in an 80-column terminal.
+    """
+    if ns is None:
+        return "-"
+    when = datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+    if day_of is not None:
+        day = datetime.datetime.fromtimestamp(day_of / 1e9, datetime.timezone.utc).date()
+        if when.date() == day:
+            return when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -194,6 +249,12 @@ def _show(args: argparse.Namespace) -> int:
         print(f"rebuilt the tables from the raw layer: {rows}", file=sys.stderr)
     rec = Recording(args.dir)
     summary = rec.summary()
+    if not summary["tables"] and not summary["raw"]["files"]:
+        print(
+            f"market-client: {args.dir} holds no recording (no raw files, no tables)",
+            file=sys.stderr,
+        )
+        return 1
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -207,25 +268,33 @@ def _show(args: argparse.Namespace) -> int:
         + (f", gateway {meta['gateway_url']}" if meta.get("gateway_url") else "")
     )
     table = Table()
-    for col, justify in (
-        ("table", "left"),
-        ("rows", "right"),
-        ("files", "right"),
-        ("MB", "right"),
-        ("symbols", "left"),
-        ("first (UTC)", "left"),
-        ("last (UTC)", "left"),
+    # At 80 columns the names and times stay whole; the symbols fold onto more lines.
+    for col, justify, width in (
+        ("table", "left", 14),
+        ("rows", "right", None),
+        ("files", "right", None),
+        ("MB", "right", None),
+        ("symbols", "left", None),
+        ("first (UTC)", "left", 12),
+        ("last (UTC)", "left", 12),
     ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(
+            col,
+            justify=justify,  # type: ignore[arg-type]
+            min_width=width,
+            no_wrap=width is not None,
+            overflow="fold",
+        )
     for name, info in summary["tables"].items():
         table.add_row(
             name,
             f"{info['rows']:,}",
             str(info["files"]),
             _mb(info["bytes"]),
-            ",".join(info["symbols"]),
-            _utc(info["first_ns"]),
-            _utc(info["last_ns"]),
+            # "all": those of the heading; else the table's own.
+            "all" if info["symbols"] == summary["symbols"] else ", ".join(info["symbols"]),
+            _utc_in_day(info["first_ns"], first),
+            _utc_in_day(info["last_ns"], first),
         )
     raw = summary["raw"]
     table.add_row("raw", "", str(raw["files"]), _mb(raw["bytes"]), "", "", "")
