@@ -236,6 +236,7 @@ async def test_metadata_summary_and_rebuild(recorded: tuple[Witness, Path]) -> N
     rec = Recording(out)
     meta = rec.metadata()
     assert meta["protocol_version"] == "1.0" and meta["price_scale"] == 2
+    assert "table" not in meta  # what the recording is of, not which file said so
     assert meta["ticks"]["XYZ"] == "0.05" and "token" not in meta["gateway_url"]
     summary = rec.summary()
     assert summary["tables"]["trades"]["rows"] == len(witness.trades)

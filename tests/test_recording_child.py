@@ -151,6 +151,10 @@ async def test_a_raw_only_recorder_writes_no_tables(tmp_path: Path) -> None:
     assert stats["rows"] == {} and stats["parquet_files"] == 0 and stats["raw_records"] == 1
     assert not await anyio.to_thread.run_sync(lambda: list(tmp_path.glob("**/*.parquet")))
     assert list(iter_raw(tmp_path)) == [RawFrame(T0 + 1, "md", md(1))]
+    # What it is of, from the raw layer's header (no Parquet file to carry it).
+    meta = Recording(tmp_path).metadata()
+    assert (meta["gateway_url"], meta["library_version"]) == ("http://127.0.0.1:8000/", "9.9.9")
+    assert meta["ticks"] == {s["sym"]: s["tick"] for s in SYMBOLS} and "format" not in meta
 
 
 async def _feed_batches(recorder: Recorder, seqs: range) -> None:

@@ -25,6 +25,7 @@ Line formats (``docs/recording.md`` is the reference):
 from __future__ import annotations
 
 import base64
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -377,6 +378,20 @@ def iter_raw(
             ):
                 continue
             yield record
+
+
+def raw_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata in a raw file's header line (``{}`` if it has none or is torn)."""
+    import zstandard
+
+    with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as reader:
+        try:
+            line = io.BufferedReader(reader).readline()
+            obj = orjson.loads(line)
+        except (zstandard.ZstdError, orjson.JSONDecodeError):
+            return {}
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def _records(path: Path) -> Iterator[RawFrame | RawGap | RawSnapshot | None]:

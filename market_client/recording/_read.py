@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from ._raw import iter_raw, raw_files
+from ._raw import iter_raw, raw_files, raw_meta
 from ._tables import TABLES
 
 __all__ = ["Recording", "open_recording"]
@@ -104,7 +104,11 @@ class Recording:
         return self.dataset(table).to_table()
 
     def metadata(self) -> dict[str, Any]:
-        """What the recording is of (gateway, versions, symbols, ticks), from its files."""
+        """What the recording is of (gateway, versions, symbols, ticks), from its files.
+
+        From a Parquet file's metadata, else (a raw-only recording) from the
+        raw layer's header line; ``{}`` for a folder with neither.
+        """
         import pyarrow.parquet as pq
 
         for table in TABLES:
@@ -113,11 +117,15 @@ class Recording:
                 out: dict[str, Any] = {}
                 for key, value in meta.items():
                     name = key.decode()
-                    if name.startswith("market_client."):
+                    if name.startswith("market_client.") and name != "market_client.table":
                         text = value.decode()
                         json_valued = name[14:] in ("symbols", "ticks", "price_scale")
                         out[name[14:]] = orjson.loads(text) if json_valued else text
                 return out
+        for path in raw_files(self.path)[:1]:
+            meta = raw_meta(path)
+            meta.pop("format", None)
+            return meta
         return {}
 
     def frames(self, *, gaps: bool = False) -> Any:
