@@ -31,11 +31,12 @@ class Recorder:
     private CMD event as received, and `snapshot` for every book it loads
     outside the MD stream: the MD reader appends a frame to `buffer` itself
     while it has room, and calls `feed` otherwise (and for CMD frames).
-    Neither blocks or raises: a frame goes into a bounded buffer. A worker task hands the buffer, a
-    batch at a time, to a thread (``anyio.to_thread``) that writes it to
-    the recorder's writer process (the buffer keeps the frames' objects: a
-    few joins, no Python step per frame), which encodes the raw layer's lines,
-    compresses and appends them, and builds the Parquet tables. Everything
+    Neither blocks or raises: a frame goes into a bounded buffer. A worker
+    task hands the buffer, a batch at a time, to a thread
+    (``anyio.to_thread``) that writes it to the recorder's writer process
+    (the buffer keeps the frames' objects: a few joins, no Python step per
+    frame), which encodes the raw layer's lines, compresses and appends
+    them, and builds the Parquet tables. Everything
     done per frame is done there, at a lower CPU priority than the session:
     the session's process spends on a frame only what it takes to put it in
     the buffer. A writer process that dies is reported in
