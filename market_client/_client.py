@@ -526,7 +526,8 @@ class MarketClient(Helpers):
 
     def _on_restored(self, name: str, downtime: float) -> None:
         link = self._supervisors[name].link
-        log.info("%s connection restored after %.3f s", name.upper(), downtime)
+        # At the level of the "lost" warning: who saw one sees the other.
+        log.warning("%s connection restored after %.3f s", name.upper(), downtime)
         if name == "md":
             self._md.reseed_all()
         else:

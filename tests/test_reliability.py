@@ -234,15 +234,22 @@ async def test_a_delta_with_a_bad_price_resyncs_that_symbol(sim: Simulator) -> N
         assert client.stats()["resyncs"] == {"ABC": 1, "XYZ": 0}
 
 
-async def test_an_oversized_frame_drops_the_link_which_comes_back(sim: Simulator) -> None:
+async def test_an_oversized_frame_drops_the_link_which_comes_back(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
     async with MarketClient.session(sim.url, symbols=["ABC"], reconnect=FAST) as client:
         async with client.events("connection") as events:
-            assert await sim.inject("oversized", channel="md", user_id=client.user_id) == 1
-            lost = await anext_kind(events, "connection.lost")
-            assert lost.data["code"] == 1009
-            back = await anext_kind(events, "connection.restored")
-            assert back.data["channel"] == "md"
+            with caplog.at_level(logging.WARNING, logger="market_client"):
+                assert await sim.inject("oversized", channel="md", user_id=client.user_id) == 1
+                lost = await anext_kind(events, "connection.lost")
+                assert lost.data["code"] == 1009
+                back = await anext_kind(events, "connection.restored")
+                assert back.data["channel"] == "md"
         assert client.book_snapshot("ABC")["seq"] >= 0
+    # Both ends of the outage at the same level: who saw "lost" sees "restored".
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith("MD connection lost") for m in said)
+    assert any(m.startswith("MD connection restored after") for m in said)
 
 
 async def test_admin_fault_op_validates_its_payload(sim: Simulator) -> None:
