@@ -68,3 +68,16 @@ def test_record_acts_as_the_saved_login(
 
     meta = recording.open(tmp_path / "rec").metadata()
     assert meta["gateway_url"] == gateway  # resolved as every command resolves it
+
+
+def test_record_refuses_a_symbol_the_gateway_lacks_and_leaves_no_folder(
+    gateway: str,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "rec"
+    args = ["record", "--url", gateway, "--out", str(out), "--symbols", "ABC, NOPE", "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "--symbols: the gateway has no NOPE (it lists ABC, " in err
+    assert not out.exists()

@@ -169,6 +169,15 @@ async def _record(args: argparse.Namespace) -> int:
         profile=getattr(args, "profile", None),
     )
     async with MarketClient.session(ident.url, token=ident.token, md=False) as client:
+        if symbols:
+            # Before the folder is made: a misspelt symbol leaves nothing behind.
+            listed = [s["sym"] for s in await client.get_symbols()]
+            unknown = [sym for sym in symbols if sym not in listed]
+            if unknown:
+                raise ValueError(
+                    f"--symbols: the gateway has no {', '.join(unknown)}"
+                    f" (it lists {', '.join(listed)})"
+                )
         async with client.record(args.out, **options) as recorder:
             await client.open_md(symbols)
             with anyio.CancelScope() as scope:
