@@ -10,9 +10,10 @@ from typing import Any
 import anyio
 import pytest
 
-from market_client import Event, MarketClient
+from market_client import ConnectionLost, Event, MarketClient
 from market_client._events import new_event
 from market_client.simulator import RunningSimulator
+from market_client.testing import ScriptedWebSocket
 
 ORDER = {
     "order_id": "o-7",
@@ -228,3 +229,60 @@ async def test_a_cancelled_consumer_stops_within_a_few_buffered_events() -> None
             if taken == 3:
                 scope.cancel()  # the buffer still holds hundreds
     assert 3 < taken <= 3 + CANCEL_EVERY < DRAIN_EVERY
+
+
+@pytest.mark.anyio
+async def test_the_md_readers_events_are_the_frozen_events_of_its_messages() -> None:
+    snapshot = {"type": "md", "ch": "book.snapshot", "sym": "ABC", "seq": 0, "bids": [], "asks": []}
+    trade = {
+        "type": "md",
+        "ch": "trade",
+        "sym": "ABC",
+        "seq": 1,
+        "trade_id": "t-1",
+        "price": "100.01",
+        "qty": 2,
+        "aggressor": "buy",
+        "ts_ns": 5,
+    }
+    client = MarketClient("http://127.0.0.1:9")
+    stream = client._hub.subscribe(("md",), 10)
+    with pytest.raises(ConnectionLost):
+        await client._md._read(ScriptedWebSocket([snapshot, trade]), anyio.Event(), set())
+    got = list(stream._sub.buffer)
+    assert got == [Event("md.book.snapshot", snapshot, "ABC"), Event("md.trade", trade, "ABC")]
+    assert all(type(evt) is Event for evt in got)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got[1].sym = "XYZ"  # type: ignore[misc]
+
+
+@pytest.mark.anyio
+async def test_a_consumer_looks_the_backend_up_once_not_at_every_look_for_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # AnyIO's own checkpoint functions ask sniffio for the backend at every
+    # call (about 1 µs on asyncio); a stream asks once, then calls the backend's.
+    import sniffio
+
+    from market_client._events import CANCEL_EVERY, DRAIN_EVERY, EventHub
+
+    hub = EventHub()
+    stream = hub.subscribe(("md",), 10_000)
+    for i in range(10 * DRAIN_EVERY):
+        hub.publish(Event("md.trade", {"i": i}, "ABC"))
+    lookups = 0
+    current = sniffio.current_async_library
+
+    def counting() -> str:
+        nonlocal lookups
+        lookups += 1
+        return current()
+
+    monkeypatch.setattr(sniffio, "current_async_library", counting)
+    taken: list[int] = []
+    async for evt in stream:
+        taken.append(evt.data["i"])
+        if len(taken) == 10 * DRAIN_EVERY:
+            break
+    assert taken == list(range(10 * DRAIN_EVERY))  # in order, none lost to the looks
+    assert lookups <= 2 < 10 * DRAIN_EVERY // CANCEL_EVERY  # (AnyIO asks once more)
