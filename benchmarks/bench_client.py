@@ -124,6 +124,76 @@ async def ingest_subscribers(url: str, n: int, subscribers: int) -> dict[str, fl
     return {"rate": n / elapsed, "received": min(counts, default=total) / total}
 
 
+async def subscriber_rounds(url: str, n: int, rounds: int) -> dict[str, list[dict[str, float]]]:
+    """Counting subscribers (issue 19): 0, 1 and 10 in each round, the order alternating.
+
+    Each round's costs are against that round's own rate with none, so a slow
+    minute of the machine falls on both sides of a ratio.
+    """
+    got: dict[str, list[dict[str, float]]] = {f"subscribers_{k}": [] for k in (0, 1, 10)}
+    for i in range(rounds):
+        for k in (0, 1, 10) if i % 2 == 0 else (10, 1, 0):
+            got[f"subscribers_{k}"].append(await ingest_subscribers(url, n, k))
+    return got
+
+
+async def only_subscribers(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """``--subscribers ROUNDS``: the counting-subscriber rounds alone, on one backend."""
+    async with flood(args.messages) as server:
+        rounds = await subscriber_rounds(server.url, args.messages, args.subscriber_rounds)
+    return {"backend": backend, "n": args.messages, **rounds}
+
+
+def subscriber_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    """The counting-subscriber table: medians of the rounds, each cost against its own round."""
+    rows = []
+    for r in runs:
+        none = [got["rate"] for got in r["subscribers_0"]]
+        for k, target in ((1, "at most 25%"), (10, "at most 60%")):
+            rates = [got["rate"] for got in r[f"subscribers_{k}"]]
+            costs = [1 - rate / base for rate, base in zip(rates, none, strict=True)]
+            rows.append(
+                [
+                    r["backend"],
+                    str(k),
+                    _k(statistics.median(rates)),
+                    _k(statistics.median(none)),
+                    f"**{statistics.median(costs):.0%}** ({min(costs):.0%} to {max(costs):.0%})",
+                    target,
+                    f"{min(got['received'] for got in r[f'subscribers_{k}']):.1%}",
+                ]
+            )
+    return rows
+
+
+SUBSCRIBERS_HEADER = [
+    "backend",
+    "counting subscribers",
+    "msg/s until all counted",
+    "msg/s with none",
+    "cost, median (range)",
+    "target",
+    "events each received (the fewest)",
+]
+
+
+def subscribers_text(n: int, rounds: int) -> str:
+    """What the counting-subscriber section measures."""
+    return (
+        f" The same flood ({n:,} messages) into the default session with 0, 1 "
+        f'and 10 `events("md")` consumers that only count, in {rounds} rounds (0, 1, 10, '
+        "then 10, 1, 0, and so on); each round's cost is against its own rate with none, "
+        "and the table gives the medians and the range. The rate runs "
+        "until every consumer has counted every event, so a consumer that falls behind "
+        "shows in it, and the last column says whether each received everything (the "
+        "overflow policy drops market data only for a consumer slower than the feed). "
+        "Targets (issue 19): one counting subscriber costs at most 25% of ingest and "
+        "receives everything; ten cost at most 60%. `python benchmarks/bench_instructions.py` "
+        "counts the same costs in instructions, with the least Python can do beside them "
+        '(see "Client: instructions per message").\n\n'
+    )
+
+
 async def ingest_bare(url: str, n: int, loads: Callable[[Any], Any], transport: Any) -> float:
     """A bare receive loop: the same library, a decode per message, nothing else."""
     ws_url = "ws" + url[4:] + "/ws/md?token=x&symbols=ABC"
@@ -463,14 +533,7 @@ async def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
                 out[key] = out[default]  # the default transport: measured above
             elif key not in out:
                 out[key] = max([(await ingest_session(url, n, transport))[0] for _ in range(2)])
-        # Counting subscribers (issue 19): 0, 1 and 10, alternating, best of two each.
-        for k in (0, 1, 10):
-            best: dict[str, float] = {}
-            for _ in range(2):
-                got = await ingest_subscribers(url, n, k)
-                if got["rate"] > best.get("rate", 0):
-                    best = got
-            out[f"subscribers_{k}"] = best
+        out.update(await subscriber_rounds(url, n, args.subscriber_rounds))
         if backend == "trio":
             out["bare_trio_websocket"] = await ingest_bare(url, n, orjson.loads, "trio-websocket")
         out["bare_httpx_ws"] = await ingest_bare(url, n, orjson.loads, "httpx-ws")
@@ -496,12 +559,31 @@ async def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description="client benchmarks")
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        metavar="ROUNDS",
+        help="only the counting-subscriber rounds (this many), and only their section",
+    )
     args = parser.parse_args(argv)
+    args.subscriber_rounds = args.subscribers or (2 if args.quick else 3)
     args.messages = 30_000 if args.quick else 300_000
     args.memory_messages = 50_000 if args.quick else 1_000_000
     args.requests = 2_000 if args.quick else 20_000
     args.round_trips = 500 if args.quick else 5_000
     args.rounds = 2 if args.quick else 5
+    if args.subscribers:
+        from _report import measured, table, write_section
+
+        runs = [anyio.run(only_subscribers, args, b, backend=b) for b in BACKENDS]
+        grid = table(SUBSCRIBERS_HEADER, subscriber_rows(runs))
+        print(grid)
+        command = " ".join(["python benchmarks/bench_client.py", *(argv or sys.argv[1:])])
+        write_section(
+            "Client: counting subscribers",
+            measured(command) + subscribers_text(args.messages, args.subscribers) + grid,
+        )
+        return runs
     results = []
     for backend in BACKENDS:
         print(f"-- {backend}", flush=True)
@@ -671,22 +753,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
                     target,
                 ]
             )
-    sub_rows = []
-    for r in runs:
-        none = r["subscribers_0"]["rate"]
-        for k, target in ((1, "at most 25%"), (10, "at most 60%")):
-            got = r[f"subscribers_{k}"]
-            sub_rows.append(
-                [
-                    r["backend"],
-                    str(k),
-                    _k(got["rate"]),
-                    _k(none),
-                    f"{1 - got['rate'] / none:.0%}",
-                    target,
-                    f"{got['received']:.1%}",
-                ]
-            )
+    sub_rows = subscriber_rows(runs)
     tables = {
         "ingest": table(
             [
@@ -718,18 +785,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
             ],
             ratio_rows,
         ),
-        "subscribers": table(
-            [
-                "backend",
-                "counting subscribers",
-                "msg/s until all counted",
-                "msg/s with none",
-                "cost",
-                "target",
-                "events each received",
-            ],
-            sub_rows,
-        ),
+        "subscribers": table(SUBSCRIBERS_HEADER, sub_rows),
         "echo": table(["backend", "send()", "bare send+recv", "ratio"], echo_rows),
         "pipe": table(
             [
@@ -816,13 +872,8 @@ def report(results: list[dict[str, Any]], command: str) -> None:
     write_section(
         "Client: counting subscribers",
         measured(command)
-        + f" The same flood ({runs[0]['n']:,} messages) into the default session with 0, 1 "
-        'and 10 `events("md")` consumers that only count, best of two each. The rate runs '
-        "until every consumer has counted every event, so a consumer that falls behind "
-        "shows in it, and the last column says whether each received everything (the "
-        "overflow policy drops market data only for a consumer slower than the feed). "
-        "Targets (issue 19): one counting subscriber costs at most 25% of ingest and "
-        "receives everything; ten cost at most 60%.\n\n" + tables["subscribers"],
+        + subscribers_text(runs[0]["n"], len(runs[0]["subscribers_0"]))
+        + tables["subscribers"],
     )
     write_section(
         "Client: overhead per request",

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._events import EVENT_PARTS, Event, EventHub, Hook, HookRunner, loop_clock
+from ._events import EventHub, Hook, HookRunner, loop_clock
 from ._exceptions import (
     ConnectionLost,
     GatewayError,
@@ -170,8 +170,6 @@ class MdChannel:
         # from starving every other task. Where recv() always yields it would
         # only cost (1 to 4 µs a message on Trio).
         fair = not ws.recv_yields
-        # `new_event`'s lines, inline below: a call less on every message someone wants.
-        new_object, set_kind, set_data, set_sym = EVENT_PARTS
         if not expected:
             ready.set()
         count = self.messages
@@ -224,11 +222,7 @@ class MdChannel:
                         kind = _KINDS.get(ch) or "md." + ch
                         targets = hub.targets(kind)
                         if targets:
-                            event = new_object(Event)
-                            set_kind(event, kind)
-                            set_data(event, msg)
-                            set_sym(event, msg.get("sym"))
-                            hub.deliver(event, targets)
+                            hub.deliver_md(kind, msg, msg.get("sym"), targets)
                     if self.on_md_event is not None:
                         hooks.call(self.on_md_event, msg)
             # The deadline passed. If the event loop itself was blocked for that

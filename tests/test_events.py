@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from market_client import ConnectionLost, Event, MarketClient
-from market_client._events import new_event
+from market_client._events import EventHub
 from market_client.simulator import RunningSimulator
 from market_client.testing import ScriptedWebSocket
 
@@ -68,8 +68,11 @@ def test_the_views_are_copies_and_read_only() -> None:
 
 def test_the_readers_fast_constructor_builds_the_same_frozen_event() -> None:
     data = {"ch": "trade", "price": "100.01", "qty": 3, "seq": 9}
+    hub = EventHub()
+    stream = hub.subscribe(("md",), 10)
     for sym in ("ABC", None):
-        fast, slow = new_event("md.trade", data, sym), Event("md.trade", data, sym)
+        hub.deliver_md("md.trade", data, sym, hub.targets("md.trade"))
+        fast, slow = stream._sub.buffer.popleft(), Event("md.trade", data, sym)
         assert type(fast) is Event
         assert fast == slow and repr(fast) == repr(slow)
         assert (fast.kind, fast.data, fast.sym) == ("md.trade", data, sym)
@@ -77,10 +80,21 @@ def test_the_readers_fast_constructor_builds_the_same_frozen_event() -> None:
             fast.kind = "md.other"  # type: ignore[misc]
         assert dataclasses.astuple(fast) == dataclasses.astuple(slow)
         assert pickle.loads(pickle.dumps(fast)) == slow and copy.copy(fast) == slow
-    # new_event sets these three slots and runs nothing else: a new field or a
+    # deliver_md sets these three slots and runs nothing else: a new field or a
     # __post_init__ would be skipped, so either must fail here first.
     assert [f.name for f in dataclasses.fields(Event)] == ["kind", "data", "sym"]
     assert not hasattr(Event, "__post_init__")
+
+
+def test_an_md_event_with_no_room_is_dropped_and_counted() -> None:
+    hub = EventHub()
+    full, roomy = hub.subscribe(("md",), 1), hub.subscribe(("md",), 5)
+    for seq in (1, 2, 3):
+        hub.deliver_md("md.trade", {"seq": seq}, "ABC", hub.targets("md.trade"))
+    assert [e.data["seq"] for e in full._sub.buffer] == [1]
+    assert [e.data["seq"] for e in roomy._sub.buffer] == [1, 2, 3]
+    assert full.dropped == 2 and roomy.dropped == 0 and hub.dropped_md == 2
+    assert full._sub.missed == 0  # market data is dropped, never raised as missed
 
 
 def test_rejected_orders_say_why() -> None:
@@ -286,3 +300,24 @@ async def test_a_consumer_looks_the_backend_up_once_not_at_every_look_for_cancel
             break
     assert taken == list(range(10 * DRAIN_EVERY))  # in order, none lost to the looks
     assert lookups <= 2 < 10 * DRAIN_EVERY // CANCEL_EVERY  # (AnyIO asks once more)
+
+
+@pytest.mark.anyio
+async def test_a_missed_private_event_is_raised_at_the_next_step_with_events_still_buffered() -> (
+    None
+):
+    from market_client import EventOverflow
+    from market_client._events import EventHub
+
+    hub = EventHub()
+    stream = hub.subscribe((), 3)
+    for i in range(3):
+        hub.publish(Event("md.trade", {"i": i}, "ABC"))
+    assert (await stream.__anext__()).data == {"i": 0}  # mid-count to the next look
+    hub.publish(Event("md.trade", {"i": 3}, "ABC"))
+    hub.publish(Event("order.fill", {"i": 4}, "ABC"))  # no room: missed, never dropped silently
+    hub.publish(Event("order.fill", {"i": 5}, "ABC"))
+    with pytest.raises(EventOverflow) as caught:
+        await stream.__anext__()
+    assert caught.value.missed == 2
+    assert [(await stream.__anext__()).data["i"] for _ in range(3)] == [1, 2, 3]

@@ -1,0 +1,301 @@
+"""Instructions per message, counted by callgrind: the client's costs without the machine's noise.
+
+This machine is a shared VM: the same session's rate swings by a third from
+one run to the next, more than most changes to the code are worth. Valgrind's
+callgrind counts the instructions a process executes instead, the same to
+within a few per message from run to run, whatever else the machine does. An
+instruction is not a unit of time (a cache miss costs many), so these counts
+decide A/B questions about Python code and say where the limits are; the
+rates in the other sections stay the measure of the targets.
+
+Each scenario runs in its own process under callgrind, twice: once taking N
+messages, and once taking none but doing all else the same (imports, the N
+frames built, the event loop, the snapshot, the tasks); the difference over
+N is the count a message:
+
+* ``session K``: the session's own MD reader (``MdChannel._read``: sequencer,
+  book, 1-second candles, the heartbeat deadline, fairness checkpoints,
+  events) over an in-process socket that hands it the flood's frames
+  (``_flood.md_messages``: two deltas to a trade) and lets other tasks run
+  every 256 frames, as a socket read would; ``K`` ``events("md")`` consumers
+  that only count (``async for``), as in "Client: counting subscribers".
+* floors: the least a subscriber can cost in Python, piece by piece: an
+  ``Event`` built through its slots (what the reader does), one deque
+  append, one step of ``async for`` over the least async iterator (its
+  ``__anext__`` pops a deque), and the consumer's count.
+
+    python benchmarks/bench_instructions.py [--messages 20000] [--write-doc]
+
+Needs ``valgrind`` (Debian's package); without it, it says so and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import shutil
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+CHUNK = 256  # frames the in-process socket hands over between two turns of the loop
+
+
+# -- the scenarios, run in a child process under callgrind ------------------------------
+def _session(backend: str, n: int, consumers: int, measure: bool) -> None:
+    import anyio
+    import orjson
+    from _flood import md_messages
+
+    from market_client import ConnectionLost
+    from market_client._events import EventHub, HookRunner
+    from market_client._md import MdChannel
+    from market_client._state import MarketState
+    from market_client._transports import TransportClosed, WebSocket
+
+    snapshot, messages = md_messages(n)
+    frames = [orjson.dumps(snapshot), *map(orjson.dumps, messages)]
+    if not measure:  # the same process, the snapshot alone
+        frames, n = frames[:1], 0
+
+    class Socket(WebSocket):
+        """Hands over the frames; a turn of the loop every CHUNK, as a socket read gives."""
+
+        recv_yields = False  # as picows and websockets on asyncio: the reader checkpoints
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.at = 0
+
+        async def recv(self) -> bytes:
+            at = self.at
+            if at == len(frames):
+                raise TransportClosed(1000)
+            self.at = at + 1
+            if not at % CHUNK:
+                await anyio.lowlevel.checkpoint()
+            return frames[at]
+
+        async def send(self, text: str) -> None:
+            raise AssertionError("the reader sends nothing")
+
+        async def ping(self) -> None:
+            pass
+
+        async def _close_handshake(self, code: int, reason: str) -> None:
+            pass
+
+        async def _drop(self) -> None:
+            pass
+
+    async def main() -> None:
+        market = MarketState()
+        market.add_series("ABC", 1000, 50)
+        hub = EventHub()
+        channel = MdChannel(
+            market,
+            ws_base="ws://127.0.0.1:9",
+            token=lambda: "",
+            connect_websocket=None,
+            send=None,  # type: ignore[arg-type]
+            give_up=lambda exc: True,
+            hub=hub,
+            hooks=HookRunner(),
+            recorders=(),
+            timeout=5,
+            heartbeat_timeout=60,
+        )
+        streams = [hub.subscribe(("md",), 1000) for _ in range(consumers)]
+        counts = [0] * consumers
+
+        async def count(i: int) -> None:
+            async for _ in streams[i]:
+                counts[i] += 1
+                if counts[i] == len(frames):
+                    return
+
+        async with anyio.create_task_group() as tg:
+            for i in range(consumers):
+                tg.start_soon(count, i)
+            with contextlib.suppress(ConnectionLost):  # it "closes" after the last frame
+                await channel._read(Socket(), anyio.Event(), set())
+        assert channel.messages == len(frames) and counts == [len(frames)] * consumers, counts
+        assert market.symbols["ABC"].sequencer.seq == n
+
+    anyio.run(main, backend=backend)
+
+
+def _floor(part: str, n: int, measure: bool) -> None:
+    import asyncio
+
+    from market_client import Event
+
+    # What `EventHub.deliver_md` does to build one: the object, then its three slots.
+    new_object = object.__new__
+    set_kind, set_data, set_sym = (vars(Event)[name].__set__ for name in ("kind", "data", "sym"))
+    data: dict[str, Any] = {}
+    items = [object()] * n
+    if not measure:
+        items, n = [], 0
+
+    class Least:
+        def __init__(self, buffer: deque[Any]) -> None:
+            self.buffer = buffer
+
+        def __aiter__(self) -> Least:
+            return self
+
+        async def __anext__(self) -> Any:
+            return self.buffer.popleft()
+
+    async def iterate() -> None:
+        taken = 0
+        if not n:
+            return
+        async for _ in Least(deque(items)):
+            taken += 1
+            if taken == n:
+                return
+
+    if part == "event":
+        for _ in items:
+            event = new_object(Event)
+            set_kind(event, "md.trade")
+            set_data(event, data)
+            set_sym(event, "ABC")
+    elif part == "append":
+        buffer: deque[Any] = deque()
+        append = buffer.append
+        for item in items:
+            append(item)
+    elif part == "async_for":
+        asyncio.run(iterate())
+
+
+def child(argv: list[str]) -> None:
+    what, n, measure = argv[0], int(argv[1]), argv[2] == "measure"
+    if what.startswith("session:"):
+        _, backend, consumers = what.split(":")
+        _session(backend, n, int(consumers), measure)
+    else:
+        _floor(what, n, measure)
+
+
+# -- the parent: counts and report --------------------------------------------------------
+def instructions(what: str, n: int, measure: bool) -> int:
+    """Instructions the child process executes for one scenario (taking no message, or ``n``)."""
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        what,
+        str(n),
+        "measure" if measure else "setup",
+    ]
+    env = {"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode or match is None:
+        raise RuntimeError(f"{what} failed under callgrind:\n{out.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def per_message(what: str, n: int) -> float:
+    return (instructions(what, n, True) - instructions(what, n, False)) / n
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--write-doc", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind): nothing measured")
+        return {}
+    n = args.messages
+    result: dict[str, Any] = {"n": n}
+    for backend in ("asyncio", "trio"):
+        for k in (0, 1, 10):
+            result[f"{backend}_{k}"] = got = per_message(f"session:{backend}:{k}", n)
+            print(f"{backend}, {k} counting consumers: {got:,.0f} instructions a message")
+    for part in ("event", "append", "async_for"):
+        result[part] = got = per_message(part, n)
+        print(f"floor, {part}: {got:,.0f} instructions", flush=True)
+    report(result, " ".join(["python benchmarks/bench_instructions.py", *(argv or [])]), args)
+    return result
+
+
+def report(r: dict[str, Any], command: str, args: argparse.Namespace) -> None:
+    from _report import measured, table, write_section
+
+    rows = []
+    floor_one = r["event"] + r["append"] + r["async_for"]
+    floor_each = r["append"] + r["async_for"]
+    for backend in ("asyncio", "trio"):
+        base = r[f"{backend}_0"]
+        for k, budget in ((1, 0.25), (10, 0.60)):
+            extra = r[f"{backend}_{k}"] - base
+            floor = r["event"] + k * floor_each
+            allowed = base * budget / (1 - budget)  # cost = extra / (base + extra)
+            rows.append(
+                [
+                    backend,
+                    str(k),
+                    f"{base:,.0f}",
+                    f"{extra:,.0f} ({extra / k:,.0f} each)",
+                    f"{extra / (base + extra):.1%}",
+                    f"{floor:,.0f}",
+                    f"{floor / (base + floor):.1%}",
+                    f"{allowed:,.0f}",
+                ]
+            )
+    grid = table(
+        [
+            "backend",
+            "counting consumers",
+            "session, none (a message)",
+            "added by the consumers (a message)",
+            "cost",
+            "least Python can add (g)",
+            "cost at (g)",
+            "added at the target's cost",
+        ],
+        rows,
+    )
+    body = (
+        measured(command)
+        + f" Instructions per MD message, from {r['n']:,} flood messages through the session's "
+        "own MD reader over an in-process socket (see the script's docstring), each count "
+        "less the same process's with no message; callgrind counts only the process's own "
+        "instructions (the kernel's are not in them), the same to within a few per "
+        "message from run to run.\n\n"
+        + grid
+        + "\n\n(g) is the least any subscriber written in Python can add to a message: the "
+        f"`Event` built through its slots ({r['event']:,.0f} instructions, once for all "
+        f"consumers), and for each consumer one deque append ({r['append']:,.0f}) and one "
+        f"step of `async for` over the least async iterator ({r['async_for']:,.0f}, its "
+        f"`__anext__` pops a deque; the loop's own count included): {floor_one:,.0f} for one "
+        "consumer. No hub, no lookup of who wants the kind, no overflow policy, no look for "
+        "a cancellation, no wake-ups: what is left above it is the session's, and the target's "
+        "column says how much a target allows."
+    )
+    print(grid)
+    if args.write_doc:
+        write_section("Client: instructions per message (callgrind)", body)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+    else:
+        main(sys.argv[1:])
