@@ -321,3 +321,31 @@ async def test_a_missed_private_event_is_raised_at_the_next_step_with_events_sti
         await stream.__anext__()
     assert caught.value.missed == 2
     assert [(await stream.__anext__()).data["i"] for _ in range(3)] == [1, 2, 3]
+
+
+def test_the_clock_is_the_loops_own_reading_without_its_python_frame() -> None:
+    import asyncio
+    import time
+
+    from market_client._events import loop_clock
+
+    class OwnClock(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return 42.0
+
+    async def clocks() -> tuple[object, float]:
+        clock = loop_clock()
+        return clock, clock()
+
+    default = asyncio.new_event_loop()
+    try:
+        clock, reading = default.run_until_complete(clocks())
+        assert clock is time.monotonic  # what asyncio's loop.time() returns
+        assert abs(reading - default.time()) < 1
+    finally:
+        default.close()
+    own = OwnClock()
+    try:
+        assert own.run_until_complete(clocks())[1] == 42.0  # a loop with a clock of its own
+    finally:
+        own.close()
