@@ -2,11 +2,13 @@
 
 This machine is a shared VM: the same session's rate swings by a third from
 one run to the next, more than most changes to the code are worth. Valgrind's
-callgrind counts the instructions a process executes instead, the same to
-within a few per message from run to run, whatever else the machine does. An
-instruction is not a unit of time (a cache miss costs many), so these counts
-decide A/B questions about Python code and say where the limits are; the
-rates in the other sections stay the measure of the targets.
+callgrind counts the instructions a process executes instead, within about 3%
+from run to run of the same code, whatever else the machine does (what still
+varies is driven by the wall clock: the heartbeat deadline's moves, the event
+loop's timers). An instruction is not a unit of time (a cache miss costs
+many), so these counts settle A/B questions about Python code down to a few
+percent and say where the limits are; the rates in the other sections stay
+the measure of the targets.
 
 Each scenario runs in its own process under callgrind, twice: once taking N
 messages, and once taking none but doing all else the same (imports, the N
@@ -17,7 +19,8 @@ N is the count a message:
   book, 1-second candles, the heartbeat deadline, fairness checkpoints,
   events) over an in-process socket that hands it the flood's frames
   (``_flood.md_messages``: two deltas to a trade) and lets other tasks run
-  every 256 frames, as a socket read would; ``K`` ``events("md")`` consumers
+  as the default transport does (on asyncio every 256 frames, as a socket
+  read would; on Trio at every frame); ``K`` ``events("md")`` consumers
   that only count (``async for``), as in "Client: counting subscribers".
 * floors: the least a subscriber can cost in Python, piece by piece: an
   ``Event`` built through its slots (what the reader does), one deque
@@ -65,10 +68,17 @@ def _session(backend: str, n: int, consumers: int, measure: bool) -> None:
     if not measure:  # the same process, the snapshot alone
         frames, n = frames[:1], 0
 
-    class Socket(WebSocket):
-        """Hands over the frames; a turn of the loop every CHUNK, as a socket read gives."""
+    every = 1 if backend == "trio" else CHUNK
 
-        recv_yields = False  # as picows and websockets on asyncio: the reader checkpoints
+    class Socket(WebSocket):
+        """Hands over the frames and lets other tasks run as the default transport does.
+
+        On asyncio (picows, `websockets`) a turn of the loop every CHUNK frames,
+        as a socket read gives, and the reader's own checkpoints in between;
+        on Trio at every ``recv()``, a checkpoint there (`WebSocket.recv_yields`).
+        """
+
+        recv_yields = backend == "trio"
 
         def __init__(self) -> None:
             super().__init__()
@@ -79,7 +89,7 @@ def _session(backend: str, n: int, consumers: int, measure: bool) -> None:
             if at == len(frames):
                 raise TransportClosed(1000)
             self.at = at + 1
-            if not at % CHUNK:
+            if not at % every:
                 await anyio.lowlevel.checkpoint()
             return frames[at]
 
@@ -189,6 +199,16 @@ def child(argv: list[str]) -> None:
 
 
 # -- the parent: counts and report --------------------------------------------------------
+ENV = {"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}
+
+
+def warm_up() -> None:
+    """Import everything once outside callgrind: a stale ``.pyc`` is rewritten here, not counted."""
+    for what in ("session:asyncio:1", "session:trio:1", "event"):
+        cmd = [sys.executable, __file__, "--child", what, "10", "measure"]
+        subprocess.run(cmd, env=ENV, check=True)
+
+
 def instructions(what: str, n: int, measure: bool) -> int:
     """Instructions the child process executes for one scenario (taking no message, or ``n``)."""
     cmd = [
@@ -202,8 +222,7 @@ def instructions(what: str, n: int, measure: bool) -> int:
         str(n),
         "measure" if measure else "setup",
     ]
-    env = {"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, check=False)
     match = re.search(r"Collected : (\d+)", out.stderr)
     if out.returncode or match is None:
         raise RuntimeError(f"{what} failed under callgrind:\n{out.stderr[-2000:]}")
@@ -223,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("valgrind is not installed (apt-get install valgrind): nothing measured")
         return {}
     n = args.messages
+    warm_up()
     result: dict[str, Any] = {"n": n}
     for backend in ("asyncio", "trio"):
         for k in (0, 1, 10):
@@ -277,8 +297,8 @@ def report(r: dict[str, Any], command: str, args: argparse.Namespace) -> None:
         + f" Instructions per MD message, from {r['n']:,} flood messages through the session's "
         "own MD reader over an in-process socket (see the script's docstring), each count "
         "less the same process's with no message; callgrind counts only the process's own "
-        "instructions (the kernel's are not in them), the same to within a few per "
-        "message from run to run.\n\n"
+        "instructions (the kernel's are not in them), within about 3% from run to run of "
+        "the same code.\n\n"
         + grid
         + "\n\n(g) is the least any subscriber written in Python can add to a message: the "
         f"`Event` built through its slots ({r['event']:,.0f} instructions, once for all "

@@ -3,6 +3,7 @@
 nox -s bench                      # or: python benchmarks/run.py
 python benchmarks/run.py --simulator-only
 python benchmarks/run.py --faults # also the fault-injection timings (about 6 minutes)
+python benchmarks/run.py --instructions  # also the callgrind counts (about 12 minutes; valgrind)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_client
 import bench_faults
+import bench_instructions
 import bench_replay
 import bench_simulator
 import bench_tick_to_trade
@@ -32,6 +34,13 @@ def main() -> None:
         bench_faults.main(["--write-doc"])
     else:
         print("faults: python benchmarks/run.py --faults (not part of this run: about 6 minutes)")
+    if "--instructions" in sys.argv:
+        bench_instructions.main(["--write-doc"])
+    else:
+        print(
+            "instructions: python benchmarks/run.py --instructions "
+            "(not part of this run: about 12 minutes, needs valgrind)"
+        )
     print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
 
 
