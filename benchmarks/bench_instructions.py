@@ -147,7 +147,7 @@ def _floor(part: str, n: int, measure: bool) -> None:
 
     from market_client import Event
 
-    # What `EventHub.deliver_md` does to build one: the object, then its three slots.
+    # What `new_event` does to build one: the object, then its three slots.
     new_object = object.__new__
     set_kind, set_data, set_sym = (vars(Event)[name].__set__ for name in ("kind", "data", "sym"))
     data: dict[str, Any] = {}

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._events import EventHub, Hook, HookRunner, loop_clock
+from ._events import EventHub, Hook, HookRunner, loop_clock, new_event
 from ._exceptions import (
     ConnectionLost,
     GatewayError,
@@ -222,7 +222,7 @@ class MdChannel:
                         kind = _KINDS.get(ch) or "md." + ch
                         targets = hub.targets(kind)
                         if targets:
-                            hub.deliver_md(kind, msg, msg.get("sym"), targets)
+                            hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
                     if self.on_md_event is not None:
                         hooks.call(self.on_md_event, msg)
             # The deadline passed. If the event loop itself was blocked for that

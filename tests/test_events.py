@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from market_client import ConnectionLost, Event, MarketClient
-from market_client._events import EventHub
+from market_client._events import EventHub, new_event
 from market_client.simulator import RunningSimulator
 from market_client.testing import ScriptedWebSocket
 
@@ -68,11 +68,8 @@ def test_the_views_are_copies_and_read_only() -> None:
 
 def test_the_readers_fast_constructor_builds_the_same_frozen_event() -> None:
     data = {"ch": "trade", "price": "100.01", "qty": 3, "seq": 9}
-    hub = EventHub()
-    stream = hub.subscribe(("md",), 10)
     for sym in ("ABC", None):
-        hub.deliver_md("md.trade", data, sym, hub.targets("md.trade"))
-        fast, slow = stream._sub.buffer.popleft(), Event("md.trade", data, sym)
+        fast, slow = new_event("md.trade", data, sym), Event("md.trade", data, sym)
         assert type(fast) is Event
         assert fast == slow and repr(fast) == repr(slow)
         assert (fast.kind, fast.data, fast.sym) == ("md.trade", data, sym)
@@ -80,7 +77,7 @@ def test_the_readers_fast_constructor_builds_the_same_frozen_event() -> None:
             fast.kind = "md.other"  # type: ignore[misc]
         assert dataclasses.astuple(fast) == dataclasses.astuple(slow)
         assert pickle.loads(pickle.dumps(fast)) == slow and copy.copy(fast) == slow
-    # deliver_md sets these three slots and runs nothing else: a new field or a
+    # new_event sets these three slots and runs nothing else: a new field or a
     # __post_init__ would be skipped, so either must fail here first.
     assert [f.name for f in dataclasses.fields(Event)] == ["kind", "data", "sym"]
     assert not hasattr(Event, "__post_init__")
@@ -90,7 +87,7 @@ def test_an_md_event_with_no_room_is_dropped_and_counted() -> None:
     hub = EventHub()
     full, roomy = hub.subscribe(("md",), 1), hub.subscribe(("md",), 5)
     for seq in (1, 2, 3):
-        hub.deliver_md("md.trade", {"seq": seq}, "ABC", hub.targets("md.trade"))
+        hub.deliver(new_event("md.trade", {"seq": seq}, "ABC"), hub.targets("md.trade"))
     assert [e.data["seq"] for e in full._sub.buffer] == [1]
     assert [e.data["seq"] for e in roomy._sub.buffer] == [1, 2, 3]
     assert full.dropped == 2 and roomy.dropped == 0 and hub.dropped_md == 2
