@@ -275,7 +275,7 @@ async def test_a_consumer_looks_the_backend_up_once_not_at_every_look_for_cancel
     # call (about 1 µs on asyncio); a stream asks once, then calls the backend's.
     import sniffio
 
-    from market_client._events import CANCEL_EVERY, DRAIN_EVERY, EventHub
+    from market_client._events import CANCEL_EVERY, DRAIN_EVERY
 
     hub = EventHub()
     stream = hub.subscribe(("md",), 10_000)
@@ -304,7 +304,6 @@ async def test_a_missed_private_event_is_raised_at_the_next_step_with_events_sti
     None
 ):
     from market_client import EventOverflow
-    from market_client._events import EventHub
 
     hub = EventHub()
     stream = hub.subscribe((), 3)
