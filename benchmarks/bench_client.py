@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         command = " ".join(["python benchmarks/bench_client.py", *(argv or sys.argv[1:])])
         write_section(
             "Client: counting subscribers",
-            measured(command) + subscribers_text(args.messages, args.subscribers) + grid,
+            measured(command) + subscribers_text(args.messages, args.subscriber_rounds) + grid,
         )
         return runs
     results = []

@@ -212,7 +212,7 @@ def warm_up() -> None:
 def instructions(what: str, n: int, measure: bool) -> int:
     """Instructions the child process executes for one scenario (taking no message, or ``n``)."""
     cmd = [
-        "valgrind",
+        shutil.which("valgrind") or "valgrind",  # found on this PATH, not on ENV's
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
         sys.executable,
