@@ -19,8 +19,11 @@ N is the count a message:
   book, 1-second candles, the heartbeat deadline, fairness checkpoints,
   events) over an in-process socket that hands it the flood's frames
   (``_flood.md_messages``: two deltas to a trade) and lets other tasks run
-  as the default transport does (on asyncio every 256 frames, as a socket
-  read would; on Trio at every frame); ``K`` ``events("md")`` consumers
+  as the default transports do (every 256 frames, as a socket read would:
+  ``recv()`` hands over a waiting frame without a checkpoint on both
+  backends), and on Trio once more with a turn at every frame, as the Trio
+  libraries' own ``recv()`` gives (what the session did before 2026-12-06);
+  ``K`` ``events("md")`` consumers
   that only count (``async for``), as in "Client: counting subscribers".
 * floors: the least a subscriber can cost in Python, piece by piece: an
   ``Event`` built through its slots (what the reader does), one deque
@@ -52,7 +55,7 @@ CHUNK = 256  # frames the in-process socket hands over between two turns of the 
 
 
 # -- the scenarios, run in a child process under callgrind ------------------------------
-def _session(backend: str, n: int, consumers: int, measure: bool) -> None:
+def _session(backend: str, n: int, consumers: int, measure: bool, yields: bool = False) -> None:
     import anyio
     import orjson
     from _flood import md_messages
@@ -68,17 +71,18 @@ def _session(backend: str, n: int, consumers: int, measure: bool) -> None:
     if not measure:  # the same process, the snapshot alone
         frames, n = frames[:1], 0
 
-    every = 1 if backend == "trio" else CHUNK
+    every = 1 if yields else CHUNK
 
     class Socket(WebSocket):
         """Hands over the frames and lets other tasks run as the default transport does.
 
-        On asyncio (picows, `websockets`) a turn of the loop every CHUNK frames,
-        as a socket read gives, and the reader's own checkpoints in between;
-        on Trio at every ``recv()``, a checkpoint there (`WebSocket.recv_yields`).
+        A turn of the loop every CHUNK frames, as a socket read gives, and
+        the reader's own checkpoints in between; with ``yields``, a
+        checkpoint at every ``recv()`` (`WebSocket.recv_yields`), as the Trio
+        libraries' own ``recv()`` takes a message from a memory channel.
         """
 
-        recv_yields = backend == "trio"
+        recv_yields = yields
 
         def __init__(self) -> None:
             super().__init__()
@@ -193,12 +197,18 @@ def child(argv: list[str]) -> None:
     what, n, measure = argv[0], int(argv[1]), argv[2] == "measure"
     if what.startswith("session:"):
         _, backend, consumers = what.split(":")
-        _session(backend, n, int(consumers), measure)
+        yields = backend == "trio-yields"
+        _session("trio" if yields else backend, n, int(consumers), measure, yields)
     else:
         _floor(what, n, measure)
 
 
 # -- the parent: counts and report --------------------------------------------------------
+SCENARIOS = {
+    "asyncio": "asyncio",
+    "trio": "trio",
+    "trio-yields": "trio, a turn at every `recv()` (the libraries' own)",
+}
 ENV = {"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}
 
 
@@ -244,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = args.messages
     warm_up()
     result: dict[str, Any] = {"n": n}
-    for backend in ("asyncio", "trio"):
+    for backend in SCENARIOS:
         for k in (0, 1, 10):
             result[f"{backend}_{k}"] = got = per_message(f"session:{backend}:{k}", n)
             print(f"{backend}, {k} counting consumers: {got:,.0f} instructions a message")
@@ -261,7 +271,7 @@ def report(r: dict[str, Any], command: str, args: argparse.Namespace) -> None:
     rows = []
     floor_one = r["event"] + r["append"] + r["async_for"]
     floor_each = r["append"] + r["async_for"]
-    for backend in ("asyncio", "trio"):
+    for backend, label in SCENARIOS.items():
         base = r[f"{backend}_0"]
         for k, budget in ((1, 0.25), (10, 0.60)):
             extra = r[f"{backend}_{k}"] - base
@@ -269,7 +279,7 @@ def report(r: dict[str, Any], command: str, args: argparse.Namespace) -> None:
             allowed = base * budget / (1 - budget)  # cost = extra / (base + extra)
             rows.append(
                 [
-                    backend,
+                    label,
                     str(k),
                     f"{base:,.0f}",
                     f"{extra:,.0f} ({extra / k:,.0f} each)",

@@ -22,7 +22,7 @@ import anyio
 import sniffio
 from anyio.abc import TaskStatus
 
-from ._events import LoopEvent, loop_clock, loop_event_type
+from ._events import FAIR_EVERY, LoopEvent, loop_checkpoints, loop_clock, loop_event_type
 from ._exceptions import (
     ConnectionLost,
     MarketClientError,
@@ -212,6 +212,11 @@ class RequestSession:
         """
         ws = self._ws
         correlator = self.correlator
+        # recv() hands over a waiting frame without a checkpoint (see the MD
+        # reader): a burst of replies or events gives other tasks a turn
+        # every FAIR_EVERY frames.
+        fair = not ws.recv_yields
+        checkpoint = loop_checkpoints()[0]
         while True:
             try:
                 raw = await ws.recv()
@@ -220,6 +225,8 @@ class RequestSession:
                 self.fail(lost)
                 raise lost from exc
             self.frames += 1
+            if fair and self.frames % FAIR_EVERY == 0:
+                await checkpoint()
             frame = decode_frame(raw)
             kind = frame.get("type") if frame is not None else None
             if kind == "response":

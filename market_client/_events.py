@@ -44,6 +44,9 @@ __all__ = [
 
 log = logging.getLogger("market_client")
 Hook = Callable[[dict[str, Any]], Any]
+# Frames a reader (MD or CMD) takes between two checkpoints, where recv() hands
+# over a waiting frame without one: other tasks run under a flood.
+FAIR_EVERY = 16
 DRAIN_EVERY = 64  # buffered events a consumer takes between two turns it gives the reader
 # Buffered events it takes between two looks for a cancellation. A look costs
 # AnyIO about 2 µs on asyncio (12,600 instructions, against 2,300 to take an

@@ -23,7 +23,15 @@ from urllib.parse import urlencode
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._events import EventHub, Hook, HookRunner, loop_clock, new_event
+from ._events import (
+    FAIR_EVERY,
+    EventHub,
+    Hook,
+    HookRunner,
+    loop_checkpoints,
+    loop_clock,
+    new_event,
+)
 from ._exceptions import (
     ConnectionLost,
     GatewayError,
@@ -42,7 +50,6 @@ log = logging.getLogger("market_client")
 
 RESYNC_DEPTH = 1000
 RETRY_DELAY = 0.5  # between failed resync or re-seed attempts
-FAIR_EVERY = 16  # frames read between two checkpoints, so other tasks run under a flood
 
 _KINDS = {ch: "md." + ch for ch in ("book.delta", "trade", "book.snapshot", "status")}
 
@@ -164,11 +171,12 @@ class MdChannel:
         # silent link is declared dead at most 1% early, never late.
         step = limit / 100
         clock = loop_clock()
-        checkpoint = anyio.lowlevel.checkpoint
-        # recv() returns without yielding while frames are buffered, on some
-        # transports: there, a checkpoint every FAIR_EVERY frames keeps a flood
-        # from starving every other task. Where recv() always yields it would
-        # only cost (1 to 4 µs a message on Trio).
+        checkpoint = loop_checkpoints()[0]
+        # recv() returns a buffered frame without yielding, on every transport
+        # here (`WebSocket.recv_yields`): a checkpoint every FAIR_EVERY frames
+        # keeps a flood from starving every other task, and wakes an events()
+        # consumer once per FAIR_EVERY frames rather than once per frame. Where
+        # recv() always yields it would only cost (1 to 4 µs a message on Trio).
         fair = not ws.recv_yields
         if not expected:
             ready.set()

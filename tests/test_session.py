@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -431,6 +432,37 @@ class _Eager(ScriptedWebSocket):
         if self._frames and self.closed_by_us is None:
             return self._frames.popleft()
         return await super().recv()
+
+
+async def test_a_burst_of_cmd_frames_gives_other_tasks_a_turn_every_16() -> None:
+    # recv() hands over waiting frames without a checkpoint on every transport:
+    # the CMD reader gives other tasks a turn every FAIR_EVERY frames.
+    events: list[dict[str, Any]] = []
+    burst = [
+        {"type": "event", "event": "order.accepted", "seq": i, "payload": {}} for i in range(1, 161)
+    ]
+    ws = _Eager(close_code=None)
+    session = RequestSession(ws, on_event=events.append)
+    seen_by_other: list[int] = []
+
+    async def other() -> None:
+        while len(seen_by_other) < 10:
+            seen_by_other.append(len(events))
+            await anyio.lowlevel.checkpoint()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await anyio.lowlevel.checkpoint()  # the reader waits for frames
+            ws.push(*burst)
+            tg.start_soon(other)
+            await wait_until(lambda: len(events) == len(burst))
+            tg.cancel_scope.cancel()
+    # The other task ran between the frames, not only once the burst was read:
+    # at most 32 frames apart (Trio may run the reader twice between two of its
+    # turns, a scheduling batch's order being random).
+    assert len({n for n in seen_by_other if 0 < n < len(burst)}) >= 3, seen_by_other
+    assert max(b - a for a, b in itertools.pairwise(seen_by_other)) <= 32, seen_by_other
 
 
 async def test_an_event_right_behind_the_login_reply_is_not_a_gateway_reset(

@@ -119,9 +119,11 @@ class WebSocket(abc.ABC):
 
     #: Whether `recv` always lets other tasks run (it is a checkpoint) even with
     #: a message waiting: then a reader under a flood needs no checkpoints of
-    #: its own to be fair (the MD reader skips them; a checkpoint every 16
-    #: frames cost a Trio session 1 to 4 µs a message). False where `recv`
-    #: returns a waiting message at once (``websockets`` on asyncio, picows).
+    #: its own to be fair. False where `recv` returns a waiting message at once,
+    #: as every adapter here does where its library is laid out as expected
+    #: (a Trio memory channel's receive() is a checkpoint: a scheduling round
+    #: per message, half a Trio session's time under a flood); the MD reader
+    #: then checkpoints every 16 frames.
     recv_yields: bool = False
 
     def __init__(self, *, close_timeout: float = CLOSE_TIMEOUT) -> None:

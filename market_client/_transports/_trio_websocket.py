@@ -26,15 +26,21 @@ __all__ = ["TrioWebsocketTransport"]
 class _TrioWebsocketSocket(WebSocket):
     """A ``trio-websocket`` connection over a stream this module owns."""
 
-    recv_yields = True  # get_message() takes from a Trio memory channel: always a checkpoint
-
     def __init__(
         self, ws: Any, stream: Any, closed_exc: type[Exception], *, close_timeout: float
     ) -> None:
         super().__init__(close_timeout=close_timeout)
+        import trio
+
         self._ws = ws
         self._stream = stream
         self._closed_exc = closed_exc
+        # get_message() takes from a Trio memory channel, always a checkpoint:
+        # `recv` takes a waiting message from it without one where the channel
+        # is where the library keeps it (trio-websocket 0.12); else it yields.
+        self._channel = _waiting_messages(ws)
+        self.recv_yields = self._channel is None
+        self._not_waiting = (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel)
 
     def _closed(self, exc: Exception) -> TransportClosed:
         reason = getattr(exc, "reason", None)
@@ -51,6 +57,11 @@ class _TrioWebsocketSocket(WebSocket):
             raise self._closed(exc) from exc
 
     async def recv(self) -> str | bytes:
+        if self._channel is not None:
+            try:
+                return self._channel.receive_nowait()  # type: ignore[no-any-return]
+            except self._not_waiting:
+                pass  # nothing waiting, or closed: get_message() waits or raises
         try:
             return await self._ws.get_message()  # type: ignore[no-any-return]
         except self._closed_exc as exc:
@@ -87,6 +98,12 @@ class _TrioWebsocketSocket(WebSocket):
         queue = getattr(self._ws, "_recv_channel", None)
         if queue is not None:
             queue.close()
+
+
+def _waiting_messages(ws: Any) -> Any:
+    """The Trio memory channel get_message() takes from, or None if not found."""
+    channel = getattr(ws, "_recv_channel", None)
+    return channel if hasattr(channel, "receive_nowait") else None
 
 
 class TrioWebsocketTransport(WebSocketTransport):

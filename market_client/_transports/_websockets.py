@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl as ssl_module
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -27,17 +28,39 @@ __all__ = ["WebsocketsTransport"]
 class _WebsocketsSocket(WebSocket):
     """A ``websockets`` connection (the asyncio and the Trio one share most of the API)."""
 
-    __slots__ = ("_closed_exc", "_in_progress", "_open", "_trio", "_ws")
+    __slots__ = (
+        "_assembler",
+        "_closed_exc",
+        "_in_progress",
+        "_open",
+        "_queue",
+        "_text",
+        "_trio",
+        "_ws",
+    )
 
     def __init__(self, ws: Any, closed_exc: type[Exception], *, close_timeout: float) -> None:
         super().__init__(close_timeout=close_timeout)
         self._ws = ws
         self._closed_exc = closed_exc
         self._trio = not hasattr(ws, "transport")
-        # The Trio client's recv() takes from a Trio memory channel, which is
-        # always a checkpoint; the asyncio one returns a waiting message at once.
-        self.recv_yields = self._trio
+        from websockets.frames import Opcode
         from websockets.protocol import State
+
+        self._text = Opcode.TEXT
+        # The asyncio client's recv() returns a waiting message at once. The
+        # Trio client's takes it from a Trio memory channel, always a
+        # checkpoint: a scheduling round per message, half a Trio session's
+        # time under a flood. `recv` takes a whole waiting message from that
+        # channel's queue itself, as the library's recv() would, where the
+        # library is laid out as expected (websockets 17); else it yields.
+        self._assembler: Any = None
+        self._queue: deque[Any] = deque()
+        if self._trio:
+            queue = _waiting_frames(ws)
+            if queue is not None:
+                self._assembler, self._queue = ws.recv_messages, queue
+        self.recv_yields = self._trio and self._assembler is None
 
         self._open = State.OPEN
         # `try_send` uses the asyncio connection's own attributes, looked up here
@@ -92,6 +115,18 @@ class _WebsocketsSocket(WebSocket):
         return True
 
     async def recv(self) -> str | bytes:
+        queue = self._queue  # empty but for the Trio client's waiting frames
+        if queue and queue[0].fin and not self._assembler.get_in_progress:
+            # A whole message is waiting: what the library's recv() would
+            # return, without its checkpoint (its Assembler.get, unfragmented).
+            frame = queue.popleft()
+            self._assembler.maybe_resume()
+            if frame.opcode is not self._text:
+                return bytes(frame.data)
+            try:
+                return frame.data.decode()  # type: ignore[no-any-return]
+            except UnicodeDecodeError:
+                queue.appendleft(frame)  # the library's recv() fails the connection (1007)
         try:
             return await self._ws.recv()  # type: ignore[no-any-return]
         except self._closed_exc as exc:
@@ -141,6 +176,24 @@ class _WebsocketsSocket(WebSocket):
 async def await_future(future: Any) -> None:
     """Await an asyncio future (kept apart for the type checker)."""
     await future
+
+
+def _waiting_frames(ws: Any) -> deque[Any] | None:
+    """The queue of frames the Trio client's recv() takes from, if laid out as expected.
+
+    Its ``recv_messages`` (an ``Assembler``) puts each frame on a Trio memory
+    channel; the channel's state keeps the waiting ones in a deque. None
+    where any of that differs (another release): `recv` then always awaits
+    the library's own recv().
+    """
+    assembler = getattr(ws, "recv_messages", None)
+    channel = getattr(assembler, "recv_frames", None)
+    queue = getattr(getattr(channel, "_state", None), "data", None)
+    if not isinstance(queue, deque) or not all(
+        hasattr(assembler, name) for name in ("get_in_progress", "maybe_resume")
+    ):
+        return None
+    return queue
 
 
 class WebsocketsTransport(WebSocketTransport):
