@@ -3,7 +3,8 @@
 nox -s bench                      # or: python benchmarks/run.py
 python benchmarks/run.py --simulator-only
 python benchmarks/run.py --faults # also the fault-injection timings (about 6 minutes)
-python benchmarks/run.py --instructions  # also the callgrind counts (about 12 minutes; valgrind)
+python benchmarks/run.py --instructions  # also the callgrind counts (about 17 minutes; valgrind)
+python benchmarks/run.py --no-recorder   # without the recorder's rounds (about 4 minutes)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_client
 import bench_faults
 import bench_instructions
+import bench_recorder
 import bench_replay
 import bench_simulator
 import bench_tick_to_trade
@@ -29,6 +31,8 @@ def main() -> None:
         return
     bench_client.report(bench_client.main([]), "nox -s bench")
     bench_replay.main(["--write"])
+    if "--no-recorder" not in sys.argv:
+        bench_recorder.main(["--write-doc"])
     bench_tick_to_trade.report(bench_tick_to_trade.main([]), "nox -s bench")
     if "--faults" in sys.argv:
         bench_faults.main(["--write-doc"])
@@ -39,7 +43,7 @@ def main() -> None:
     else:
         print(
             "instructions: python benchmarks/run.py --instructions "
-            "(not part of this run: about 12 minutes, needs valgrind)"
+            "(not part of this run: about 17 minutes, needs valgrind)"
         )
     print("soak: python benchmarks/soak.py --minutes 10 (not part of this run: 10 minutes)")
 
