@@ -52,7 +52,7 @@ from _servers import Server, server_process, simulator_process
 from market_client import MarketClient
 from market_client._book import LocalBook
 from market_client._state import MarketState
-from market_client._transports import connect_websocket, default_transport
+from market_client._transports import MAX_QUEUE, connect_websocket, default_transport
 
 HERE = Path(__file__).resolve().parent
 DOC_IMG = HERE.parent / "docs" / "img" / "bench-client.png"
@@ -220,7 +220,9 @@ async def ingest_library(url: str, n: int) -> float:
         from websockets.asyncio.client import connect  # type: ignore[assignment]
     loads = orjson.loads
     start = time.perf_counter()
-    async with connect(ws_url, max_size=None) as ws:
+    # The adapter's options (its queue, no pings, no compression): only recv() differs.
+    options = {"max_size": None, "max_queue": MAX_QUEUE, "ping_interval": None}
+    async with connect(ws_url, compression=None, **options) as ws:
         for _ in range(n + 1):
             loads(await ws.recv())
     return n / (time.perf_counter() - start)

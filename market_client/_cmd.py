@@ -214,10 +214,13 @@ class RequestSession:
         correlator = self.correlator
         # recv() hands over a waiting frame without a checkpoint (see the MD
         # reader): a burst of replies or events gives other tasks a turn
-        # every FAIR_EVERY frames.
+        # every FAIR_EVERY frames, between two frames (none is in hand if
+        # the reader is cancelled there).
         fair = not ws.recv_yields
         checkpoint = loop_checkpoints()[0]
         while True:
+            if fair and self.frames % FAIR_EVERY == 0 and self.frames:
+                await checkpoint()
             try:
                 raw = await ws.recv()
             except TransportClosed as exc:
@@ -225,8 +228,6 @@ class RequestSession:
                 self.fail(lost)
                 raise lost from exc
             self.frames += 1
-            if fair and self.frames % FAIR_EVERY == 0:
-                await checkpoint()
             frame = decode_frame(raw)
             kind = frame.get("type") if frame is not None else None
             if kind == "response":

@@ -402,6 +402,41 @@ async def test_a_waiting_text_message_that_is_not_utf8_closes_the_link_with_1007
     assert peer.close_code == 1007
 
 
+async def test_a_flood_past_max_queue_is_read_whole_as_reading_resumes(
+    transport: WebSocketTransport,
+) -> None:
+    # The library stops reading the socket above max_queue waiting messages and
+    # resumes once fewer wait: a `recv` that takes them from its queue must
+    # resume it as the library's recv() does (else the connection hangs).
+    transport.max_queue = 4
+    async with (
+        Peer(silent=False, flood=30_000).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        got = [await ws.recv() for _ in range(30_000)]
+    assert [m if isinstance(m, str) else m.decode() for m in got] == [
+        f"m{i}" for i in range(30_000)
+    ]
+
+
+async def test_a_close_waiting_behind_a_message_ends_recv_with_its_code(
+    transport: WebSocketTransport,
+) -> None:
+    # httpx-ws queues the peer's close as an event beside the messages: taken
+    # from its queue, it is the same TransportClosed its receive() gives.
+    close = b"\x88\x05" + (4001).to_bytes(2, "big") + b"bye"
+    async with (
+        Peer(silent=False, flood=1, then=close).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        assert await ws.recv() in ("m0", b"m0")
+        if isinstance(transport, HttpxWsTransport):
+            await wait_until_waiting(ws, 1)  # the close, waiting to be taken
+        with pytest.raises(TransportClosed) as caught:
+            await ws.recv()
+        assert (caught.value.code, caught.value.reason) == (4001, "bye")
+
+
 async def test_recv_yields_every_time_where_the_library_is_not_laid_out_as_expected(
     transport: WebSocketTransport, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

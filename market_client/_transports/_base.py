@@ -122,8 +122,8 @@ class WebSocket(abc.ABC):
     #: its own to be fair. False where `recv` returns a waiting message at once,
     #: as every adapter here does where its library is laid out as expected
     #: (a Trio memory channel's receive() is a checkpoint: a scheduling round
-    #: per message, half a Trio session's time under a flood); the MD reader
-    #: then checkpoints every 16 frames.
+    #: per message, half a Trio session's time under a flood); the MD and CMD
+    #: readers then checkpoint every 16 frames.
     recv_yields: bool = False
 
     def __init__(self, *, close_timeout: float = CLOSE_TIMEOUT) -> None:
@@ -136,6 +136,10 @@ class WebSocket(abc.ABC):
     @abc.abstractmethod
     async def recv(self) -> str | bytes:
         """Receive one message.
+
+        A message that is already waiting is returned without a checkpoint
+        where `recv_yields` is False (every adapter here, as a rule): a loop
+        that reads a flood gives other tasks a turn itself now and then.
 
         Returns:
             The message (``bytes`` from transports that do not decode text).

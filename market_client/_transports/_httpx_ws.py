@@ -32,7 +32,9 @@ class _HttpxWsSocket(WebSocket):
         self._ws = ws
         # receive() takes from an AnyIO memory stream, always a checkpoint:
         # `recv` takes a waiting message from it without one where the stream
-        # is where the library keeps it (httpx-ws 0.9); else it yields.
+        # is where the library keeps it (httpx-ws 0.9); else it yields. The
+        # stream has no buffer: a message waits only while the library's task
+        # is blocked handing it over (on Trio, under a flood; rarely on asyncio).
         self._events = _waiting_events(ws)
         self.recv_yields = self._events is None
         self._message = wsproto.events.Message
@@ -74,6 +76,8 @@ class _HttpxWsSocket(WebSocket):
                 )
                 if isinstance(exc, self._errors):
                     raise self._closed(exc) from exc
+                if isinstance(exc, BaseException):
+                    raise exc  # another of the library's errors: as receive() raises it
                 return event.data  # type: ignore[no-any-return]
         try:
             event = await self._ws.receive()

@@ -175,9 +175,8 @@ class _InProcessSocket(WebSocket):
             raise self._closed_error()
         rx = self._rx
         if rx.items:
-            # Without a checkpoint while frames are queued, as websockets on
-            # asyncio and picows do (recv_yields is False: the reader
-            # checkpoints every few frames).
+            # Without a checkpoint while frames are queued, as every transport
+            # does (recv_yields is False: the readers checkpoint every 16 frames).
             msg = rx.items.popleft()
             if rx._room is not None:
                 rx._wake_room()
