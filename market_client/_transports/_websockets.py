@@ -30,6 +30,7 @@ class _WebsocketsSocket(WebSocket):
 
     __slots__ = (
         "_assembler",
+        "_binary",
         "_closed_exc",
         "_in_progress",
         "_open",
@@ -47,7 +48,7 @@ class _WebsocketsSocket(WebSocket):
         from websockets.frames import Opcode
         from websockets.protocol import State
 
-        self._text = Opcode.TEXT
+        self._text, self._binary = Opcode.TEXT, Opcode.BINARY
         # The asyncio client's recv() returns a waiting message at once. The
         # Trio client's takes it from a Trio memory channel, always a
         # checkpoint: a scheduling round per message, half a Trio session's
@@ -119,14 +120,20 @@ class _WebsocketsSocket(WebSocket):
         if queue and queue[0].fin and not self._assembler.get_in_progress:
             # A whole message is waiting: what the library's recv() would
             # return, without its checkpoint (its Assembler.get, unfragmented).
-            frame = queue.popleft()
-            self._assembler.maybe_resume()
-            if frame.opcode is not self._text:
-                return bytes(frame.data)
-            try:
-                return frame.data.decode()  # type: ignore[no-any-return]
-            except UnicodeDecodeError:
-                queue.appendleft(frame)  # the library's recv() fails the connection (1007)
+            # Anything else (text that is not UTF-8: the library fails the
+            # connection with 1007; a frame left of a message it refused) is
+            # the library's to handle.
+            frame = queue[0]
+            message: str | bytes | None = None
+            if frame.opcode is self._text:
+                with contextlib.suppress(UnicodeDecodeError):
+                    message = frame.data.decode()
+            elif frame.opcode is self._binary:
+                message = bytes(frame.data)
+            if message is not None:
+                queue.popleft()
+                self._assembler.maybe_resume()
+                return message
         try:
             return await self._ws.recv()  # type: ignore[no-any-return]
         except self._closed_exc as exc:
