@@ -195,14 +195,23 @@ def subscribers_text(n: int, rounds: int) -> str:
     )
 
 
-async def ingest_bare(url: str, n: int, loads: Callable[[Any], Any], transport: Any) -> float:
-    """A bare receive loop: the same library, a decode per message, nothing else."""
-    ws_url = "ws" + url[4:] + "/ws/md?token=x&symbols=ABC"
+def md_url(url: str) -> str:
+    """The flood gateway's MD WebSocket URL."""
+    return "ws" + url[4:] + "/ws/md?token=x&symbols=ABC"
+
+
+async def read_all(connection: Any, n: int, loads: Callable[[Any], Any]) -> float:
+    """Messages per second of a bare loop over ``connection`` (an unopened context manager)."""
     start = time.perf_counter()
-    async with connect_websocket(ws_url, transport=transport) as ws:
+    async with connection as ws:
         for _ in range(n + 1):
             loads(await ws.recv())
     return n / (time.perf_counter() - start)
+
+
+async def ingest_bare(url: str, n: int, loads: Callable[[Any], Any], transport: Any) -> float:
+    """A bare receive loop: the same library, a decode per message, nothing else."""
+    return await read_all(connect_websocket(md_url(url), transport=transport), n, loads)
 
 
 async def ingest_library(url: str, n: int) -> float:
@@ -213,19 +222,13 @@ async def ingest_library(url: str, n: int) -> float:
     memory channel: a scheduling round each): the reference a user of the
     library alone gets.
     """
-    ws_url = "ws" + url[4:] + "/ws/md?token=x&symbols=ABC"
     if sniffio.current_async_library() == "trio":
         from websockets.trio.client import connect
     else:
         from websockets.asyncio.client import connect  # type: ignore[assignment]
-    loads = orjson.loads
-    start = time.perf_counter()
     # The adapter's options (its queue, no pings, no compression): only recv() differs.
     options = {"max_size": None, "max_queue": MAX_QUEUE, "ping_interval": None}
-    async with connect(ws_url, compression=None, **options) as ws:
-        for _ in range(n + 1):
-            loads(await ws.recv())
-    return n / (time.perf_counter() - start)
+    return await read_all(connect(md_url(url), compression=None, **options), n, orjson.loads)
 
 
 async def ingest_picows(url: str, n: int) -> float:
@@ -247,7 +250,7 @@ async def ingest_picows(url: str, n: int) -> float:
                     done.set_result(time.perf_counter())
 
     start = time.perf_counter()
-    transport, _ = await ws_connect(Listener, "ws" + url[4:] + "/ws/md?token=x&symbols=ABC")
+    transport, _ = await ws_connect(Listener, md_url(url))
     end = await done
     transport.send_close()
     await transport.wait_disconnected()

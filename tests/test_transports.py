@@ -316,17 +316,22 @@ async def close_with_more_than_max_queue_unread(transport: WebSocketTransport, h
 
 
 def waiting(ws: Any) -> int:
-    """Messages the socket's library holds for recv() now (httpx-ws holds at most one)."""
+    """Messages the socket's library holds for recv() now (httpx-ws holds at most one).
+
+    Read from the library's own objects, whether or not `recv` takes from them.
+    """
     from market_client._transports._httpx_ws import _HttpxWsSocket
     from market_client._transports._trio_websocket import _TrioWebsocketSocket
     from market_client._transports._websockets import _WebsocketsSocket
 
     if isinstance(ws, _WebsocketsSocket):
-        return len(ws._queue) if ws._trio else len(ws._ws.recv_messages.frames)
+        if ws._trio:
+            return int(ws._ws.recv_messages.recv_frames.statistics().current_buffer_used)
+        return len(ws._ws.recv_messages.frames)
     if isinstance(ws, _TrioWebsocketSocket):
-        return int(ws._channel.statistics().current_buffer_used)
+        return int(ws._ws._recv_channel.statistics().current_buffer_used)
     if isinstance(ws, _HttpxWsSocket):
-        stats = ws._events.statistics()
+        stats = ws._ws._receive_event.statistics()
         return int(stats.current_buffer_used + stats.tasks_waiting_send)
     return len(ws._listener.messages)  # picows
 
@@ -462,10 +467,7 @@ async def test_recv_yields_every_time_where_the_library_is_not_laid_out_as_expec
         assert await ws.recv() in ("m0", b"m0")
         assert ws.recv_yields
         if isinstance(transport, TrioWebsocketTransport):
-            channel = ws._ws._recv_channel  # type: ignore[attr-defined]
-            with anyio.fail_after(5):
-                while channel.statistics().current_buffer_used < 60:
-                    await anyio.sleep(0.01)  # the library's reader, filling its queue
+            await wait_until_waiting(ws, 60)
         ran: list[int] = []
 
         async def mark(i: int) -> None:
