@@ -55,7 +55,11 @@ CHUNK = 256  # frames the in-process socket hands over between two turns of the 
 
 
 # -- the scenarios, run in a child process under callgrind ------------------------------
-def _session(backend: str, n: int, consumers: int, measure: bool, yields: bool = False) -> None:
+def _session(
+    backend: str, n: int, consumers: int, measure: bool, yields: bool = False, record: bool = False
+) -> None:
+    import tempfile
+
     import anyio
     import orjson
     from _flood import md_messages
@@ -110,6 +114,19 @@ def _session(backend: str, n: int, consumers: int, measure: bool, yields: bool =
             pass
 
     async def main() -> None:
+        if not record:
+            return await read()
+        from market_client.recording import Recorder
+
+        with tempfile.TemporaryDirectory() as tmp:
+            # The default settings but the flush interval: callgrind runs the
+            # session some 50 times slower, and half a second there would cut
+            # the batches to a fiftieth of their size at full speed.
+            async with Recorder(tmp, flush_interval=3600.0) as recorder:
+                await read(recorder)
+            assert recorder.stats()["raw_records"] == len(frames), recorder.stats()
+
+    async def read(*recorders: Any) -> None:
         market = MarketState()
         market.add_series("ABC", 1000, 50)
         hub = EventHub()
@@ -122,7 +139,7 @@ def _session(backend: str, n: int, consumers: int, measure: bool, yields: bool =
             give_up=lambda exc: True,
             hub=hub,
             hooks=HookRunner(),
-            recorders=(),
+            recorders=recorders,
             timeout=5,
             heartbeat_timeout=60,
         )
@@ -196,9 +213,9 @@ def _floor(part: str, n: int, measure: bool) -> None:
 def child(argv: list[str]) -> None:
     what, n, measure = argv[0], int(argv[1]), argv[2] == "measure"
     if what.startswith("session:"):
-        _, backend, consumers = what.split(":")
+        _, backend, consumers, *record = what.split(":")
         yields = backend == "trio-yields"
-        _session("trio" if yields else backend, n, int(consumers), measure, yields)
+        _session("trio" if yields else backend, n, int(consumers), measure, yields, bool(record))
     else:
         _floor(what, n, measure)
 

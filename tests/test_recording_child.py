@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from market_client.recording import RawFrame, RawSnapshot, Recorder, Recording, iter_raw
 from market_client.recording._child import WriterProcess
-from market_client.recording._table_worker import NICENESS
+from market_client.recording._table_worker import GC_THRESHOLD, NICENESS, collect_less
 from market_client.testing import wait_until
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -270,3 +271,59 @@ async def test_a_writer_process_that_exits_at_once_leaves_the_raw_layer_to_the_s
     stats = recorder.stats()
     assert stats["error"] is None and stats["dropped"] == 0
     assert [f.raw for f in iter_raw(tmp_path)] == [md(1), md(2)]
+
+
+_PYARROW_HERE = """
+import sys, tempfile, anyio, orjson
+from market_client.recording import Recorder
+
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        async with Recorder(tmp, flush_interval=0.02) as recorder:
+            recorder.describe(**orjson.loads(sys.argv[2]))
+            recorder.feed("md", sys.argv[3], 1)
+        stats = recorder.stats()
+    print(orjson.dumps({
+        "parquet_files": stats["parquet_files"],
+        "tables_error": stats["tables_error"],
+        "here": sorted(m for m in ("pyarrow", "numpy") if m in sys.modules),
+    }).decode())
+
+anyio.run(main, backend=sys.argv[1])
+"""
+
+
+@pytest.mark.time_limit(60)
+async def test_pyarrow_is_imported_by_the_writer_process_only(anyio_backend: str) -> None:
+    # Imported by the session's process, pyarrow (and numpy with its thread
+    # pool) would block the event loop for a fraction of a second.
+    result = await anyio.run_process(
+        [
+            sys.executable,
+            "-c",
+            _PYARROW_HERE,
+            anyio_backend,
+            orjson.dumps(DESCRIBE).decode(),
+            md(1),
+        ]
+    )
+    out = orjson.loads(result.stdout)
+    assert out == {"parquet_files": 1, "tables_error": None, "here": []}
+
+
+def test_a_recorder_without_pyarrow_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # what find_spec and import see as missing
+    with pytest.raises(ImportError, match=r"pip install 'market-client\[record\]'"):
+        Recorder(tmp_path)
+
+
+def test_the_writer_process_collects_garbage_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        collect_less()
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:])
+        assert GC_THRESHOLD >= 10_000  # well above CPython's default of 700
+    finally:
+        gc.set_threshold(*before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -101,13 +102,22 @@ class Recorder:
         row_group_rows: int = 65_536,
         zstd_level: int = 3,
     ) -> None:
+        # pyarrow is only imported by the writer process: importing it here would
+        # block the event loop for a fraction of a second (numpy and its thread
+        # pool with it) and add them to the session's memory. zstandard is
+        # imported: the raw layer falls back to this process.
         try:
-            import pyarrow  # noqa: F401
             import zstandard  # noqa: F401
-        except ImportError as exc:
+
+            found = importlib.util.find_spec("pyarrow") is not None
+        except (ImportError, ValueError) as exc:
+            found, cause = False, exc
+        else:
+            cause = None
+        if not found:
             raise ImportError(
                 "recording needs pyarrow and zstandard: pip install 'market-client[record]'"
-            ) from exc
+            ) from cause
         intervals = list(candles)
         for interval in intervals:
             if not isinstance(interval, int) or isinstance(interval, bool) or interval <= 0:
