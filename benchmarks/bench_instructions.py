@@ -19,12 +19,15 @@ N is the count a message:
   book, 1-second candles, the heartbeat deadline, fairness checkpoints,
   events) over an in-process socket that hands it the flood's frames
   (``_flood.md_messages``: two deltas to a trade) and lets other tasks run
-  as the default transports do (every 256 frames, as a socket read would:
+  as the default transports do (each frame a new ``bytes`` object, as picows
+  makes one; a turn every 256 frames, as a socket read would:
   ``recv()`` hands over a waiting frame without a checkpoint on both
   backends), and on Trio once more with a turn at every frame, as the Trio
   libraries' own ``recv()`` gives (what the session did before 2026-12-06);
   ``K`` ``events("md")`` consumers
   that only count (``async for``), as in "Client: counting subscribers".
+* ``session K:record``: the same, K = 0, with a `Recorder` in the reader's
+  recorders (its default settings but the flush interval).
 * floors: the least a subscriber can cost in Python, piece by piece: an
   ``Event`` built through its slots (what the reader does), one deque
   append, one step of ``async for`` over the least async iterator (its
@@ -71,7 +74,9 @@ def _session(
     from market_client._transports import TransportClosed, WebSocket
 
     snapshot, messages = md_messages(n)
-    frames = [orjson.dumps(snapshot), *map(orjson.dumps, messages)]
+    # Each frame a new object, as a socket read makes it (picows: a bytes
+    # object per message, freed once the reader is done with it).
+    frames = [bytearray(orjson.dumps(snapshot)), *(bytearray(orjson.dumps(m)) for m in messages)]
     if not measure:  # the same process, the snapshot alone
         frames, n = frames[:1], 0
 
@@ -99,7 +104,7 @@ def _session(
             self.at = at + 1
             if not at % every:
                 await anyio.lowlevel.checkpoint()
-            return frames[at]
+            return bytes(frames[at])
 
         async def send(self, text: str) -> None:
             raise AssertionError("the reader sends nothing")
@@ -275,6 +280,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for k in (0, 1, 10):
             result[f"{backend}_{k}"] = got = per_message(f"session:{backend}:{k}", n)
             print(f"{backend}, {k} counting consumers: {got:,.0f} instructions a message")
+    for backend in ("asyncio", "trio"):
+        result[f"{backend}_record"] = got = per_message(f"session:{backend}:0:record", n)
+        print(f"{backend}, recorded: {got:,.0f} instructions a message")
     for part in ("event", "append", "async_for"):
         result[part] = got = per_message(part, n)
         print(f"floor, {part}: {got:,.0f} instructions", flush=True)
@@ -336,7 +344,37 @@ def report(r: dict[str, Any], command: str, args: argparse.Namespace) -> None:
         "a cancellation, no wake-ups: what is left above it is the session's, and the target's "
         "column says how much a target allows."
     )
+    recorded = table(
+        [
+            "backend",
+            "session, none (a message)",
+            "recorded (a message)",
+            "added by the recorder",
+            "session unrecorded / recorded",
+        ],
+        [
+            [
+                backend,
+                f"{r[f'{backend}_0']:,.0f}",
+                f"{r[f'{backend}_record']:,.0f}",
+                f"{r[f'{backend}_record'] - r[f'{backend}_0']:,.0f}",
+                f"{r[f'{backend}_0'] / r[f'{backend}_record']:.3f}",
+            ]
+            for backend in ("asyncio", "trio")
+        ],
+    )
+    body += (
+        "\n\nThe same session with a `Recorder` at its default settings but the flush "
+        "interval (callgrind runs the session some 50 times slower: half a second there would "
+        "cut the batches to a fiftieth of their size at full speed): what recording costs the "
+        "session's process, its event loop and the recorder's worker thread (the writer "
+        "process is not counted; it runs outside callgrind). The last column is the "
+        "recorder's target (issue 16: at least 0.8 of the unrecorded rate) in instructions, "
+        "without the machine's noise; an instruction that misses the cache costs more than "
+        'one that does not (see "Recorder").\n\n' + recorded
+    )
     print(grid)
+    print(recorded)
     if args.write_doc:
         write_section("Client: instructions per message (callgrind)", body)
 
