@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from market_client.recording import RawFrame, RawSnapshot, Recorder, Recording, iter_raw
+from market_client.recording import _child
 from market_client.recording._child import WriterProcess
 from market_client.recording._table_worker import GC_THRESHOLD, NICENESS, collect_less
 from market_client.testing import wait_until
@@ -137,6 +138,9 @@ async def test_the_writer_process_is_joined_on_exit(tmp_path: Path) -> None:
         assert recorder._proc is not None
         proc = recorder._proc.proc
     assert proc.returncode == 0  # waited for, exited cleanly: no orphan, no zombie
+    guard = recorder._proc._guard
+    await anyio.to_thread.run_sync(guard.join, 5.0)
+    assert not guard.is_alive()  # the watchdog's thread ended with it
     stats = recorder.stats()
     assert stats["rows"]["book_deltas"] == 1 and stats["parquet_files"] == 1
     assert stats["table_process"]["running"] is False
@@ -327,3 +331,25 @@ def test_the_writer_process_collects_garbage_less_often() -> None:
         assert GC_THRESHOLD >= 10_000  # well above CPython's default of 700
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP is POSIX")
+async def test_a_stuck_writer_process_is_killed_and_the_raw_layer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_child, "ANSWER_TIMEOUT", 0.5)
+    monkeypatch.setattr(_child, "ANSWER_PER_FRAME", 0.0)
+    async with Recorder(tmp_path, flush_interval=0.02) as recorder:
+        recorder.describe(**DESCRIBE)
+        recorder.feed("md", md(1), T0 + 1)
+        await wait_until(lambda: recorder.stats()["raw_records"] == 1)
+        os.kill(recorder.stats()["table_process"]["pid"], signal.SIGSTOP)  # alive, never answers
+        recorder.feed("md", md(2), T0 + 2)
+        await wait_until(lambda: recorder.stats()["tables_error"] is not None)
+        recorder.feed("md", md(3), T0 + 3)
+    stats = recorder.stats()
+    assert "-9" in stats["tables_error"] and stats["error"] is None
+    assert stats["table_process"]["running"] is False
+    # The batch it never answered and everything after: written by the session.
+    assert [f.raw for f in iter_raw(tmp_path)] == [md(1), md(2), md(3)]

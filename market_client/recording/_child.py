@@ -27,10 +27,12 @@ which flushes and then closes the pipe.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,15 @@ class WriterProcess:
         self.error: str | None = None
         self._waiting = False
         self._frames = 0  # in the batch last sent
+        # One thread for the child's life: a timer started for every message
+        # would be a thread made and ended twice a batch, each taking the GIL
+        # from the session's event loop to start and to end.
+        self._deadline = math.inf  # when the child is stuck, while one is set
+        self._closed = threading.Event()
+        self._guard = threading.Thread(
+            target=self._guard_child, name="market-client-recorder-watchdog", daemon=True
+        )
+        self._guard.start()
         self.send(b"M", orjson.dumps({"directory": directory, "meta": meta, "options": options}))
 
     @property
@@ -149,14 +160,22 @@ class WriterProcess:
         they block is awaited when the recorder exits: a stuck child would
         hang the session's exit. Killed, it reads as a child that died.
         """
-        timeout = ANSWER_TIMEOUT + ANSWER_PER_FRAME * self._frames
-        timer = threading.Timer(timeout, self.proc.kill)
-        timer.daemon = True
-        timer.start()
+        self._deadline = time.monotonic() + ANSWER_TIMEOUT + ANSWER_PER_FRAME * self._frames
         try:
             yield
         finally:
-            timer.cancel()
+            self._deadline = math.inf
+
+    def _guard_child(self) -> None:
+        # Sleeps ANSWER_TIMEOUT at most, so a deadline set meanwhile (never
+        # sooner than that from when it is set) is met on time.
+        while True:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                self.proc.kill()
+                return
+            if self._closed.wait(min(left, ANSWER_TIMEOUT)):
+                return
 
     def _died(self, exc: BaseException) -> None:
         code = self.proc.poll()
@@ -176,6 +195,12 @@ class WriterProcess:
         Args:
             timeout: Seconds to wait before the child is killed.
         """
+        try:
+            self._close(timeout)
+        finally:
+            self._closed.set()  # the watchdog's thread ends
+
+    def _close(self, timeout: float) -> None:
         if self.proc.returncode is not None and self.proc.stdin is None:
             return
         if self.error is None:
@@ -211,6 +236,7 @@ class WriterProcess:
 
     def _reap(self) -> None:
         # A dead child is waited for and its pipes closed: no zombie, no ResourceWarning.
+        self._closed.set()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):
