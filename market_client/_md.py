@@ -55,11 +55,6 @@ _KINDS = {ch: "md." + ch for ch in ("book.delta", "trade", "book.snapshot", "sta
 
 Send = Callable[..., Awaitable[dict[str, Any]]]
 
-# The codes of an MD frame in a recorder's `FrameBuffer` (``recording._batch``;
-# a test checks they agree): defined here so that the reader needs no import
-# of the recording package.
-MD_TEXT, MD_BYTES = 0, 1
-
 
 class FrameSink(Protocol):
     """What the MD reader hands every frame to: a `Recorder` (``market_client.recording``)."""
@@ -78,19 +73,12 @@ def record_frame(recorders: Sequence[FrameSink], raw: str | bytes, recv_ns: int)
     lines instead of calling this (a call costs as much as the appends); the
     tests and the benchmarks call it.
     """
-    if type(raw) is bytes:
-        body, code = raw, MD_BYTES
-    elif type(raw) is str:
-        body, code = raw.encode("utf-8", "surrogatepass"), MD_TEXT
-    else:  # not what a transport returns: `feed` copies what it can
-        body, code = None, MD_BYTES
     for recorder in recorders:
         buf = recorder.buffer
-        if body is not None and len(buf.codes) < buf.room and len(buf.data) < buf.limit:
+        if len(buf.frames) < buf.room and buf.size < buf.limit:
             buf.times.append(recv_ns)
-            buf.codes.append(code)
-            buf.lengths.append(len(body))
-            buf.data += body
+            buf.frames.append(raw)
+            buf.size += len(raw)
         else:
             recorder.feed("md", raw, recv_ns)
 
@@ -216,25 +204,14 @@ class MdChannel:
                     self.messages = count
                     if recorders:
                         # `record_frame`, inline: while a recorder's buffer has
-                        # room, four C-level appends a frame and no call.
+                        # room, three C-level steps a frame and no call.
                         now_ns = time_ns()
-                        if type(raw) is bytes:
-                            body, code = raw, MD_BYTES
-                        elif type(raw) is str:
-                            body, code = raw.encode("utf-8", "surrogatepass"), MD_TEXT
-                        else:  # not what a transport returns: `feed` copies what it can
-                            body, code = None, MD_BYTES
                         for recorder in recorders:
                             buf = recorder.buffer
-                            if (
-                                body is not None
-                                and len(buf.codes) < buf.room
-                                and len(buf.data) < buf.limit
-                            ):
+                            if len(buf.frames) < buf.room and buf.size < buf.limit:
                                 buf.times.append(now_ns)
-                                buf.codes.append(code)
-                                buf.lengths.append(len(body))
-                                buf.data += body
+                                buf.frames.append(raw)
+                                buf.size += len(raw)
                             else:
                                 recorder.feed("md", raw, now_ns)
                     msg = on_frame(raw)  # counts and logs what is malformed

@@ -14,8 +14,7 @@ import anyio
 import orjson
 import pytest
 
-from market_client.recording import RawFrame, RawSnapshot, Recorder, Recording, iter_raw
-from market_client.recording import _child
+from market_client.recording import RawFrame, RawSnapshot, Recorder, Recording, _child, iter_raw
 from market_client.recording._child import WriterProcess
 from market_client.recording._table_worker import GC_THRESHOLD, NICENESS, collect_less
 from market_client.testing import wait_until

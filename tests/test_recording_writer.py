@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -435,33 +434,3 @@ async def test_leaving_in_a_cancelled_scope_keeps_the_blocks_exception(
                 scope.cancel()
                 raise _Boom
     assert list(iter_raw(tmp_path)) == [RawFrame(T0, "md", md(1))]
-
-
-def test_the_reader_copies_a_frame_and_keeps_no_reference_to_it() -> None:
-    # Kept, every frame's object lived until its batch was written: the
-    # reader's allocations were all fresh memory, and the worker thread had
-    # them all to join and free while holding the GIL.
-    buffer = FrameBuffer()
-    sink = _Sink(buffer)
-    frames: list[Any] = [md(1).encode(), md(2), "lone \ud800", bytearray(b"[1]"), Odd("{}")]
-    before = [sys.getrefcount(raw) for raw in frames]
-    for i, raw in enumerate(frames):
-        record_frame([sink], raw, T0 + i)
-    del raw
-    assert [sys.getrefcount(raw) for raw in frames] == before
-    assert buffer.records() == [
-        RawFrame(T0, "md", md(1).encode()),
-        RawFrame(T0 + 1, "md", md(2)),
-        RawFrame(T0 + 2, "md", "lone \ud800"),
-        RawFrame(T0 + 3, "md", b"[1]"),  # what the session does not get: feed copies it
-        RawFrame(T0 + 4, "md", "{}"),  # a str subclass as its text
-    ]
-    sizes = [len(md(1)), len(md(2)), len("lone \ud800".encode("utf-8", "surrogatepass")), 3, 2]
-    assert buffer.size == sum(sizes)  # bytes (a str's in UTF-8)
-
-
-def test_the_reader_and_the_buffer_agree_on_the_codes_of_md_frames() -> None:
-    import market_client._md as reader
-    from market_client.recording import _batch
-
-    assert (reader.MD_TEXT, reader.MD_BYTES) == (_batch.MD_TEXT, _batch.MD_BYTES)

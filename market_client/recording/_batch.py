@@ -1,17 +1,16 @@
-"""The recorder's buffer: frames copied as they come into one block the writer process reads.
+"""The recorder's buffer: frames kept as they come, handed to the writer process as one block.
 
-`FrameBuffer` keeps every record's bytes in one ``bytearray``, and its code,
-receive time and length in three lists; handing a batch to the writer
-process is three C-level conversions (`FrameBuffer.parts`) and writing the
-buffers to its pipe, with no Python step per record in the recorder's
-worker thread. The session's MD reader appends a frame itself while the
-buffer has room (`FrameBuffer.room`, `FrameBuffer.limit`): four C-level
-appends and no call (a list's append is less than half the cost of an
-``array``'s, whose every append parses its argument). A frame is copied,
-not kept: the reader frees each frame's object as it would unrecorded, so
-the memory it reads next is memory it has just used (kept, the frames'
-objects made every allocation a fresh one, and the worker thread had to
-walk them all to join and free them while holding the GIL).
+`FrameBuffer` keeps, for every record, the object itself in a list (the
+frame's ``bytes`` or ``str`` exactly as the socket returned it: no copy, no
+encoding) and its receive time in an ``array("q")``; the few records that
+are not market data (CMD frames, gaps, books) also note their place and code
+in a short list. Appending a frame is two C-level appends and a sum, which
+the session's MD reader does itself while the buffer has room
+(`FrameBuffer.room`, `FrameBuffer.limit`): no Python call per frame.
+`FrameBuffer.parts`, in the recorder's worker thread, turns the list into the
+packed block with a few C-level joins and sums, and everything else per frame
+(the raw layer's JSON lines, compression, the table rows) is done by the
+writer process, from `unpack_batch`'s records.
 
 A packed batch (native byte order: both ends are on one machine) is a
 header (record count), the codes, the receive times, the lengths and
@@ -29,7 +28,7 @@ import orjson
 
 from ._raw import RawFrame, RawGap, RawSnapshot
 
-__all__ = ["MD_BYTES", "MD_TEXT", "FrameBuffer", "unpack_batch"]
+__all__ = ["FrameBuffer", "unpack_batch"]
 
 # One code byte per record.
 MD_TEXT, MD_BYTES, CMD_TEXT, CMD_BYTES, GAP, SNAPSHOT = range(6)
@@ -40,52 +39,45 @@ _FRAMES = {
     CMD_BYTES: ("cmd", False),
 }
 _CHANNELS = {"md": MD_TEXT, "cmd": CMD_TEXT}  # a text frame's code (+1: the same as bytes)
+_AS_BYTES = bytes([MD_BYTES, MD_BYTES, CMD_BYTES, CMD_BYTES, GAP, SNAPSHOT]).ljust(256, b"\0")
 _HEADER = struct.Struct("=Q")
 
 
 class FrameBuffer:
-    """Frames, gaps and books in arrival order, packed as they come (see the module's docstring).
+    """Frames, gaps and books in arrival order (see the module's docstring).
 
-    The session's MD reader appends an MD frame itself while ``len(codes) <
-    room`` and ``len(data) < limit`` (the recorder sets both): its receive
-    time (an int64 of ns) to ``times``, `MD_BYTES` (a ``bytes`` frame) or
-    `MD_TEXT` (a ``str``) to ``codes``, and its bytes (a ``str`` encoded as
-    UTF-8 with ``surrogatepass``) to ``lengths`` and ``data``; every other
-    record comes through the methods, which check what they are given.
+    An MD frame is appended by ``times.append(recv_ns)``,
+    ``frames.append(raw)`` and ``size += len(raw)`` while ``len(frames) <
+    room`` and ``size < limit`` (the recorder sets both; the session's MD
+    reader does exactly that); every other record through the methods.
 
     Attributes:
-        data: Every record's bytes, one after the other.
-        codes: Every record's code (its channel and whether it is text).
+        frames: Every record's object: a frame as received (``bytes`` or
+            ``str``), a gap's or a book's JSON.
         times: Every record's receive time, ns.
-        lengths: Every record's length in ``data``.
+        size: The sum of ``len()`` of ``frames`` (bytes, or characters).
         room: Records the MD reader may append before the recorder must look.
-        limit: ``len(data)`` at which the MD reader must let the recorder look.
-        gaps: Gap records held.
+        limit: ``size`` at which the MD reader must let the recorder look.
     """
 
-    __slots__ = ("codes", "data", "gaps", "lengths", "limit", "room", "times")
+    __slots__ = ("frames", "gaps", "limit", "others", "room", "size", "times")
 
     def __init__(self, room: int = 1 << 62, limit: int = 1 << 62) -> None:
-        self.data = bytearray()
-        self.codes: list[int] = []
-        self.times: list[int] = []
-        self.lengths: list[int] = []
+        self.frames: list[Any] = []
+        self.times = array("q")
+        self.size = 0
         self.room = room
         self.limit = limit
+        self.others: list[tuple[int, int]] = []  # (index, text code) of records not MD frames
         self.gaps = 0
 
     def __len__(self) -> int:
-        return len(self.codes)
-
-    @property
-    def size(self) -> int:
-        """Bytes held (a ``str`` frame counts its UTF-8 bytes)."""
-        return len(self.data)
+        return len(self.frames)
 
     @property
     def frames_held(self) -> int:
         """Frames and books held (gap records not counted)."""
-        return len(self.codes) - self.gaps
+        return len(self.frames) - self.gaps
 
     def add_frame(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         """Append one frame (``channel`` ``"md"`` or ``"cmd"``) exactly as received.
@@ -98,13 +90,15 @@ class FrameBuffer:
         code = _CHANNELS.get(channel)
         if code is None:
             raise ValueError(f"no such channel in a recording: {channel!r}")
-        if isinstance(raw, str):
-            # Its text, whatever a subclass's own methods say.
-            body: Any = str.encode(raw, "utf-8", "surrogatepass")
-        else:
-            body = memoryview(raw)  # bytes-like only: bytes(7) would be seven NUL bytes
-            code += 1
-        self._add(code, body, recv_ns)
+        if type(raw) is not str and type(raw) is not bytes:
+            # A str subclass (its own __str__ may differ) or a mutable buffer:
+            # kept as a plain copy of its own.
+            raw = (
+                raw.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+                if isinstance(raw, str)
+                else memoryview(raw).tobytes()  # bytes-like only: bytes(7) is seven NUL bytes
+            )
+        self._add(code, raw, recv_ns)
 
     def add_gap(self, dropped: int, first_ns: int, last_ns: int) -> None:
         """Append a gap record: ``dropped`` frames received from ``first_ns`` to ``last_ns``."""
@@ -115,25 +109,66 @@ class FrameBuffer:
         """Append a book loaded outside the MD stream (``sym``, ``seq``, ``bids``, ``asks``...)."""
         self._add(SNAPSHOT, orjson.dumps(book), recv_ns)
 
-    def _add(self, code: int, body: Any, recv_ns: int) -> None:
-        if type(recv_ns) is not int or not -(1 << 63) <= recv_ns < 1 << 63:
-            raise TypeError(f"recv_ns must be an int64 of ns, got {recv_ns!r}")
-        data = self.data
-        start = len(data)
-        data += body  # (first: what can fail, a bad item, fails before a change)
-        self.lengths.append(len(data) - start)  # bytes, whatever the item's format
-        self.times.append(recv_ns)
-        self.codes.append(code)
+    def _add(self, code: int, item: str | bytes, recv_ns: int) -> None:
+        self.times.append(recv_ns)  # first: what can fail (not an int64) fails before a change
+        if code != MD_TEXT:
+            self.others.append((len(self.frames), code))
+        self.frames.append(item)
+        self.size += len(item)
 
     def parts(self) -> list[bytes | bytearray | memoryview]:
-        """The packed buffer in pieces, to be written one after the other without a join."""
+        """The packed buffer in pieces, to be written one after the other without a join.
+
+        Two C-level passes over the records (a join and their lengths) where
+        they are all ``bytes`` (picows) or ASCII ``str`` (`websockets`) but
+        for a few gaps, books or CMD frames, as usual; any other batch is
+        encoded record by record.
+        """
+        frames = self.frames
+        codes = bytearray(len(frames))  # MD_TEXT everywhere
+        for i, code in self.others:
+            codes[i] = code
+        try:
+            data = b"".join(frames)  # all bytes (picows): the usual case, and one pass
+            codes = codes.translate(_AS_BYTES)
+            lengths = list(map(len, frames))
+        except TypeError:
+            data, lengths = self._text_parts(codes)
         return [
-            _HEADER.pack(len(self.codes)),
-            bytes(self.codes),
-            memoryview(array("q", self.times)).cast("B"),
-            memoryview(array("q", self.lengths)).cast("B"),
-            self.data,
+            _HEADER.pack(len(frames)),
+            codes,
+            memoryview(self.times).cast("B"),
+            memoryview(array("q", lengths)).cast("B"),
+            data,
         ]
+
+    def _text_parts(self, codes: bytearray) -> tuple[bytes, list[int]]:
+        """Contents and lengths of a batch that holds ``str`` (fixing ``codes`` of the rest).
+
+        ASCII text, as usual, takes one join and one encoding, the few other
+        records (gaps, books, a CMD frame as bytes) decoded beside it; anything
+        else is encoded record by record.
+        """
+        frames = items = self.frames
+        others = [i for i, _ in self.others if not isinstance(frames[i], str)]
+        try:
+            if others:
+                items = frames.copy()
+                for i in others:
+                    items[i] = bytes(items[i]).decode("ascii")
+            text = "".join(items)
+            data = text.encode("utf-8", "surrogatepass")
+        except (TypeError, UnicodeDecodeError):  # an MD frame as bytes; not ASCII
+            data, text = b"", ""
+        if data and len(data) == len(text):  # ASCII: a character is a byte
+            for i in others:
+                codes[i] = _AS_BYTES[codes[i]]
+            return data, list(map(len, items))
+        encoded = [f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f for f in frames]
+        for i, f in enumerate(frames):
+            if not isinstance(f, str):
+                codes[i] = _AS_BYTES[codes[i]]
+        return b"".join(encoded), list(map(len, encoded))
 
     def pack(self) -> bytes:
         """The whole buffer as one ``bytes`` (`unpack_batch` reads it back)."""

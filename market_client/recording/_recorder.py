@@ -35,7 +35,7 @@ class Recorder:
     Neither blocks or raises: a frame goes into a bounded buffer. A worker
     task hands the buffer, a batch at a time, to a thread
     (``anyio.to_thread``) that writes it to the recorder's writer process
-    (the buffer holds the frames' bytes already packed: no Python step per
+    (the buffer keeps the frames' objects: a few joins, no Python step per
     frame), which encodes the raw layer's lines, compresses and appends
     them, and builds the Parquet tables. Everything
     done per frame is done there, at a lower CPU priority than the session:
@@ -46,7 +46,7 @@ class Recorder:
     marks the batch the process may have lost).
 
     Overflow policy: when the buffer holds ``max_buffer`` frames or
-    ``max_buffer_bytes`` bytes (a ``str`` frame counts its UTF-8 bytes; the
+    ``max_buffer_bytes`` bytes (a ``str`` frame counts its characters; the
     disk, or the writer process, cannot keep up), new frames are dropped
     and counted (``stats()["dropped"]``), and the raw layer gets a gap
     record (how many, from when to when) at the place they would have
@@ -68,7 +68,7 @@ class Recorder:
         flush_interval: Seconds a frame waits at most before it is written.
         max_buffer: Most frames waiting to be written.
         max_buffer_bytes: Most bytes of frames waiting to be written (a
-            ``str`` frame counts its UTF-8 bytes).
+            ``str`` frame counts its characters).
         rotate_bytes: Close a file and start the next one at about this size.
         rotate_seconds: Close a file and start the next one at this age.
         row_group_rows: Rows per Parquet row group.
