@@ -2,7 +2,7 @@
 
 `FrameBuffer` keeps, for every record, the object itself in a list (the
 frame's ``bytes`` or ``str`` exactly as the socket returned it: no copy, no
-encoding) and its receive time in an ``array("q")``; the few records that
+encoding) and its receive time in another list; the few records that
 are not market data (CMD frames, gaps, books) also note their place and code
 in a short list. Appending a frame is two C-level appends and a sum, which
 the session's MD reader does itself while the buffer has room
@@ -64,7 +64,10 @@ class FrameBuffer:
 
     def __init__(self, room: int = 1 << 62, limit: int = 1 << 62) -> None:
         self.frames: list[Any] = []
-        self.times = array("q")
+        # A list, not an array("q"): the reader appends to it every frame, and
+        # an array's append parses its argument (a 61-bit int the slow way);
+        # `parts` converts it once a batch in the worker thread.
+        self.times: list[int] = []
         self.size = 0
         self.room = room
         self.limit = limit
@@ -110,7 +113,9 @@ class FrameBuffer:
         self._add(SNAPSHOT, orjson.dumps(book), recv_ns)
 
     def _add(self, code: int, item: str | bytes, recv_ns: int) -> None:
-        self.times.append(recv_ns)  # first: what can fail (not an int64) fails before a change
+        if type(recv_ns) is not int or not -(1 << 63) <= recv_ns < 1 << 63:
+            raise TypeError(f"recv_ns must be an int64 of ns, got {recv_ns!r}")
+        self.times.append(recv_ns)
         if code != MD_TEXT:
             self.others.append((len(self.frames), code))
         self.frames.append(item)
@@ -137,7 +142,7 @@ class FrameBuffer:
         return [
             _HEADER.pack(len(frames)),
             codes,
-            memoryview(self.times).cast("B"),
+            memoryview(array("q", self.times)).cast("B"),
             memoryview(array("q", lengths)).cast("B"),
             data,
         ]
