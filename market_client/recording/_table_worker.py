@@ -55,11 +55,11 @@ def lower_priority() -> None:
 
 
 # The cyclic GC's first threshold (CPython's default: 700). Each batch makes
-# tens of thousands of short-lived containers (a record, a decoded message a
-# frame) that reference counting frees: at the default, the collector runs
-# every 700 of them, and its older generations, which the open tables' rows
-# reach, are walked over and over. A fifth of the writer's CPU (the
-# benchmarks' "Recorder" section).
+# tens of thousands of short-lived containers (a record and a decoded message
+# for every frame) that reference counting frees: at the default, the
+# collector runs every 700 of them, and its older generations, which the open
+# tables' rows reach, are walked over and over: a fifth to a third of the
+# writer's CPU (docs/benchmarks.md, "What was made faster").
 GC_THRESHOLD = 50_000
 
 
