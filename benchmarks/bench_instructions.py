@@ -20,9 +20,9 @@ N is the count a message:
   events) over an in-process socket that hands it the flood's frames
   (``_flood.md_messages``: two deltas to a trade) and lets other tasks run
   as the default transports do (each frame a new ``bytes`` object, as picows
-  makes one; a turn every 256 frames, as a socket read would:
-  ``recv()`` hands over a waiting frame without a checkpoint on both
-  backends), and on Trio once more with a turn at every frame, as the Trio
+  makes one; a turn every 256 frames, as a socket read would, and
+  ``recv_many()`` hands over the frames that read brought without a
+  checkpoint, as picows does), and on Trio once more with a turn at every frame, as the Trio
   libraries' own ``recv()`` gives (what the session did before 2026-12-06);
   ``K`` ``events("md")`` consumers
   that only count (``async for``), as in "Client: counting subscribers".
@@ -105,6 +105,18 @@ def _session(
             if not at % every:
                 await anyio.lowlevel.checkpoint()
             return bytes(frames[at])
+
+        async def recv_many(self) -> list[str | bytes]:
+            # What picows hands the reader: every frame the last read brought.
+            if yields:
+                return [await self.recv()]
+            at = self.at
+            if at == len(frames):
+                raise TransportClosed(1000)
+            if not at % every:
+                await anyio.lowlevel.checkpoint()
+            self.at = end = min(len(frames), (at // every + 1) * every)
+            return [bytes(frame) for frame in frames[at:end]]
 
         async def send(self, text: str) -> None:
             raise AssertionError("the reader sends nothing")

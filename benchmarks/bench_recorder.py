@@ -125,8 +125,9 @@ async def run_backend(server: Server, n: int, rounds: int, backend: str) -> dict
 WHERE_THE_TIME_GOES = (
     "Where the time goes: everything the recorder does per frame (the raw layer's lines, "
     "compression, the table rows) is done in the writer process, at a lower CPU priority than "
-    "the session; in the session's process the MD reader keeps each frame's object in the "
-    "recorder's buffer itself (the receive time, two appends and a sum: no call, no copy), "
+    "the session; in the session's process the MD reader keeps the frames' objects in the "
+    "recorder's buffer itself, those it took from the socket together at once (one receive "
+    "time, two extends and a sum: no call, no copy), "
     "and the worker thread packs the buffer and hands it over (the 'worker thread' column: "
     "a few joins over the batch and a pipe). What recording costs the session's event loop "
     "is in the last table: the frames taken only (those steps for every frame: the "
@@ -148,17 +149,18 @@ WHERE_THE_TIME_GOES = (
 )
 
 
-def feed_cost(frames: int = 200_000) -> dict[str, float]:
+def feed_cost(frames: int = 200_000, together: int = 16) -> dict[str, float]:
     """µs per frame the MD reader spends handing frames to a recorder, in this process.
 
     No sockets, no other task: what the reader pays per frame at the least.
-    ``take`` is `record_frame` (the lines `MdChannel._read` runs inline: the
-    appends to `Recorder.buffer`) and ``none`` an empty function called the
-    same way, so ``take - none`` is what the reader pays inline; ``feed`` is
-    one `Recorder.feed` call, the path of a CMD frame and of a frame the buffer
-    has no room for.
+    ``take`` is `record_frames` over ``together`` frames at a time (the lines
+    `MdChannel._read` runs inline for the frames it takes from the socket
+    between two turns, 16 under a flood) and ``none`` an empty function
+    called the same way, so ``take - none`` is what the reader pays inline;
+    ``feed`` is one `Recorder.feed` call a frame, the path of a CMD frame
+    and of a frame the buffer has no room for.
     """
-    from market_client._md import record_frame
+    from market_client._md import record_frames
     from market_client.recording import Recorder
 
     frame = (
@@ -166,9 +168,17 @@ def feed_cost(frames: int = 200_000) -> dict[str, float]:
         b'"changes":[["buy","99.95",12]],"ts_ns":1700000000000000000}'
     )
     frames_in = [bytes(bytearray(frame)) for _ in range(frames)]  # each its own object
+    parts = [frames_in[i : i + together] for i in range(0, frames, together)]
 
-    def nothing(recorders: list[Any], raw: bytes, recv_ns: int) -> None:
+    def nothing(recorders: list[Any], raws: list[bytes], recv_ns: int) -> None:
         pass
+
+    def per_part(hand: Any, *args: Any) -> float:
+        now = time.time_ns
+        start = time.perf_counter()
+        for part in parts:
+            hand(*args, part, now())
+        return (time.perf_counter() - start) / frames * 1e6
 
     def per_frame(hand: Any, *args: Any) -> float:
         now = time.time_ns
@@ -181,10 +191,10 @@ def feed_cost(frames: int = 200_000) -> dict[str, float]:
     for _ in range(5):
         with tempfile.TemporaryDirectory() as tmp:
             # Never opened: frames only fill its buffer (nobody is woken, nothing written).
-            out["take"].append(per_frame(record_frame, [Recorder(tmp, batch_frames=frames + 1)]))
+            out["take"].append(per_part(record_frames, [Recorder(tmp, batch_frames=frames + 1)]))
             out["feed"].append(per_frame(Recorder(tmp, batch_frames=frames + 1).feed, "md"))
-        out["none"].append(per_frame(nothing, []))
-    return {"frames": frames, **{k: min(v) for k, v in out.items()}}
+        out["none"].append(per_part(nothing, []))
+    return {"frames": frames, "together": together, **{k: min(v) for k, v in out.items()}}
 
 
 def verdict(results: list[dict[str, Any]]) -> str:
@@ -316,11 +326,12 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
         "flush before the end: no worker thread and no writer process at work during "
         "the flood), and at the default settings; and, in this process alone with no "
         "socket, what the reader's steps cost a frame: "
-        f"{cost['take'] - cost['none']:.2f} µs (`record_frame`, which the reader runs "
-        f"inline, {cost['take']:.2f} µs against {cost['none']:.2f} for an empty function "
-        f"called the same way; one `Recorder.feed` "
-        f"call, the path of a CMD frame, {cost['feed']:.2f} µs; best of five, "
-        f"{cost['frames']:,.0f} frames).\n\n"
+        f"{cost['take'] - cost['none']:.3f} µs (`record_frames` over "
+        f"{cost['together']} frames at a time, which the reader runs inline for the frames "
+        f"it takes between two turns, {cost['take']:.3f} µs a frame against "
+        f"{cost['none']:.3f} for an empty function called the same way; one "
+        f"`Recorder.feed` call, the path of a CMD frame, {cost['feed']:.2f} µs; best of "
+        f"five, {cost['frames']:,.0f} frames).\n\n"
         + table(
             [
                 "backend",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import repeat
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -59,28 +60,40 @@ Send = Callable[..., Awaitable[dict[str, Any]]]
 class FrameSink(Protocol):
     """What the MD reader hands every frame to: a `Recorder` (``market_client.recording``)."""
 
-    buffer: Any  # a `FrameBuffer`: the reader appends to it itself while it has room
+    buffer: Any  # a `FrameBuffer`: the reader adds frames to it itself while it has room
 
     def feed(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         """Take one frame the reader could not append itself."""
 
 
-def record_frame(recorders: Sequence[FrameSink], raw: str | bytes, recv_ns: int) -> None:
-    """Hand one MD frame to every recorder: what `MdChannel._read` does inline, once a frame.
+def record_frames(
+    recorders: Sequence[FrameSink], raws: Sequence[str | bytes], recv_ns: int
+) -> None:
+    """Hand MD frames received together to every recorder: what `MdChannel._read` does inline.
 
-    It appends to a recorder's buffer itself while that has room (see
-    `FrameBuffer`), and calls its ``feed`` otherwise. The reader repeats these
-    lines instead of calling this (a call costs as much as the appends); the
-    tests and the benchmarks call it.
+    The reader hands over the frames it takes from the socket at once (up
+    to its next turn: at most 16 under a flood), with one receive time. A
+    recorder's buffer takes them all with three C-level steps while it has
+    room for all of them (see `FrameBuffer`); else each goes to its
+    ``feed``. The reader repeats these lines instead of calling this (a
+    call costs as much as the steps); the tests and the benchmarks call it.
     """
+    n = len(raws)
+    size = sum(map(len, raws))
     for recorder in recorders:
         buf = recorder.buffer
-        if len(buf.frames) < buf.room and buf.size < buf.limit:
-            buf.times.append(recv_ns)
-            buf.frames.append(raw)
-            buf.size += len(raw)
+        if len(buf.frames) + n <= buf.room and buf.size + size <= buf.limit:
+            buf.times.extend(repeat(recv_ns, n))
+            buf.frames.extend(raws)
+            buf.size += size
         else:
-            recorder.feed("md", raw, recv_ns)
+            for raw in raws:
+                recorder.feed("md", raw, recv_ns)
+
+
+def record_frame(recorders: Sequence[FrameSink], raw: str | bytes, recv_ns: int) -> None:
+    """Hand one MD frame to every recorder (`record_frames` of one frame)."""
+    record_frames(recorders, (raw,), recv_ns)
 
 
 class MdChannel:
@@ -181,64 +194,78 @@ class MdChannel:
         if not expected:
             ready.set()
         count = self.messages
-        pending: str | bytes | None = None
+        pending: list[str | bytes] | None = None
         while True:
             moved = clock()
             with anyio.CancelScope(deadline=moved + limit) as watchdog:
                 while True:
                     if pending is None:
                         try:
-                            raw = await ws.recv()
+                            raws = await ws.recv_many()
                         except TransportClosed as exc:
                             raise link_closed("MD", exc.code, exc.reason) from exc
                     else:
-                        raw, pending = pending, None
-                    now = clock()
-                    if now - moved > step:
-                        watchdog.deadline = now + limit
-                        moved = now
-                    count += 1
-                    if fair and count % FAIR_EVERY == 0:
-                        self.messages = count
-                        await checkpoint()
-                    self.messages = count
-                    if recorders:
-                        # `record_frame`, inline: while a recorder's buffer has
-                        # room, three C-level steps a frame and no call.
-                        now_ns = time_ns()
-                        for recorder in recorders:
-                            buf = recorder.buffer
-                            if len(buf.frames) < buf.room and buf.size < buf.limit:
-                                buf.times.append(now_ns)
-                                buf.frames.append(raw)
-                                buf.size += len(raw)
-                            else:
-                                recorder.feed("md", raw, now_ns)
-                    msg = on_frame(raw)  # counts and logs what is malformed
-                    if market._resync_queue:
-                        self._start_resyncs()
-                    if msg is None:
-                        continue
-                    ch = msg["ch"]
-                    if ch == "heartbeat":
-                        continue
-                    if expected and ch == "book.snapshot":
-                        expected.discard(msg["sym"])
-                        if not expected:
-                            ready.set()
-                    if hub._subs:
-                        kind = _KINDS.get(ch) or "md." + ch
-                        targets = hub.targets(kind)
-                        if targets:
-                            hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
-                    if self.on_md_event is not None:
-                        hooks.call(self.on_md_event, msg)
+                        raws, pending = pending, None
+                    n = len(raws)
+                    i = 0
+                    while i < n:
+                        # The frames up to the next turn go together: to the
+                        # recorders at once, then through the state one by one.
+                        j = min(n, i + FAIR_EVERY - count % FAIR_EVERY) if fair else n
+                        part = raws if i == 0 and j == n else raws[i:j]
+                        i = j
+                        now = clock()
+                        if now - moved > step:
+                            watchdog.deadline = now + limit
+                            moved = now
+                        if recorders:
+                            # `record_frames`, inline: while a recorder's buffer
+                            # has room, three C-level steps for all of them.
+                            now_ns = time_ns()
+                            taken = len(part)
+                            size = sum(map(len, part))
+                            for recorder in recorders:
+                                buf = recorder.buffer
+                                if (
+                                    len(buf.frames) + taken <= buf.room
+                                    and buf.size + size <= buf.limit
+                                ):
+                                    buf.times.extend(repeat(now_ns, taken))
+                                    buf.frames.extend(part)
+                                    buf.size += size
+                                else:
+                                    for raw in part:
+                                        recorder.feed("md", raw, now_ns)
+                        for raw in part:
+                            count += 1
+                            self.messages = count
+                            msg = on_frame(raw)  # counts and logs what is malformed
+                            if market._resync_queue:
+                                self._start_resyncs()
+                            if msg is None:
+                                continue
+                            ch = msg["ch"]
+                            if ch == "heartbeat":
+                                continue
+                            if expected and ch == "book.snapshot":
+                                expected.discard(msg["sym"])
+                                if not expected:
+                                    ready.set()
+                            if hub._subs:
+                                kind = _KINDS.get(ch) or "md." + ch
+                                targets = hub.targets(kind)
+                                if targets:
+                                    hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
+                            if self.on_md_event is not None:
+                                hooks.call(self.on_md_event, msg)
+                        if fair and count % FAIR_EVERY == 0:
+                            await checkpoint()
             # The deadline passed. If the event loop itself was blocked for that
             # long (a sync hook, a long collection), frames may be waiting that
             # the timer beat: one short read tells a live link from a dead one.
             with anyio.move_on_after(min(0.25, limit / 4)):
                 try:
-                    pending = await ws.recv()
+                    pending = await ws.recv_many()
                 except TransportClosed as exc:
                     raise link_closed("MD", exc.code, exc.reason) from exc
             if pending is None:

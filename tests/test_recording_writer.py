@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market_client._md import record_frame
+from market_client._md import record_frame, record_frames
 from market_client.recording import RawFrame, RawGap, RawSnapshot, Recorder, Recording, iter_raw
 from market_client.recording._batch import FrameBuffer, unpack_batch
 from market_client.recording._child import WriterProcess
@@ -304,6 +304,33 @@ def test_the_reader_appends_until_a_batch_is_full_then_up_to_the_buffer(tmp_path
     assert (stats["fed"], stats["buffered"], stats["dropped"]) == (8, 8, 2)
     assert recorder.buffer.records() == [
         RawFrame(T0 + seq, "md", md(seq).encode()) for seq in range(1, 9)
+    ]
+
+
+def test_frames_read_together_go_in_at_once_with_one_receive_time(tmp_path: Path) -> None:
+    # The MD reader hands over what one read of the socket brought (up to its
+    # next turn): all at once while the buffer has room for all of them,
+    # else each through feed (as one frame at a time would go).
+    recorder = Recorder(tmp_path, batch_frames=5, max_buffer=8)
+    fed: list[int] = []
+    feed = recorder.feed
+
+    def counting_feed(channel: str, raw: str | bytes, recv_ns: int) -> None:
+        fed.append(recv_ns - T0)
+        feed(channel, raw, recv_ns)
+
+    recorder.feed = counting_feed  # type: ignore[method-assign]
+    frames = [md(seq).encode() for seq in range(1, 11)]
+    record_frames([recorder], frames[:3], T0 + 1)  # room for 4: in at once
+    assert fed == []
+    record_frames([recorder], frames[3:6], T0 + 2)  # no room for 3 more: through feed
+    record_frames([recorder], frames[6:], T0 + 3)  # two fit the buffer, two are dropped
+    assert fed == [2, 2, 2, 3, 3, 3, 3]
+    stats = recorder.stats()
+    assert (stats["fed"], stats["buffered"], stats["dropped"]) == (8, 8, 2)
+    times = [T0 + 1] * 3 + [T0 + 2] * 3 + [T0 + 3] * 2
+    assert recorder.buffer.records() == [
+        RawFrame(t, "md", frame) for t, frame in zip(times, frames, strict=False)
     ]
 
 

@@ -372,6 +372,59 @@ async def test_recv_returns_waiting_messages_without_a_checkpoint(
         ]
 
 
+def _text(messages: list[str | bytes]) -> list[str]:
+    return [m if isinstance(m, str) else m.decode() for m in messages]
+
+
+async def test_recv_many_takes_every_waiting_message_at_once_in_order(
+    transport: WebSocketTransport,
+) -> None:
+    # The MD reader reads through recv_many(), and hands a recorder what it
+    # returns with one receive time: every message waiting, whole and in
+    # order, without a checkpoint. picows and websockets' Trio client hand
+    # them all over at once; the others one a call (the default).
+    from market_client._transports._websockets import _WebsocketsSocket
+
+    async with (
+        Peer(silent=False, flood=100).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        got = [await ws.recv()]
+        await wait_until_waiting(ws, 1 if isinstance(transport, HttpxWsTransport) else 60)
+        held = waiting(ws)
+        ran: list[int] = []
+
+        async def mark() -> None:
+            ran.append(1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mark)
+            more = await ws.recv_many()
+            assert ran == [], "a recv_many() of waiting messages let another task run"
+        picows = type(ws).__name__ == "PicowsWebSocket"  # (picows may not be installed)
+        drains = picows or (isinstance(ws, _WebsocketsSocket) and ws._trio)
+        assert len(more) == (held if drains else 1)
+        while len(got) + len(more) < 100:
+            more += await ws.recv_many()
+    assert _text(got + more) == [f"m{i}" for i in range(100)]
+
+
+async def test_recv_many_reads_a_flood_past_max_queue_whole(
+    transport: WebSocketTransport,
+) -> None:
+    # Taking every waiting message at once must resume a socket the library
+    # paused above max_queue (else the connection hangs).
+    transport.max_queue = 4
+    got: list[str | bytes] = []
+    async with (
+        Peer(silent=False, flood=30_000).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        while len(got) < 30_000:
+            got += await ws.recv_many()
+    assert _text(got) == [f"m{i}" for i in range(30_000)]
+
+
 async def test_a_fragmented_message_among_waiting_ones_comes_whole_and_in_order(
     transport: WebSocketTransport,
 ) -> None:

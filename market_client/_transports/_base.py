@@ -148,6 +148,17 @@ class WebSocket(abc.ABC):
             TransportClosed: The socket is closed.
         """
 
+    async def recv_many(self) -> list[str | bytes]:
+        """Receive every message already waiting, at least one (waiting for it if none).
+
+        This default returns one message, from `recv`; an adapter whose
+        library queues messages returns all of them at once.
+
+        Raises:
+            TransportClosed: The socket is closed (and nothing is waiting).
+        """
+        return [await self.recv()]
+
     @abc.abstractmethod
     async def send(self, text: str) -> None:
         """Send one text message.

@@ -197,6 +197,21 @@ class PicowsWebSocket(WebSocket):
             self._transport.underlying_transport.resume_reading()
         return message
 
+    async def recv_many(self) -> list[str | bytes]:
+        listener = self._listener
+        messages = listener.messages
+        while not messages:
+            if listener.disconnected:
+                raise await self._closed()
+            listener.waiter = asyncio.get_running_loop().create_future()
+            await listener.waiter
+        batch: list[str | bytes] = list(messages)
+        messages.clear()
+        if listener.paused:
+            listener.paused = False
+            self._transport.underlying_transport.resume_reading()
+        return batch
+
     async def ping(self) -> None:
         listener = self._listener
         if listener.disconnected or self._transport.is_close_frame_sent:

@@ -115,14 +115,16 @@ class _WebsocketsSocket(WebSocket):
             raise self._seen_closed(TransportClosed(1006)) from exc
         return True
 
-    async def recv(self) -> str | bytes:
+    def _waiting(self) -> str | bytes | None:
+        """A whole message that is waiting, taken without a checkpoint; else None.
+
+        What the library's recv() would return, without its checkpoint (its
+        Assembler.get, unfragmented). Anything else (text that is not UTF-8:
+        the library fails the connection with 1007; a frame left of a
+        message it refused) is the library's to handle.
+        """
         queue = self._queue  # empty but for the Trio client's waiting frames
         if queue and queue[0].fin and not self._assembler.get_in_progress:
-            # A whole message is waiting: what the library's recv() would
-            # return, without its checkpoint (its Assembler.get, unfragmented).
-            # Anything else (text that is not UTF-8: the library fails the
-            # connection with 1007; a frame left of a message it refused) is
-            # the library's to handle.
             frame = queue[0]
             message: str | bytes | None = None
             if frame.opcode is self._text:
@@ -134,10 +136,22 @@ class _WebsocketsSocket(WebSocket):
                 queue.popleft()
                 self._assembler.maybe_resume()
                 return message
+        return None
+
+    async def recv(self) -> str | bytes:
+        message = self._waiting()
+        if message is not None:
+            return message
         try:
             return await self._ws.recv()  # type: ignore[no-any-return]
         except self._closed_exc as exc:
             raise self._closed(exc) from exc
+
+    async def recv_many(self) -> list[str | bytes]:
+        messages: list[str | bytes] = []
+        while (message := self._waiting()) is not None:
+            messages.append(message)
+        return messages or [await self.recv()]
 
     async def ping(self) -> None:
         try:

@@ -4,9 +4,10 @@
 frame's ``bytes`` or ``str`` exactly as the socket returned it: no copy, no
 encoding) and its receive time in another list; the few records that
 are not market data (CMD frames, gaps, books) also note their place and code
-in a short list. Appending a frame is two C-level appends and a sum, which
-the session's MD reader does itself while the buffer has room
-(`FrameBuffer.room`, `FrameBuffer.limit`): no Python call per frame.
+in a short list. The session's MD reader adds the frames it took from the
+socket together itself, with two C-level extends and a sum for them all,
+while the buffer has room for them (`FrameBuffer.room`, `FrameBuffer.limit`):
+no Python call, and no Python step per frame.
 `FrameBuffer.parts`, in the recorder's worker thread, turns the list into the
 packed block with a few C-level joins and sums, and everything else per frame
 (the raw layer's JSON lines, compression, the table rows) is done by the
@@ -46,10 +47,12 @@ _HEADER = struct.Struct("=Q")
 class FrameBuffer:
     """Frames, gaps and books in arrival order (see the module's docstring).
 
-    An MD frame is appended by ``times.append(recv_ns)``,
-    ``frames.append(raw)`` and ``size += len(raw)`` while ``len(frames) <
-    room`` and ``size < limit`` (the recorder sets both; the session's MD
-    reader does exactly that); every other record through the methods.
+    MD frames received together are added by
+    ``times.extend(repeat(recv_ns, n))``, ``frames.extend(raws)`` and
+    ``size += sum(map(len, raws))`` while ``len(frames) + n <= room`` and
+    ``size + sum(map(len, raws)) <= limit`` (the recorder sets both; the
+    session's MD reader does exactly that, `record_frames`); every other
+    record through the methods.
 
     Attributes:
         frames: Every record's object: a frame as received (``bytes`` or
@@ -64,9 +67,10 @@ class FrameBuffer:
 
     def __init__(self, room: int = 1 << 62, limit: int = 1 << 62) -> None:
         self.frames: list[Any] = []
-        # A list, not an array("q"): the reader appends to it every frame, and
-        # an array's append parses its argument (a 61-bit int the slow way);
-        # `parts` converts it once a batch in the worker thread.
+        # A list, not an array("q"): the reader extends it with one int for
+        # the frames it read together, and an array parses every item (a
+        # 61-bit int the slow way); `parts` converts it once a batch in the
+        # worker thread.
         self.times: list[int] = []
         self.size = 0
         self.room = room

@@ -30,8 +30,9 @@ class Recorder:
 
     The client calls `describe` once, then hands it every MD frame and
     private CMD event as received, and `snapshot` for every book it loads
-    outside the MD stream: the MD reader appends a frame to `buffer` itself
-    while it has room, and calls `feed` otherwise (and for CMD frames).
+    outside the MD stream: the MD reader adds the frames it read together
+    to `buffer` itself while it has room for them, and calls `feed` for each
+    otherwise (and for CMD frames).
     Neither blocks or raises: a frame goes into a bounded buffer. A worker
     task hands the buffer, a batch at a time, to a thread
     (``anyio.to_thread``) that writes it to the recorder's writer process
@@ -78,8 +79,8 @@ class Recorder:
         directory: Where it writes.
         options: The options it was made with.
         buffer: The `FrameBuffer` frames wait in for the worker thread (a new
-            one for each batch taken). The session's MD reader appends a
-            frame to it itself while it has room, and calls `feed` otherwise.
+            one for each batch taken). The session's MD reader adds frames
+            to it itself while it has room, and calls `feed` otherwise.
 
     Raises:
         ValueError: An option is out of range.
@@ -272,7 +273,7 @@ class Recorder:
         return batch
 
     def _new_buffer(self) -> FrameBuffer:
-        # The MD reader appends by itself up to the frame that wakes the writer.
+        # The MD reader adds frames by itself up to the one that wakes the writer.
         return FrameBuffer(min(self._wake_at, self._max_buffer), self._max_bytes)
 
     # -- the worker thread ----------------------------------------------------------
@@ -429,8 +430,8 @@ class Recorder:
             raw: The frame exactly as received.
             recv_ns: ``time.time_ns()`` when it was received.
         """
-        # The MD reader appends by itself while the buffer has room: what
-        # comes here is a CMD frame, the frame that fills a batch, or one
+        # The MD reader adds frames by itself while the buffer has room: what
+        # comes here is a CMD frame, a frame that would fill a batch, or one
         # for which there is no room.
         try:
             self._append(channel, raw, recv_ns)
