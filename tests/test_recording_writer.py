@@ -285,10 +285,8 @@ def test_a_packed_buffer_unpacks_to_the_same_records_in_order(
             assert type(record.raw) is type(raw)  # type: ignore[union-attr]
 
 
-def test_the_reader_appends_until_a_batch_is_full_then_up_to_the_buffer(tmp_path: Path) -> None:
-    # Never opened, so nothing takes the buffer: what the reader appends itself,
-    # what it hands to feed (the frame that fills a batch, and those with no room).
-    recorder = Recorder(tmp_path, batch_frames=5, max_buffer=8)
+def count_feeds(recorder: Recorder) -> list[int]:
+    """The receive times (less T0) of the frames handed to ``recorder.feed`` from now on."""
     fed: list[int] = []
     feed = recorder.feed
 
@@ -297,6 +295,14 @@ def test_the_reader_appends_until_a_batch_is_full_then_up_to_the_buffer(tmp_path
         feed(channel, raw, recv_ns)
 
     recorder.feed = counting_feed  # type: ignore[method-assign]
+    return fed
+
+
+def test_the_reader_appends_until_a_batch_is_full_then_up_to_the_buffer(tmp_path: Path) -> None:
+    # Never opened, so nothing takes the buffer: what the reader appends itself,
+    # what it hands to feed (the frame that fills a batch, and those with no room).
+    recorder = Recorder(tmp_path, batch_frames=5, max_buffer=8)
+    fed = count_feeds(recorder)
     for seq in range(1, 11):
         record_frame([recorder], md(seq).encode(), T0 + seq)
     assert fed == [5, 9, 10]
@@ -312,14 +318,7 @@ def test_frames_read_together_go_in_at_once_with_one_receive_time(tmp_path: Path
     # next turn): all at once while the buffer has room for all of them,
     # else each through feed (as one frame at a time would go).
     recorder = Recorder(tmp_path, batch_frames=5, max_buffer=8)
-    fed: list[int] = []
-    feed = recorder.feed
-
-    def counting_feed(channel: str, raw: str | bytes, recv_ns: int) -> None:
-        fed.append(recv_ns - T0)
-        feed(channel, raw, recv_ns)
-
-    recorder.feed = counting_feed  # type: ignore[method-assign]
+    fed = count_feeds(recorder)
     frames = [md(seq).encode() for seq in range(1, 11)]
     record_frames([recorder], frames[:3], T0 + 1)  # room for 4: in at once
     assert fed == []

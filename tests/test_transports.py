@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -343,6 +343,36 @@ async def wait_until_waiting(ws: Any, count: int) -> None:
             await anyio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def holding_messages(transport: WebSocketTransport) -> AsyncIterator[tuple[Any, int]]:
+    """A socket that returned "m0", its library holding what it will of 99 more: (it, how many)."""
+    async with (
+        Peer(silent=False, flood=100).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        assert await ws.recv() in ("m0", b"m0")
+        await wait_until_waiting(ws, 1 if isinstance(transport, HttpxWsTransport) else 60)
+        yield ws, waiting(ws)
+
+
+async def without_a_turn(receive: Callable[[], Awaitable[list[str | bytes]]]) -> list[str | bytes]:
+    """What ``receive()`` returns, checking that no other task ran meanwhile."""
+    ran: list[int] = []
+
+    async def mark() -> None:
+        ran.append(1)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(mark)
+        got = await receive()
+        assert ran == [], "taking waiting messages let another task run"
+    return got
+
+
+def _text(messages: list[str | bytes]) -> list[str]:
+    return [m if isinstance(m, str) else m.decode() for m in messages]
+
+
 async def test_recv_returns_waiting_messages_without_a_checkpoint(
     transport: WebSocketTransport,
 ) -> None:
@@ -350,30 +380,14 @@ async def test_recv_returns_waiting_messages_without_a_checkpoint(
     # for: on every transport recv() hands over a waiting message at once
     # (a Trio memory channel's receive() would cost a scheduling round per
     # message, half a Trio session's time under a flood), whole and in order.
-    async with (
-        Peer(silent=False, flood=100).serve() as peer,
-        transport.connect(peer.url, open_timeout=5) as ws,
-    ):
-        assert await ws.recv() in ("m0", b"m0")
+    async with holding_messages(transport) as (ws, held):
         assert not ws.recv_yields
-        await wait_until_waiting(ws, 1 if isinstance(transport, HttpxWsTransport) else 60)
-        held = waiting(ws)
-        ran: list[int] = []
 
-        async def mark() -> None:
-            ran.append(1)
+        async def take() -> list[str | bytes]:
+            return [await ws.recv() for _ in range(held)]
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(mark)
-            got = [await ws.recv() for _ in range(held)]
-            assert ran == [], "a recv() of a waiting message let another task run"
-        assert [m if isinstance(m, str) else m.decode() for m in got] == [
-            f"m{i}" for i in range(1, held + 1)
-        ]
-
-
-def _text(messages: list[str | bytes]) -> list[str]:
-    return [m if isinstance(m, str) else m.decode() for m in messages]
+        got = await without_a_turn(take)
+    assert _text(got) == [f"m{i}" for i in range(1, held + 1)]
 
 
 async def test_recv_many_takes_every_waiting_message_at_once_in_order(
@@ -385,28 +399,14 @@ async def test_recv_many_takes_every_waiting_message_at_once_in_order(
     # them all over at once; the others one a call (the default).
     from market_client._transports._websockets import _WebsocketsSocket
 
-    async with (
-        Peer(silent=False, flood=100).serve() as peer,
-        transport.connect(peer.url, open_timeout=5) as ws,
-    ):
-        got = [await ws.recv()]
-        await wait_until_waiting(ws, 1 if isinstance(transport, HttpxWsTransport) else 60)
-        held = waiting(ws)
-        ran: list[int] = []
-
-        async def mark() -> None:
-            ran.append(1)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(mark)
-            more = await ws.recv_many()
-            assert ran == [], "a recv_many() of waiting messages let another task run"
+    async with holding_messages(transport) as (ws, held):
+        got = await without_a_turn(ws.recv_many)
         picows = type(ws).__name__ == "PicowsWebSocket"  # (picows may not be installed)
         drains = picows or (isinstance(ws, _WebsocketsSocket) and ws._trio)
-        assert len(more) == (held if drains else 1)
-        while len(got) + len(more) < 100:
-            more += await ws.recv_many()
-    assert _text(got + more) == [f"m{i}" for i in range(100)]
+        assert len(got) == (held if drains else 1)
+        while len(got) < 99:
+            got += await ws.recv_many()
+    assert _text(got) == [f"m{i}" for i in range(1, 100)]
 
 
 async def test_recv_many_reads_a_flood_past_max_queue_whole(

@@ -183,14 +183,20 @@ class PicowsWebSocket(WebSocket):
         self._transport.send(WSMsgType.TEXT, text.encode())
         return True
 
-    async def recv(self) -> str | bytes:
+    async def _until_waiting(self) -> None:
+        """Return once a message waits; raise if the socket closed with none."""
         listener = self._listener
-        messages = listener.messages
-        while not messages:
+        while not listener.messages:
             if listener.disconnected:
                 raise await self._closed()
             listener.waiter = asyncio.get_running_loop().create_future()
             await listener.waiter
+
+    async def recv(self) -> str | bytes:
+        listener = self._listener
+        messages = listener.messages
+        if not messages:
+            await self._until_waiting()
         message = messages.popleft()
         if listener.paused and len(messages) <= listener.max_queue // 4:
             listener.paused = False
@@ -200,11 +206,8 @@ class PicowsWebSocket(WebSocket):
     async def recv_many(self) -> list[str | bytes]:
         listener = self._listener
         messages = listener.messages
-        while not messages:
-            if listener.disconnected:
-                raise await self._closed()
-            listener.waiter = asyncio.get_running_loop().create_future()
-            await listener.waiter
+        if not messages:
+            await self._until_waiting()
         batch: list[str | bytes] = list(messages)
         messages.clear()
         if listener.paused:
