@@ -195,6 +195,8 @@ class MdChannel:
             ready.set()
         count = self.messages
         pending: list[str | bytes] | None = None
+        raws: list[str | bytes] = []
+        i = n = 0  # the frames of ``raws`` taken through so far, of all
         while True:
             moved = clock()
             with anyio.CancelScope(deadline=moved + limit) as watchdog:
@@ -262,7 +264,12 @@ class MdChannel:
                             await checkpoint()
             # The deadline passed. If the event loop itself was blocked for that
             # long (a sync hook, a long collection), frames may be waiting that
-            # the timer beat: one short read tells a live link from a dead one.
+            # the timer beat: those read already and not yet taken through
+            # (it passed at a turn), or one short read tells a live link from
+            # a dead one.
+            if i < n:
+                pending = raws[i:]
+                continue
             with anyio.move_on_after(min(0.25, limit / 4)):
                 try:
                     pending = await ws.recv_many()

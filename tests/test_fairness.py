@@ -21,7 +21,7 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from market_client import MarketClient
+from market_client import ConnectionLost, MarketClient
 from market_client._transports import TRANSPORTS, TransportName
 
 from .support import skip_unless_runs_on
@@ -91,3 +91,67 @@ async def test_a_counting_subscriber_receives_every_event_of_a_flood(
         assert seqs == list(range(seqs[0], messages + 1))
         assert len(seqs) > messages * 0.9  # it did watch (nearly all of) the flood
         assert client.book_snapshot("ABC")["seq"] == messages
+
+
+async def test_frames_read_together_outlive_a_deadline_that_passes_at_a_turn() -> None:
+    # The MD reader takes every waiting message at once and works through
+    # them with a turn every 16. A hook that blocks the loop for longer than
+    # the heartbeat limit lets the link's deadline pass meanwhile: the turn
+    # ends the watchdog's scope (Trio cancels there), and the frames read
+    # after it must still be taken through, not dropped with the scope.
+    import time
+
+    import orjson
+
+    from market_client._events import EventHub, HookRunner
+    from market_client._md import MdChannel
+    from market_client._state import MarketState
+    from market_client._transports import TransportClosed, WebSocket
+
+    book = {"type": "md", "ch": "book.snapshot", "sym": "ABC", "seq": 0, "bids": [], "asks": []}
+    frames = [orjson.dumps({**book, "ts_ns": 1})]
+    frames += [orjson.dumps({"type": "md", "ch": "heartbeat", "ts_ns": i}) for i in range(2, 41)]
+
+    class Socket(WebSocket):
+        read = False
+
+        async def recv(self) -> bytes:
+            raise AssertionError("the MD reader reads through recv_many")
+
+        async def recv_many(self) -> list[str | bytes]:
+            if self.read:
+                raise TransportClosed(1000)
+            self.read = True
+            return list(frames)
+
+        async def send(self, text: str) -> None:
+            raise AssertionError("the reader sends nothing")
+
+        async def ping(self) -> None:
+            pass
+
+        async def _close_handshake(self, code: int, reason: str) -> None:
+            pass
+
+        async def _drop(self) -> None:
+            pass
+
+    market = MarketState()
+    market.add_series("ABC", 1000, 50)
+    channel = MdChannel(
+        market,
+        ws_base="ws://127.0.0.1:9",
+        token=lambda: "",
+        connect_websocket=lambda url: None,
+        send=None,  # type: ignore[arg-type]
+        give_up=lambda exc: True,
+        hub=EventHub(),
+        hooks=HookRunner(),
+        recorders=[],
+        timeout=5,
+        heartbeat_timeout=0.2,
+    )
+    channel.on_md_event = lambda msg: time.sleep(0.3)  # the snapshot's hook blocks the loop
+    with anyio.fail_after(10), pytest.raises(ConnectionLost, match="code 1000"):
+        await channel._read(Socket(), anyio.Event(), set())
+    assert channel.messages == len(frames)
