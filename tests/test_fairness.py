@@ -106,35 +106,18 @@ async def test_frames_read_together_outlive_a_deadline_that_passes_at_a_turn() -
     from market_client._events import EventHub, HookRunner
     from market_client._md import MdChannel
     from market_client._state import MarketState
-    from market_client._transports import TransportClosed, WebSocket
+    from market_client.testing import ScriptedWebSocket
 
     book = {"type": "md", "ch": "book.snapshot", "sym": "ABC", "seq": 0, "bids": [], "asks": []}
     frames = [orjson.dumps({**book, "ts_ns": 1})]
     frames += [orjson.dumps({"type": "md", "ch": "heartbeat", "ts_ns": i}) for i in range(2, 41)]
 
-    class Socket(WebSocket):
-        read = False
-
-        async def recv(self) -> bytes:
-            raise AssertionError("the MD reader reads through recv_many")
-
+    class AllAtOnce(ScriptedWebSocket):
         async def recv_many(self) -> list[str | bytes]:
-            if self.read:
-                raise TransportClosed(1000)
-            self.read = True
-            return list(frames)
-
-        async def send(self, text: str) -> None:
-            raise AssertionError("the reader sends nothing")
-
-        async def ping(self) -> None:
-            pass
-
-        async def _close_handshake(self, code: int, reason: str) -> None:
-            pass
-
-        async def _drop(self) -> None:
-            pass
+            first = await self.recv()  # the close, once they are all read
+            rest = list(self._frames)
+            self._frames.clear()
+            return [first, *rest]
 
     market = MarketState()
     market.add_series("ABC", 1000, 50)
@@ -153,5 +136,5 @@ async def test_frames_read_together_outlive_a_deadline_that_passes_at_a_turn() -
     )
     channel.on_md_event = lambda msg: time.sleep(0.3)  # the snapshot's hook blocks the loop
     with anyio.fail_after(10), pytest.raises(ConnectionLost, match="code 1000"):
-        await channel._read(Socket(), anyio.Event(), set())
+        await channel._read(AllAtOnce(frames), anyio.Event(), set())
     assert channel.messages == len(frames)
