@@ -127,7 +127,7 @@ WHERE_THE_TIME_GOES = (
     "compression, the table rows) is done in the writer process, at a lower CPU priority than "
     "the session; in the session's process the MD reader keeps the frames' objects in the "
     "recorder's buffer itself, those it took from the socket together at once (one receive "
-    "time, two extends and a sum: no call, no copy), "
+    "time, two extends and a sum in one call for them all: no copy), "
     "and the worker thread packs the buffer and hands it over (the 'worker thread' column: "
     "a few joins over the batch and a pipe). What recording costs the session's event loop "
     "is in the last table: the frames taken only (those steps for every frame: the "
@@ -154,9 +154,9 @@ def feed_cost(frames: int = 200_000, together: int = 16) -> dict[str, float]:
 
     No sockets, no other task: what the reader pays per frame at the least.
     ``take`` is `record_frames` over ``together`` frames at a time (the lines
-    `MdChannel._read` runs inline for the frames it takes from the socket
-    between two turns, 16 under a flood) and ``none`` an empty function
-    called the same way, so ``take - none`` is what the reader pays inline;
+    `MdChannel._read` calls for the frames it takes from the socket between
+    two turns, 16 under a flood) and ``none`` an empty function called the
+    same way, so ``take - none`` is what the reader pays for the hand-off;
     ``feed`` is one `Recorder.feed` call a frame, the path of a CMD frame
     and of a frame the buffer has no room for.
     """
@@ -327,7 +327,7 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
         "the flood), and at the default settings; and, in this process alone with no "
         "socket, what the reader's steps cost a frame: "
         f"{cost['take'] - cost['none']:.3f} µs (`record_frames` over "
-        f"{cost['together']} frames at a time, which the reader runs inline for the frames "
+        f"{cost['together']} frames at a time, which the reader calls for the frames "
         f"it takes between two turns, {cost['take']:.3f} µs a frame against "
         f"{cost['none']:.3f} for an empty function called the same way; one "
         f"`Recorder.feed` call, the path of a CMD frame, {cost['feed']:.2f} µs; best of "

@@ -69,14 +69,13 @@ class FrameSink(Protocol):
 def record_frames(
     recorders: Sequence[FrameSink], raws: Sequence[str | bytes], recv_ns: int
 ) -> None:
-    """Hand MD frames received together to every recorder: what `MdChannel._read` does inline.
+    """Hand MD frames received together to every recorder, with one receive time.
 
-    The reader hands over the frames it takes from the socket at once (up
-    to its next turn: at most 16 under a flood), with one receive time. A
-    recorder's buffer takes them all with three C-level steps while it has
-    room for all of them (see `FrameBuffer`); else each goes to its
-    ``feed``. The reader repeats these lines instead of calling this (a
-    call costs as much as the steps); the tests and the benchmarks call it.
+    `MdChannel._read` calls it for the frames it takes from the socket at
+    once, up to its next turn (at most 16 under a flood): one call for them
+    all. A recorder's buffer takes them all with three C-level steps while
+    it has room for all of them (see `FrameBuffer`); else each goes to its
+    ``feed``.
     """
     n = len(raws)
     size = sum(map(len, raws))
@@ -221,23 +220,7 @@ class MdChannel:
                             watchdog.deadline = now + limit
                             moved = now
                         if recorders:
-                            # `record_frames`, inline: while a recorder's buffer
-                            # has room, three C-level steps for all of them.
-                            now_ns = time_ns()
-                            taken = len(part)
-                            size = sum(map(len, part))
-                            for recorder in recorders:
-                                buf = recorder.buffer
-                                if (
-                                    len(buf.frames) + taken <= buf.room
-                                    and buf.size + size <= buf.limit
-                                ):
-                                    buf.times.extend(repeat(now_ns, taken))
-                                    buf.frames.extend(part)
-                                    buf.size += size
-                                else:
-                                    for raw in part:
-                                        recorder.feed("md", raw, now_ns)
+                            record_frames(recorders, part, time_ns())
                         for raw in part:
                             count += 1
                             self.messages = count

@@ -5,9 +5,9 @@ frame's ``bytes`` or ``str`` exactly as the socket returned it: no copy, no
 encoding) and its receive time in another list; the few records that
 are not market data (CMD frames, gaps, books) also note their place and code
 in a short list. The session's MD reader adds the frames it took from the
-socket together itself, with two C-level extends and a sum for them all,
-while the buffer has room for them (`FrameBuffer.room`, `FrameBuffer.limit`):
-no Python call, and no Python step per frame.
+socket together itself (one call of `record_frames` for them all), with two
+C-level extends and a sum, while the buffer has room for them
+(`FrameBuffer.room`, `FrameBuffer.limit`): no Python step per frame.
 `FrameBuffer.parts`, in the recorder's worker thread, turns the list into the
 packed block with a few C-level joins and sums, and everything else per frame
 (the raw layer's JSON lines, compression, the table rows) is done by the
