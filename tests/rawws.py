@@ -1,8 +1,7 @@
 """A plain WebSocket test peer for the simulator: no MarketClient involved.
 
-It speaks the protocol by hand over the ``websockets`` library (through the
-thin transport adapter, which only picks the library's client for the
-running backend).
+It speaks the protocol by hand over the default transport of the running
+backend (``connect_websocket``), with nothing of the session in between.
 """
 
 from __future__ import annotations

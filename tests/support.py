@@ -30,9 +30,6 @@ def skip_unless_runs_on(backend: str, transport: TransportName | None) -> None:
     only = ONLY_ON.get(transport) if transport is not None else None
     if only is not None and only != backend:
         pytest.skip(f"{transport} does not run on {backend}")
-    if transport == "websockets" and backend == "trio":
-        # Its Trio client came with websockets 17, which needs Python 3.11.
-        pytest.importorskip("websockets.trio.client")
 
 
 async def anext_kind(events: Any, kind: str) -> Event:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from market_client import ConnectError, MarketClient
-from market_client._transports import TransportName
+from market_client._transports import TRANSPORTS, TransportName
 from market_client.simulator import serve
 
 from .support import skip_unless_runs_on
@@ -67,8 +67,8 @@ async def test_self_signed_is_refused_by_default_and_accepted_with_a_context(
             assert client.stats()["http_requests"] == 1
 
 
-@pytest.mark.parametrize("transport", ["picows", "trio-websocket", "httpx-ws"])
-async def test_other_transports_over_tls(
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_every_transport_over_tls(
     anyio_backend: str, transport: TransportName, certificate: tuple[Path, Path]
 ) -> None:
     skip_unless_runs_on(anyio_backend, transport)

@@ -1,9 +1,14 @@
-"""Every transport against a peer we control: liveness, abort, polite close, secrets.
+"""Every transport against a peer we control: batches, limits, liveness, close, secrets.
 
 The peer is a WebSocket server made of ``wsproto`` over an AnyIO listener, so
 it runs on both backends. Silent, it completes the opening handshake and then
 neither reads nor answers (a gateway stopped with SIGSTOP looks the same from
 the client); otherwise it echoes, answers pings and records the close code.
+Raw frames it is given go out as they are, in the same write as the
+handshake's answer: a client reads them in one go.
+
+Nothing here looks into a library's (or an adapter's) queues: what a socket
+holds is known from what the peer wrote and when.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -25,6 +30,8 @@ from wsproto.events import (
     AcceptConnection,
     CloseConnection,
     Ping,
+    Pong,
+    RejectConnection,
     Request,
     TextMessage,
 )
@@ -40,9 +47,11 @@ from market_client._transports import (
     TransportName,
     TransportOpenError,
     TrioWebsocketTransport,
+    WebSocket,
     WebsocketsTransport,
     WebSocketTransport,
     connect_websocket,
+    default_transport,
     redact,
     resolve_transport,
 )
@@ -55,20 +64,48 @@ pytestmark = pytest.mark.anyio
 
 
 class Peer:
-    """A one-connection-at-a-time WebSocket server on 127.0.0.1."""
+    """A WebSocket server on 127.0.0.1 (one connection at a time, as a rule).
 
-    def __init__(self, *, silent: bool, flood: int = 0, then: bytes = b"") -> None:
+    Besides echoing, a text message ``burst:N`` makes it send ``N`` messages
+    (``b0``...) in one write.
+    """
+
+    def __init__(
+        self,
+        *,
+        silent: bool = False,
+        flood: int = 0,
+        then: bytes = b"",
+        reject: int | None = None,
+        ping_client: bool = False,
+    ) -> None:
         self.silent = silent
         self.flood = flood  # messages sent with the handshake's answer, in the same write
         self.then = then  # raw frames sent after them, in the same write
+        self.reject = reject  # refuse the upgrade with this HTTP status
+        self.ping_client = ping_client  # ping the client; send "ponged" when its pong comes
         self.url = ""
         self.accepted = anyio.Event()  # the opening handshake is done
         self.release = anyio.Event()  # a silent peer reads again (to see the client go)
         self.gone = anyio.Event()  # the client's TCP connection ended
         self.close_code: int | None = None  # the code of the client's close frame
+        self.connections = 0  # open now
+        self.changed = anyio.Event()  # set (and replaced) when ``connections`` changes
+
+    def _count(self, delta: int) -> None:
+        self.connections += delta
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def no_connections(self) -> None:
+        """Return once no connection is open (the client's went)."""
+        while self.connections:
+            await self.changed.wait()
 
     async def handle(self, stream: SocketStream) -> None:
+        self._count(1)
         conn = WSConnection(ConnectionType.SERVER)
+        text: list[str] = []  # a message so far (wsproto hands it over in parts)
         try:
             while True:
                 try:
@@ -78,23 +115,41 @@ class Peer:
                 conn.receive_data(data)
                 for event in conn.events():
                     if isinstance(event, Request):
+                        if self.reject is not None:
+                            await stream.send(conn.send(RejectConnection(self.reject)))
+                            return
                         flood = (conn.send(TextMessage(f"m{i}")) for i in range(self.flood))
                         accept = conn.send(AcceptConnection())
-                        await stream.send(accept + b"".join(flood) + self.then)
+                        ping = conn.send(Ping(b"peer-ping")) if self.ping_client else b""
+                        await stream.send(accept + b"".join(flood) + self.then + ping)
                         self.accepted.set()
                         if self.silent:
                             await self.release.wait()  # meanwhile nothing is read
                     elif isinstance(event, Ping):
                         await stream.send(conn.send(event.response()))
+                    elif isinstance(event, Pong) and event.payload == b"peer-ping":
+                        await stream.send(conn.send(TextMessage("ponged")))
                     elif isinstance(event, TextMessage):
-                        await stream.send(conn.send(TextMessage(event.data)))
+                        text.append(event.data)
+                        if not event.message_finished:
+                            continue
+                        message, text = "".join(text), []
+                        if message.startswith("burst:"):
+                            count = int(message[6:])
+                            burst = b"".join(conn.send(TextMessage(f"b{i}")) for i in range(count))
+                            await stream.send(burst)
+                        else:
+                            await stream.send(conn.send(TextMessage(message)))
                     elif isinstance(event, CloseConnection):
                         self.close_code = event.code
                         await stream.send(conn.send(event.response()))
                         return
+        except anyio.BrokenResourceError:
+            return  # the client dropped the connection while the peer wrote
         finally:
             self.gone.set()
             await stream.aclose()
+            self._count(-1)
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[Peer]:
@@ -125,8 +180,6 @@ def transports(backend: str) -> list[WebSocketTransport]:
 def transport(request: pytest.FixtureRequest, anyio_backend: str) -> WebSocketTransport:
     name: TransportName = request.param
     skip_unless_runs_on(anyio_backend, name)
-    if name == "websockets" and anyio_backend == "trio":
-        pytest.importorskip("websockets.trio.client")
     chosen = resolve_transport(name)
     chosen.close_timeout = 0.3
     return chosen
@@ -137,6 +190,43 @@ def tasks() -> set[Any]:
     if sniffio.current_async_library() == "asyncio":
         return {t for t in asyncio.all_tasks() if not t.done()}
     return set()
+
+
+def _text(messages: list[str | bytes]) -> list[str]:
+    return [m if isinstance(m, str) else m.decode() for m in messages]
+
+
+@contextlib.asynccontextmanager
+async def reading(ws: WebSocket) -> AsyncIterator[list[str | bytes]]:
+    """Read ``ws`` in a task of its own meanwhile (pongs come that way); what it read."""
+    got: list[str | bytes] = []
+
+    async def read() -> None:
+        with contextlib.suppress(TransportClosed):
+            while True:
+                got.extend(await ws.recv_many())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        yield got
+        tg.cancel_scope.cancel()
+
+
+def test_websockets_is_the_default_on_trio_and_picows_on_asyncio_where_installed() -> None:
+    async def default() -> str:
+        return default_transport()
+
+    assert anyio.run(default, backend="trio") == "websockets"
+    try:
+        import picows  # noqa: F401
+    except ImportError:
+        expected = "websockets"
+    else:
+        expected = "picows"
+    assert anyio.run(default, backend="asyncio") == expected
+
+
+# -- liveness, abort, close ------------------------------------------------------
 
 
 async def test_a_silent_peer_keeps_ping_waiting_and_abort_drops_it_at_once(
@@ -157,6 +247,8 @@ async def test_a_silent_peer_keeps_ping_waiting_and_abort_drops_it_at_once(
                 await ws.recv()
             with pytest.raises(TransportClosed):
                 await ws.ping()
+            with pytest.raises(TransportClosed):
+                await ws.send("after")
             left = anyio.current_time()
         assert anyio.current_time() - left < 0.2  # leaving the block closes nothing twice
         peer.release.set()
@@ -166,7 +258,7 @@ async def test_a_silent_peer_keeps_ping_waiting_and_abort_drops_it_at_once(
 
 
 # Where a request's frame can go out without a wait (then no cancel scope is needed).
-WRITES_AT_ONCE = {("picows", "asyncio"), ("websockets", "asyncio")}
+WRITES_AT_ONCE = {("picows", "asyncio")}
 
 
 async def test_try_send_writes_at_once_only_while_there_is_room(
@@ -207,48 +299,24 @@ async def test_try_send_writes_at_once_only_while_there_is_room(
         assert not ws.try_send("after")  # closed: nothing sent, nothing raised
 
 
-class _Connection:
-    """The parts of a ``websockets`` asyncio connection that `try_send` uses."""
-
-    def __init__(self, *, fails: bool, in_progress: str = "send_in_progress") -> None:
-        from websockets.protocol import State
-
-        self.fails = fails
-        self.written: list[bytes] = []
-        self.aborted = False
-        self.paused = False
-        setattr(self, in_progress, None)
-        self.protocol = SimpleNamespace(state=State.OPEN, send_text=self.written.append)
-        self.transport = SimpleNamespace(is_closing=lambda: self.aborted, abort=self.abort)
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def send_data(self) -> None:
-        if self.fails:
-            raise OSError("the write failed")
-
-
-@pytest.mark.parametrize("in_progress", ["send_in_progress", "fragmented_send_waiter"])
-async def test_websockets_try_send_on_each_release_and_when_the_write_fails(
-    in_progress: str,
+async def test_a_send_blocked_by_a_peer_that_reads_nothing_obeys_its_deadline(
+    transport: WebSocketTransport,
 ) -> None:
-    from market_client._transports._websockets import _WebsocketsSocket
-
-    # websockets 16 renamed fragmented_send_waiter: both releases take the fast path.
-    conn = _Connection(fails=False, in_progress=in_progress)
-    assert _WebsocketsSocket(conn, ConnectionError, close_timeout=1).try_send("a")
-    assert conn.written == [b"a"]
-    setattr(conn, in_progress, object())  # a fragmented message is going out: wait
-    assert not _WebsocketsSocket(conn, ConnectionError, close_timeout=1).try_send("b")
-    # A write that fails closes the connection, as send() would: never False,
-    # which would have the frame sent again.
-    failing = _Connection(fails=True, in_progress=in_progress)
-    ws = _WebsocketsSocket(failing, ConnectionError, close_timeout=1)
-    with pytest.raises(TransportClosed) as info:
-        ws.try_send("c")
-    assert info.value.code == 1006 and failing.aborted
-    assert not ws.try_send("d")
+    # The buffers fill; the send waits for room until its cancel scope ends
+    # it, and the socket still closes within its bounds afterwards.
+    async with Peer(silent=True).serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5) as ws:
+            await peer.accepted.wait()
+            chunk = "x" * (1 << 20)
+            with anyio.move_on_after(0.5) as scope:
+                for _ in range(1000):
+                    await ws.send(chunk)
+            assert scope.cancelled_caught
+            start = anyio.current_time()
+        assert anyio.current_time() - start < 1.5
+        assert ws.closed
+        peer.release.set()
+        await peer.gone.wait()
 
 
 async def test_abort_ends_a_ping_waiting_in_another_task(transport: WebSocketTransport) -> None:
@@ -291,68 +359,94 @@ async def test_closing_on_a_silent_peer_is_bounded_by_close_timeout(
 async def test_closing_with_more_than_max_queue_messages_unread_is_bounded(
     transport: WebSocketTransport, how: str
 ) -> None:
-    # The messages come with the handshake's answer: the socket has them queued,
-    # beyond max_queue (it stopped reading), before the block starts. The Trio
-    # readers of websockets (on any close) and trio-websocket (on abort) then
-    # waited for the queue to drain, not for the stream: the block never ended.
-    await close_with_more_than_max_queue_unread(transport, how)
-    # close_timeout is 0.3 s: the peer's close frame is behind the unread ones
-
-
-async def close_with_more_than_max_queue_unread(transport: WebSocketTransport, how: str) -> None:
-    """Leave a connection with 100 messages sent and max_queue 4, within 1.5 s."""
+    # The messages come with the handshake's answer, beyond max_queue: a
+    # library that reads in a task of its own has it waiting on its full
+    # queue, not on the stream (trio-websocket's is then cancelled
+    # close_timeout after the close). The peer's close frame is behind them.
     transport.max_queue = 4
-    async with Peer(silent=False, flood=100).serve() as peer:
+    async with Peer(flood=100).serve() as peer:
         with anyio.fail_after(5):
             async with transport.connect(peer.url, open_timeout=5) as ws:
                 assert await ws.recv() in ("m0", b"m0")
                 start = anyio.current_time()
                 if how == "abort":
                     await ws.abort()
-            assert anyio.current_time() - start < 1.5
+            assert anyio.current_time() - start < 1.5  # close_timeout is 0.3 s
             assert ws.closed
             await peer.gone.wait()
     gc.collect()
 
 
-def waiting(ws: Any) -> int:
-    """Messages the socket's library holds for recv() now (httpx-ws holds at most one).
-
-    Read from the library's own objects, whether or not `recv` takes from them.
-    """
-    from market_client._transports._httpx_ws import _HttpxWsSocket
-    from market_client._transports._trio_websocket import _TrioWebsocketSocket
-    from market_client._transports._websockets import _WebsocketsSocket
-
-    if isinstance(ws, _WebsocketsSocket):
-        if ws._trio:
-            return int(ws._ws.recv_messages.recv_frames.statistics().current_buffer_used)
-        return len(ws._ws.recv_messages.frames)
-    if isinstance(ws, _TrioWebsocketSocket):
-        return int(ws._ws._recv_channel.statistics().current_buffer_used)
-    if isinstance(ws, _HttpxWsSocket):
-        stats = ws._ws._receive_event.statistics()
-        return int(stats.current_buffer_used + stats.tasks_waiting_send)
-    return len(ws._listener.messages)  # picows
+async def test_closing_while_another_task_reads_ends_both(transport: WebSocketTransport) -> None:
+    # The reader is inside recv() when the socket is closed politely: the
+    # closing handshake completes (the reader sees the end), within its bounds.
+    async with Peer().serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5) as ws, reading(ws):
+            await peer.accepted.wait()
+            await anyio.sleep(0.05)  # the reader waits in recv()
+            start = anyio.current_time()
+            await ws.aclose(1001)
+            assert anyio.current_time() - start < 1.5
+        await peer.gone.wait()
+    assert peer.close_code == 1001
 
 
-async def wait_until_waiting(ws: Any, count: int) -> None:
-    """Until the library's own reader has queued ``count`` messages (there is no event to await)."""
-    with anyio.fail_after(5):
-        while waiting(ws) < count:
-            await anyio.sleep(0.01)
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_a_healthy_link_pings_and_closes_politely_with_its_code(
+    transport: WebSocketTransport, code: int
+) -> None:
+    async with Peer().serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5) as ws:
+            await ws.send("hello")
+            assert await ws.recv() in ("hello", b"hello")
+            async with reading(ws):  # a pinged socket is one being read
+                for _ in range(3):
+                    await ws.ping()
+            if code != 1000:
+                await ws.aclose(code)
+        await peer.gone.wait()
+        assert peer.close_code == code
 
 
-@contextlib.asynccontextmanager
-async def holding_messages(transport: WebSocketTransport) -> AsyncIterator[tuple[Any, int]]:
-    """A socket that returned "m0", its library holding what it will of 99 more: (it, how many)."""
+async def test_pings_at_once_each_get_their_pong(transport: WebSocketTransport) -> None:
     async with (
-        Peer(silent=False, flood=100).serve() as peer,
+        Peer().serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+        reading(ws),
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(10):
+            tg.start_soon(ws.ping)
+
+
+async def test_a_ping_from_the_peer_is_answered_while_reading(
+    transport: WebSocketTransport,
+) -> None:
+    # The pong the library queues while it reads goes out without a send of ours.
+    async with (
+        Peer(ping_client=True).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        assert await ws.recv() in ("ponged", b"ponged")
+
+
+async def test_a_close_waiting_behind_a_message_ends_recv_with_its_code(
+    transport: WebSocketTransport,
+) -> None:
+    close = b"\x88\x05" + (4001).to_bytes(2, "big") + b"bye"
+    async with (
+        Peer(flood=1, then=close).serve() as peer,
         transport.connect(peer.url, open_timeout=5) as ws,
     ):
         assert await ws.recv() in ("m0", b"m0")
-        await wait_until_waiting(ws, 1 if isinstance(transport, HttpxWsTransport) else 60)
-        yield ws, waiting(ws)
+        with pytest.raises(TransportClosed) as caught:
+            await ws.recv()
+        assert (caught.value.code, caught.value.reason) == (4001, "bye")
+        with pytest.raises(TransportClosed):
+            await ws.send("too late")
+
+
+# -- reading: batches, fairness, limits ------------------------------------------
 
 
 async def without_a_turn(receive: Callable[[], Awaitable[list[str | bytes]]]) -> list[str | bytes]:
@@ -369,158 +463,62 @@ async def without_a_turn(receive: Callable[[], Awaitable[list[str | bytes]]]) ->
     return got
 
 
-def _text(messages: list[str | bytes]) -> list[str]:
-    return [m if isinstance(m, str) else m.decode() for m in messages]
+# Transports whose recv_many() hands over every message of one read at once
+# (the others: one message a call, the default).
+BATCHES = {"websockets", "picows"}
 
 
-async def test_recv_returns_waiting_messages_without_a_checkpoint(
+async def test_frames_written_in_one_go_come_back_from_one_recv_many(
     transport: WebSocketTransport,
 ) -> None:
-    # What the MD reader's fairness checkpoints, one every 16 frames, are
-    # for: on every transport recv() hands over a waiting message at once
-    # (a Trio memory channel's receive() would cost a scheduling round per
-    # message, half a Trio session's time under a flood), whole and in order.
-    async with holding_messages(transport) as (ws, held):
-        assert not ws.recv_yields
+    # The peer writes 500 messages in one write (its event loop runs the
+    # client only after that write): one read of the client's gets them all.
+    async with Peer().serve() as peer, transport.connect(peer.url, open_timeout=5) as ws:
+        for _ in range(3):
+            await ws.send("burst:500")
+            got = await ws.recv_many()
+            if transport.name in BATCHES:
+                assert len(got) == 500
+            while len(got) < 500:
+                got += await ws.recv_many()
+            assert _text(got) == [f"b{i}" for i in range(500)]
+
+
+async def test_waiting_messages_are_returned_without_a_checkpoint(
+    transport: WebSocketTransport,
+) -> None:
+    # What the MD reader's fairness checkpoints, one every 16 frames, are for:
+    # where recv_yields is False, recv() hands over a message that is
+    # already waiting at once, whole and in order. These came in the same
+    # write as the handshake's answer.
+    async with (
+        Peer(flood=100).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        if ws.recv_yields:
+            pytest.skip("its recv() is a checkpoint, and says so (tested below)")
+        assert await ws.recv() in ("m0", b"m0")
+        await anyio.sleep(0.1)  # whatever reads in the background has read them by now
 
         async def take() -> list[str | bytes]:
-            return [await ws.recv() for _ in range(held)]
+            return [await ws.recv() for _ in range(99)]
 
         got = await without_a_turn(take)
-    assert _text(got) == [f"m{i}" for i in range(1, held + 1)]
-
-
-async def test_recv_many_takes_every_waiting_message_at_once_in_order(
-    transport: WebSocketTransport,
-) -> None:
-    # The MD reader reads through recv_many(), and hands a recorder what it
-    # returns with one receive time: every message waiting, whole and in
-    # order, without a checkpoint. picows and websockets' Trio client hand
-    # them all over at once; the others one a call (the default).
-    from market_client._transports._websockets import _WebsocketsSocket
-
-    async with holding_messages(transport) as (ws, held):
-        got = await without_a_turn(ws.recv_many)
-        picows = type(ws).__name__ == "PicowsWebSocket"  # (picows may not be installed)
-        drains = picows or (isinstance(ws, _WebsocketsSocket) and ws._trio)
-        assert len(got) == (held if drains else 1)
-        while len(got) < 99:
-            got += await ws.recv_many()
     assert _text(got) == [f"m{i}" for i in range(1, 100)]
 
 
-async def test_recv_many_reads_a_flood_past_max_queue_whole(
-    transport: WebSocketTransport,
-) -> None:
-    # Taking every waiting message at once must resume a socket the library
-    # paused above max_queue (else the connection hangs).
-    transport.max_queue = 4
-    got: list[str | bytes] = []
+async def test_recv_yields_every_time_where_it_says_so(transport: WebSocketTransport) -> None:
+    # Where the library hands messages over through a memory channel, every
+    # recv() is a checkpoint even with messages waiting, and the socket says
+    # so (the MD reader then skips its own checkpoints).
     async with (
-        Peer(silent=False, flood=30_000).serve() as peer,
+        Peer(flood=100).serve() as peer,
         transport.connect(peer.url, open_timeout=5) as ws,
     ):
-        while len(got) < 30_000:
-            got += await ws.recv_many()
-    assert _text(got) == [f"m{i}" for i in range(30_000)]
-
-
-async def test_a_fragmented_message_among_waiting_ones_comes_whole_and_in_order(
-    transport: WebSocketTransport,
-) -> None:
-    frames = (
-        b"\x81\x02m1"  # text "m1", one frame
-        + b"\x01\x03fra"  # text "fragment", in three frames
-        + b"\x00\x03gme"
-        + b"\x80\x02nt"
-        + b"\x81\x02m2"
-    )
-    async with (
-        Peer(silent=False, flood=1, then=frames).serve() as peer,
-        transport.connect(peer.url, open_timeout=5) as ws,
-    ):
-        got = [await ws.recv() for _ in range(4)]
-    assert [m if isinstance(m, str) else m.decode() for m in got] == ["m0", "m1", "fragment", "m2"]
-
-
-async def test_a_waiting_text_message_that_is_not_utf8_closes_the_link_with_1007(
-    transport: WebSocketTransport,
-) -> None:
-    # The one check the library makes in the recv() that `recv` takes a waiting
-    # message without (websockets' Trio client): the link still fails as it would.
-    if not isinstance(transport, WebsocketsTransport):
-        pytest.skip("only websockets' recv() is taken over; the others return what it did")
-    async with Peer(silent=False, flood=1, then=b"\x81\x02\xff\xfe").serve() as peer:
-        async with transport.connect(peer.url, open_timeout=5) as ws:
-            assert await ws.recv() == "m0"
-            with pytest.raises(TransportClosed) as caught:
-                await ws.recv()
-            assert caught.value.code == 1007
-        await peer.gone.wait()
-    assert peer.close_code == 1007
-
-
-async def test_a_flood_past_max_queue_is_read_whole_as_reading_resumes(
-    transport: WebSocketTransport,
-) -> None:
-    # The library stops reading the socket above max_queue waiting messages and
-    # resumes once fewer wait: a `recv` that takes them from its queue must
-    # resume it as the library's recv() does (else the connection hangs).
-    transport.max_queue = 4
-    async with (
-        Peer(silent=False, flood=30_000).serve() as peer,
-        transport.connect(peer.url, open_timeout=5) as ws,
-    ):
-        got = [await ws.recv() for _ in range(30_000)]
-    assert [m if isinstance(m, str) else m.decode() for m in got] == [
-        f"m{i}" for i in range(30_000)
-    ]
-
-
-async def test_a_close_waiting_behind_a_message_ends_recv_with_its_code(
-    transport: WebSocketTransport,
-) -> None:
-    # httpx-ws queues the peer's close as an event beside the messages: taken
-    # from its queue, it is the same TransportClosed its receive() gives.
-    close = b"\x88\x05" + (4001).to_bytes(2, "big") + b"bye"
-    async with (
-        Peer(silent=False, flood=1, then=close).serve() as peer,
-        transport.connect(peer.url, open_timeout=5) as ws,
-    ):
+        if not ws.recv_yields:
+            pytest.skip("its recv() returns a waiting message at once (tested above)")
         assert await ws.recv() in ("m0", b"m0")
-        if isinstance(transport, HttpxWsTransport):
-            await wait_until_waiting(ws, 1)  # the close, waiting to be taken
-        with pytest.raises(TransportClosed) as caught:
-            await ws.recv()
-        assert (caught.value.code, caught.value.reason) == (4001, "bye")
-
-
-async def test_recv_yields_every_time_where_the_library_is_not_laid_out_as_expected(
-    transport: WebSocketTransport, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Another release of a library whose queue `recv` takes from directly:
-    # recv() is the library's own, a checkpoint every time, and the socket says
-    # so (the MD reader then skips its own checkpoints). trio-websocket queues
-    # one message per turn of its reader, so the test first waits until it
-    # holds them; httpx-ws holds at most one: there the claim rests on AnyIO's
-    # receive(), a checkpoint before it looks.
-    from market_client._transports import _httpx_ws, _trio_websocket, _websockets
-
-    if isinstance(transport, PicowsTransport) or (
-        isinstance(transport, WebsocketsTransport) and anyio_backend == "asyncio"
-    ):
-        pytest.skip("its library's recv() returns a waiting message at once itself")
-    monkeypatch.setattr(_websockets, "_waiting_frames", lambda ws: None)
-    monkeypatch.setattr(_trio_websocket, "_waiting_messages", lambda ws: None)
-    monkeypatch.setattr(_httpx_ws, "_waiting_events", lambda ws: None)
-    async with (
-        Peer(silent=False, flood=100).serve() as peer,
-        transport.connect(peer.url, open_timeout=5) as ws,
-    ):
-        assert await ws.recv() in ("m0", b"m0")
-        assert ws.recv_yields
-        if isinstance(transport, TrioWebsocketTransport):
-            await wait_until_waiting(ws, 60)
+        await anyio.sleep(0.1)  # the library's reader has queued what it will
         ran: list[int] = []
 
         async def mark(i: int) -> None:
@@ -535,58 +533,159 @@ async def test_recv_yields_every_time_where_the_library_is_not_laid_out_as_expec
                 assert i == 1 or i - 1 in ran, (i, ran)
 
 
-async def test_a_trio_reader_that_never_wakes_still_ends_within_close_timeout(
-    transport: WebSocketTransport, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+async def test_recv_many_reads_a_flood_past_max_queue_whole(
+    transport: WebSocketTransport,
 ) -> None:
-    # As before the fix in _drop (or with a library version whose internals it
-    # no longer finds): the library's reader stays asleep on its full queue.
-    # The nursery of open() then cancels it close_timeout after the close.
-    if anyio_backend != "trio" or isinstance(transport, HttpxWsTransport):
-        pytest.skip("only the Trio libraries run their own reader task in open()'s nursery")
-    import trio
-
-    if isinstance(transport, WebsocketsTransport):
-        from market_client._transports._websockets import _WebsocketsSocket
-
-        async def library_drop_only(self: Any) -> None:
-            await trio.aclose_forcefully(self._ws.stream)
-
-        monkeypatch.setattr(_WebsocketsSocket, "_drop", library_drop_only)
-    elif isinstance(transport, TrioWebsocketTransport):
-        from market_client._transports._trio_websocket import _TrioWebsocketSocket
-
-        async def library_drop_only(self: Any) -> None:
-            await trio.aclose_forcefully(self._stream)
-
-        monkeypatch.setattr(_TrioWebsocketSocket, "_drop", library_drop_only)
-    else:
-        pytest.fail(f"a new Trio transport: say how its reader is left asleep ({transport!r})")
-    # the abort at once, then close_timeout (0.3 s) for the reader
-    await close_with_more_than_max_queue_unread(transport, "abort")
+    transport.max_queue = 4
+    got: list[str | bytes] = []
+    async with (
+        Peer(flood=30_000).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        while len(got) < 30_000:
+            got += await ws.recv_many()
+    assert _text(got) == [f"m{i}" for i in range(30_000)]
 
 
-@pytest.mark.parametrize("code", [1000, 1001])
-async def test_a_healthy_link_pings_and_closes_politely_with_its_code(
-    transport: WebSocketTransport, code: int
+async def test_a_flood_past_max_queue_is_read_whole_by_recv(
+    transport: WebSocketTransport,
 ) -> None:
-    async with Peer(silent=False).serve() as peer:
-        async with transport.connect(peer.url, open_timeout=5) as ws:
-            await ws.send("hello")
-            assert await ws.recv() in ("hello", b"hello")
-            for _ in range(3):
-                await ws.ping()
-            if code != 1000:
-                await ws.aclose(code)
+    transport.max_queue = 4
+    async with (
+        Peer(flood=30_000).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        got = [await ws.recv() for _ in range(30_000)]
+    assert _text(got) == [f"m{i}" for i in range(30_000)]
+
+
+async def test_a_fragmented_message_among_others_comes_whole_and_in_order(
+    transport: WebSocketTransport,
+) -> None:
+    frames = (
+        b"\x81\x02m1"  # text "m1", one frame
+        + b"\x01\x03fra"  # text "fragment", in three frames
+        + b"\x00\x03gme"
+        + b"\x80\x02nt"
+        + b"\x81\x02m2"
+    )
+    async with (
+        Peer(flood=1, then=frames).serve() as peer,
+        transport.connect(peer.url, open_timeout=5) as ws,
+    ):
+        got = [await ws.recv() for _ in range(4)]
+    assert _text(got) == ["m0", "m1", "fragment", "m2"]
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param(b"\x81\x7e\x00\xc8" + b"x" * 200, id="one-frame"),
+        pytest.param(b"\x01\x3c" + b"x" * 60 + b"\x80\x3c" + b"x" * 60, id="small-frames"),
+    ],
+)
+async def test_a_message_over_max_size_closes_with_1009(
+    transport: WebSocketTransport, frames: bytes
+) -> None:
+    async with Peer(flood=1, then=frames).serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5, max_size=100) as ws:
+            assert await ws.recv() in ("m0", b"m0")
+            with pytest.raises(TransportClosed) as caught:
+                await ws.recv()
+            assert caught.value.code == 1009
         await peer.gone.wait()
-        assert peer.close_code == code
+    assert peer.close_code == 1009
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param(b"\x81\x02\xff\xfe", id="one-frame"),
+        # "\xc3" then "\x80" make "À" across two frames; then "\xa9" alone is not UTF-8.
+        pytest.param(b"\x01\x01\xc3" + b"\x00\x01\x80" + b"\x80\x01\xa9", id="fragmented"),
+    ],
+)
+async def test_text_that_is_not_utf8_closes_the_link_with_1007(
+    transport: WebSocketTransport, frames: bytes
+) -> None:
+    if isinstance(transport, PicowsTransport):
+        pytest.skip("picows hands text over as bytes, unchecked (orjson checks it)")
+    async with Peer(flood=1, then=frames).serve() as peer:
+        async with transport.connect(peer.url, open_timeout=5) as ws:
+            assert await ws.recv() == "m0"
+            with pytest.raises(TransportClosed) as caught:
+                await ws.recv()
+            assert caught.value.code == 1007
+        await peer.gone.wait()
+    if isinstance(transport, WebsocketsTransport):  # the others do not tell the peer why
+        assert peer.close_code == 1007
+
+
+# -- writing ---------------------------------------------------------------------
+
+
+async def test_concurrent_senders_each_send_whole_frames(transport: WebSocketTransport) -> None:
+    # 20 tasks send at once, big messages among small ones (a big one waits
+    # for room in the socket while others want to write): each goes out whole
+    # and the peer echoes every one. A second concurrent write on the stream
+    # would raise (AnyIO refuses it) or interleave frames.
+    sent = [f"{t}:{i}:" + "x" * (100_000 if i % 2 else 10) for t in range(20) for i in range(4)]
+    async with Peer().serve() as peer, transport.connect(peer.url, open_timeout=5) as ws:
+        async with reading(ws) as got:
+
+            async def sender(t: int) -> None:
+                for i in range(4):
+                    await ws.send(sent[t * 4 + i])
+
+            async with anyio.create_task_group() as tg:
+                for t in range(20):
+                    tg.start_soon(sender, t)
+            with anyio.fail_after(10):
+                while len(got) < len(sent):
+                    await anyio.sleep(0.01)
+        assert Counter(_text(got)) == Counter(sent)
+
+
+# -- opening ---------------------------------------------------------------------
+
+
+async def test_an_open_cancelled_half_way_leaves_no_connection_at_the_peer(
+    transport: WebSocketTransport,
+) -> None:
+    async with Peer().serve() as peer:
+        for step in range(40):  # cancelled at every stage of the TCP and WebSocket handshakes
+            with anyio.move_on_after(step * 0.0001):
+                async with transport.connect(peer.url, open_timeout=5):
+                    await anyio.sleep_forever()
+            with anyio.fail_after(2):
+                await peer.no_connections()
+    gc.collect()
+
+
+async def test_a_refused_upgrade_says_its_status_and_not_the_token(
+    transport: WebSocketTransport,
+) -> None:
+    async with Peer(reject=403).serve() as peer:
+        with pytest.raises(TransportOpenError) as info:
+            async with transport.connect(peer.url, open_timeout=5):
+                pass
+    assert info.value.status == 403
+    assert "peer-secret" not in str(info.value)
+
+
+async def test_a_bad_url_is_refused_without_showing_it(transport: WebSocketTransport) -> None:
+    if not isinstance(transport, WebsocketsTransport):
+        pytest.skip("the URL check of the sans-I/O core")
+    with pytest.raises(TransportOpenError, match="not a valid URL") as info:
+        async with transport.connect("ws://:99999/x?token=s3cret#frag", open_timeout=5):
+            pass
+    assert "s3cret" not in str(info.value)
 
 
 async def test_a_transport_object_and_a_name_open_the_same_library(
     anyio_backend: str, sim: RunningSimulator
 ) -> None:
     for chosen in transports(anyio_backend):
-        if isinstance(chosen, WebsocketsTransport) and anyio_backend == "trio":
-            pytest.importorskip("websockets.trio.client")
         async with MarketClient.session(
             sim.url,
             symbols=["ABC"],
@@ -647,8 +746,6 @@ async def test_the_token_is_in_no_log_record_at_any_level(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     skip_unless_runs_on(anyio_backend, name)
-    if name == "websockets" and anyio_backend == "trio":
-        pytest.importorskip("websockets.trio.client")
     caplog.set_level(1)
     token = await new_token(sim.url)
     async with MarketClient.session(sim.url, token=token, symbols=["ABC"], transport=name) as c:

@@ -3,15 +3,15 @@
 `connect_websocket` opens a text WebSocket with the transport asked for (an
 object or a name) or the one that suits the running backend, and yields a
 `WebSocket`. The interface and its open/close contract are in ``_base.py``;
-``_websockets.py``, ``_trio_websocket.py``, ``_httpx_ws.py`` and
-``_picows.py`` each wrap one library; ``_redact.py`` keeps the token out of
-the libraries' logs.
+``_websockets.py`` runs websockets' sans-I/O protocol over an AnyIO byte
+stream (one code path for Trio and asyncio); ``_trio_websocket.py``,
+``_httpx_ws.py`` and ``_picows.py`` each wrap one library's own client
+through its public API; ``_redact.py`` keeps the token out of the libraries'
+logs.
 
-Measured here (see docs/benchmarks.md): ``picows`` (Cython, asyncio only,
-the ``picows`` extra) reads market data several times faster than any
-pure-Python library and passes every transport test, so it is the default on
-asyncio wherever it is installed; ``websockets`` is the default elsewhere (its
-native clients are the fastest pure-Python ones on both backends) and the
+``picows`` (Cython, asyncio only, the ``picows`` extra) is the default on
+asyncio wherever it is installed (see docs/benchmarks.md); ``websockets`` is
+the default everywhere else (Trio always, asyncio without picows) and the
 fallback. ``trio-websocket`` is a supported alternative under Trio, and
 ``httpx-ws`` (AnyIO-native, optional) on both.
 """
@@ -91,20 +91,12 @@ def default_transport() -> TransportName:
 
     On asyncio, ``picows`` where it is installed (``pip install
     market-client[picows]``), else ``websockets``. Under Trio, ``websockets``
-    through its native Trio client (websockets 17 or newer, which needs
-    Python 3.11+), falling back to ``trio-websocket`` where that is not
-    installed.
+    (its sans-I/O protocol over an AnyIO stream, any supported release).
 
     Returns:
         The name of the transport.
     """
-    if sniffio.current_async_library() == "trio":
-        try:
-            import websockets.trio.client  # noqa: F401
-        except ImportError:
-            return "trio-websocket"
-        return "websockets"
-    if _picows_installed():
+    if sniffio.current_async_library() != "trio" and _picows_installed():
         return "picows"
     return "websockets"
 

@@ -27,8 +27,8 @@ Open/close contract:
   and `aclose()` returns at once.
 * Cancelled at any point of `connect()`, nothing stays open (the gateway sees
   the connection go).
-* Leaving `connect()` is bounded: a library's own reader task (the Trio
-  libraries run one in `open()`'s nursery) gets `close_timeout` to end once
+* Leaving `connect()` is bounded: a library's own reader task (trio-websocket
+  runs one in `open()`'s nursery) gets `close_timeout` to end once
   the socket is closed or its opening failed, and is cancelled if it has not
   (`bound_reader`). So leaving takes at most twice `close_timeout`: the
   closing handshake, then the reader.
@@ -63,7 +63,9 @@ __all__ = [
 
 Backend = Literal["asyncio", "trio"]
 MAX_MESSAGE = 16 * 1024 * 1024  # a full-depth snapshot can be large
-MAX_QUEUE = 256  # messages received but not yet read, before the socket stops reading
+# Messages received but not yet read, before the socket stops reading (for the
+# libraries that read in a task of their own; ``websockets`` reads only when asked).
+MAX_QUEUE = 256
 OPEN_TIMEOUT = 10.0
 # A closing handshake longer than this ends with an abort: a live peer answers
 # a close frame within a round trip, a dead one never does.
@@ -119,11 +121,11 @@ class WebSocket(abc.ABC):
 
     #: Whether `recv` always lets other tasks run (it is a checkpoint) even with
     #: a message waiting: then a reader under a flood needs no checkpoints of
-    #: its own to be fair. False where `recv` returns a waiting message at once,
-    #: as every adapter here does where its library is laid out as expected
-    #: (a Trio memory channel's receive() is a checkpoint: a scheduling round
-    #: per message, half a Trio session's time under a flood); the MD and CMD
-    #: readers then checkpoint every 16 frames.
+    #: its own to be fair. False where `recv` returns a waiting message at once
+    #: (``websockets``, picows); the MD and CMD readers then checkpoint every
+    #: 16 frames. True where the library hands messages over through a memory
+    #: channel, whose receive() is always a checkpoint (trio-websocket,
+    #: httpx-ws).
     recv_yields: bool = False
 
     def __init__(self, *, close_timeout: float = CLOSE_TIMEOUT) -> None:
@@ -138,8 +140,8 @@ class WebSocket(abc.ABC):
         """Receive one message.
 
         A message that is already waiting is returned without a checkpoint
-        where `recv_yields` is False (every adapter here, as a rule): a loop
-        that reads a flood gives other tasks a turn itself now and then.
+        where `recv_yields` is False: a loop that reads a flood then gives
+        other tasks a turn itself now and then.
 
         Returns:
             The message (``bytes`` from transports that do not decode text).
@@ -151,8 +153,9 @@ class WebSocket(abc.ABC):
     async def recv_many(self) -> list[str | bytes]:
         """Receive every message already waiting, at least one (waiting for it if none).
 
-        This default returns one message, from `recv`; an adapter whose
-        library queues messages returns all of them at once.
+        This default returns one message, from `recv`. ``websockets`` returns
+        every whole message of one read of the socket, picows every message
+        it queued.
 
         Raises:
             TransportClosed: The socket is closed (and nothing is waiting).
@@ -285,7 +288,8 @@ class WebSocketTransport(abc.ABC):
 
     Args:
         max_queue: Messages received but not yet read before the socket stops
-            reading from the network (back-pressure).
+            reading from the network (back-pressure), for a library that reads
+            in a task of its own.
         close_timeout: Longest closing handshake, in seconds, before the
             connection is dropped.
     """
@@ -387,9 +391,10 @@ def bound_reader(nursery: Any, close_timeout: float) -> None:
     """Give the tasks of ``nursery`` (a library's reader) ``close_timeout``, then cancel them.
 
     Called as ``open()``'s nursery body ends: the socket is closed by then (or
-    its opening failed). The reader normally sees that at once (`_drop` wakes
-    it where a library version would not); the bound holds whatever the
-    library does inside, so leaving the block never hangs on its reader.
+    its opening failed). The reader normally sees that at once; one handing a
+    message to its full queue (``max_queue`` unread) waits for the queue, not
+    the stream. The bound holds whatever the library does inside, so leaving
+    the block never hangs on its reader.
     """
     import trio
 

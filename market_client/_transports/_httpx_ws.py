@@ -22,25 +22,16 @@ __all__ = ["HttpxWsTransport"]
 class _HttpxWsSocket(WebSocket):
     """An ``httpx-ws`` session."""
 
+    # receive() takes from an AnyIO memory stream: a checkpoint every time, so
+    # the MD and CMD readers add none of their own.
+    recv_yields = True
+
     def __init__(self, ws: Any, *, close_timeout: float) -> None:
         super().__init__(close_timeout=close_timeout)
-        import anyio
         import httpx_ws
-        import wsproto.events
         import wsproto.utilities
 
         self._ws = ws
-        # receive() takes from an AnyIO memory stream, always a checkpoint:
-        # `recv` takes a waiting message from it without one where the stream
-        # is where the library keeps it (httpx-ws 0.9); else it yields. The
-        # stream has no buffer: a message waits only while the library's task
-        # is blocked handing it over (on Trio, under a flood; rarely on asyncio).
-        self._events = _waiting_events(ws)
-        self.recv_yields = self._events is None
-        self._message = wsproto.events.Message
-        self._close = wsproto.events.CloseConnection
-        # Nothing waiting, or the stream closed: receive() waits or raises.
-        self._not_waiting = (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError)
         self._errors = (
             httpx_ws.WebSocketDisconnect,
             httpx_ws.WebSocketNetworkError,
@@ -60,25 +51,6 @@ class _HttpxWsSocket(WebSocket):
             raise self._closed(exc) from exc
 
     async def recv(self) -> str | bytes:
-        if self._events is not None:
-            try:
-                event = self._events.receive_nowait()
-            except self._not_waiting:
-                pass
-            else:
-                if isinstance(event, self._message):
-                    return event.data  # type: ignore[no-any-return]
-                # What receive() raises for a close or a network error.
-                exc = (
-                    self._disconnect(event.code, event.reason)
-                    if isinstance(event, self._close)
-                    else event
-                )
-                if isinstance(exc, self._errors):
-                    raise self._closed(exc) from exc
-                if isinstance(exc, BaseException):
-                    raise exc  # another of the library's errors: as receive() raises it
-                return event.data  # type: ignore[no-any-return]
         try:
             event = await self._ws.receive()
         except self._errors as exc:
@@ -101,12 +73,6 @@ class _HttpxWsSocket(WebSocket):
         # httpcore's TLS stream is not "standard compatible": closing it never
         # waits for the peer.
         await self._ws.stream.aclose()
-
-
-def _waiting_events(ws: Any) -> Any:
-    """The AnyIO memory stream receive() takes from, or None if not found."""
-    stream = getattr(ws, "_receive_event", None)
-    return stream if hasattr(stream, "receive_nowait") else None
 
 
 class HttpxWsTransport(WebSocketTransport):

@@ -5,7 +5,8 @@ picows (a Cython WebSocket library) reads about twice as fast as
 not messages, so this adapter does what its callers expect of a WebSocket:
 
 * joins fragmented messages, and refuses one over ``max_size`` with 1009
-  (picows itself refuses a single frame over it, with the same code);
+  (picows itself refuses a single frame over it, with the same code, but
+  still hands the frame over: it is dropped here);
 * keeps at most ``max_queue`` messages: beyond that the socket stops reading
   until ``recv()`` catches up, as ``websockets`` does;
 * answers a peer's close, and reports the close code the peer sent, or the
@@ -69,6 +70,9 @@ class _Listener(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if self.failure is not None:  # frames already read when we gave up on the socket
+            return
+        if frame.payload_size > self.max_size:
+            # picows refuses it (and closes with 1009), yet still hands it over.
             return
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:

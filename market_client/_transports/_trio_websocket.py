@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import ssl as ssl_module
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import anyio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from ._base import (
     Backend,
@@ -26,24 +30,21 @@ __all__ = ["TrioWebsocketTransport"]
 class _TrioWebsocketSocket(WebSocket):
     """A ``trio-websocket`` connection over a stream this module owns."""
 
+    # get_message() takes from a Trio memory channel: a checkpoint every time,
+    # so the MD and CMD readers add none of their own.
+    recv_yields = True
+
     def __init__(
         self, ws: Any, stream: Any, closed_exc: type[Exception], *, close_timeout: float
     ) -> None:
         super().__init__(close_timeout=close_timeout)
-        import trio
-
         self._ws = ws
         self._stream = stream
         self._closed_exc = closed_exc
-        # get_message() takes from a Trio memory channel, always a checkpoint:
-        # `recv` takes a waiting message from it without one where the channel
-        # is where the library keeps it (trio-websocket 0.12); else it yields.
-        self._channel = _waiting_messages(ws)
-        self.recv_yields = self._channel is None
-        self._not_waiting = (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel)
 
-    def _closed(self, exc: Exception) -> TransportClosed:
-        reason = getattr(exc, "reason", None)
+    def _closed(self, exc: Any) -> TransportClosed:
+        """The `TransportClosed` for ``exc`` (a ConnectionClosed) or the socket's ``closed``."""
+        reason = getattr(exc, "reason", None) or getattr(exc, "closed", None)
         return self._seen_closed(
             TransportClosed(
                 getattr(reason, "code", 1006) or 1006, getattr(reason, "reason", "") or ""
@@ -57,11 +58,8 @@ class _TrioWebsocketSocket(WebSocket):
             raise self._closed(exc) from exc
 
     async def recv(self) -> str | bytes:
-        if self._channel is not None:
-            try:
-                return self._channel.receive_nowait()  # type: ignore[no-any-return]
-            except self._not_waiting:
-                pass  # nothing waiting, or closed: get_message() waits or raises
+        if self._closing:  # closed or dropped by us: the library may still hold messages
+            raise self._closed(self._ws)  # its ``closed`` property: the CloseReason, or None
         try:
             return await self._ws.get_message()  # type: ignore[no-any-return]
         except self._closed_exc as exc:
@@ -88,22 +86,11 @@ class _TrioWebsocketSocket(WebSocket):
     async def _drop(self) -> None:
         import trio
 
+        # The library's reader task sees the stream close and ends, unless it
+        # is handing a message to its full queue (max_queue unread): then it
+        # waits for the queue, not for the stream, and the nursery of open()
+        # cancels it close_timeout after this (`bound_reader`).
         await trio.aclose_forcefully(self._stream)
-        # The library's reader task, handing a message to a full queue
-        # (max_queue unread), waits for the queue, not for the stream, and
-        # would hold the nursery of open() forever. Closing the queue's reading
-        # end, as the library's own aclose() does, wakes it (the message is
-        # dropped); it then finds the stream closed and ends. recv() raises at
-        # once, as after any local close.
-        queue = getattr(self._ws, "_recv_channel", None)
-        if queue is not None:
-            queue.close()
-
-
-def _waiting_messages(ws: Any) -> Any:
-    """The Trio memory channel get_message() takes from, or None if not found."""
-    channel = getattr(ws, "_recv_channel", None)
-    return channel if hasattr(channel, "receive_nowait") else None
 
 
 class TrioWebsocketTransport(WebSocketTransport):
@@ -143,53 +130,67 @@ class TrioWebsocketTransport(WebSocketTransport):
         port = parts.port or (443 if secure else 80)
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         error: BaseException | None = None  # raised below, not in the nursery's group
-        async with trio.open_nursery() as nursery:
-            stream: Any = None
-            try:
-                with anyio.fail_after(open_timeout):
-                    if secure:
-                        stream = await trio.open_ssl_over_tcp_stream(
-                            host,
-                            port,
-                            ssl_context=ssl or ssl_module.create_default_context(),
-                            https_compatible=True,
-                        )
-                    else:
-                        stream = await trio.open_tcp_stream(host, port)
-                    ws = await trio_websocket.wrap_client_stream(
-                        nursery,
-                        stream,
-                        host if port in (80, 443) else f"{host}:{port}",
-                        resource,
-                        message_queue_size=self.max_queue,
-                        max_message_size=max_size,
-                    )
-            except BaseException as exc:
-                if stream is not None:
-                    with anyio.CancelScope(shield=True):
-                        await trio.aclose_forcefully(stream)
-                error = exc
-                if isinstance(exc, trio_websocket.ConnectionRejected):
-                    error = TransportOpenError(
-                        f"{where}: server rejected WebSocket connection: HTTP {exc.status_code}",
-                        exc.status_code,
-                    )
-                    error.__cause__ = exc
-                elif isinstance(exc, (trio_websocket.HandshakeError, OSError, TimeoutError)):
-                    error = TransportOpenError(f"cannot open {where}: {exc!r}")
-                    error.__cause__ = exc
-            else:
+        try:
+            async with trio.open_nursery() as nursery:
+                stream: Any = None
                 try:
-                    # connect() closes it before this block ends, which ends the reader
-                    yield _TrioWebsocketSocket(
-                        ws,
-                        stream,
-                        trio_websocket.ConnectionClosed,
-                        close_timeout=self.close_timeout,
-                    )
+                    with anyio.fail_after(open_timeout):
+                        if secure:
+                            stream = await trio.open_ssl_over_tcp_stream(
+                                host,
+                                port,
+                                ssl_context=ssl or ssl_module.create_default_context(),
+                                https_compatible=True,
+                            )
+                        else:
+                            stream = await trio.open_tcp_stream(host, port)
+                        ws = await trio_websocket.wrap_client_stream(
+                            nursery,
+                            stream,
+                            host if port in (80, 443) else f"{host}:{port}",
+                            resource,
+                            message_queue_size=self.max_queue,
+                            max_message_size=max_size,
+                        )
                 except BaseException as exc:
+                    if stream is not None:
+                        with anyio.CancelScope(shield=True):
+                            await trio.aclose_forcefully(stream)
                     error = exc
-            finally:
-                bound_reader(nursery, self.close_timeout)
+                    if isinstance(exc, trio_websocket.ConnectionRejected):
+                        status = exc.status_code
+                        error = TransportOpenError(
+                            f"{where}: server rejected WebSocket connection: HTTP {status}", status
+                        )
+                        error.__cause__ = exc
+                    elif isinstance(exc, (trio_websocket.HandshakeError, OSError, TimeoutError)):
+                        error = TransportOpenError(f"cannot open {where}: {exc!r}")
+                        error.__cause__ = exc
+                else:
+                    try:
+                        # connect() closes it before this block ends, which ends the reader
+                        yield _TrioWebsocketSocket(
+                            ws,
+                            stream,
+                            trio_websocket.ConnectionClosed,
+                            close_timeout=self.close_timeout,
+                        )
+                    except BaseException as exc:
+                        error = exc
+                finally:
+                    bound_reader(nursery, self.close_timeout)
+        except BaseExceptionGroup as group:
+            # A refused upgrade: the library's reader task raises it in the
+            # nursery (and the handshake's wait is cancelled).
+            rejected, rest = group.split(trio_websocket.ConnectionRejected)
+            if rejected is None or rest is not None:
+                raise
+            refusal: BaseException = rejected.exceptions[0]
+            while isinstance(refusal, BaseExceptionGroup):
+                refusal = refusal.exceptions[0]
+            code = getattr(refusal, "status_code", None)
+            raise TransportOpenError(
+                f"{where}: server rejected WebSocket connection: HTTP {code}", code
+            ) from refusal
         if error is not None:
             raise error

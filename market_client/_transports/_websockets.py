@@ -1,14 +1,38 @@
-"""The ``websockets`` library: its asyncio client, and its Trio client (websockets 17+)."""
+"""``websockets``' sans-I/O protocol over an AnyIO byte stream: one code path for both backends.
+
+websockets' `ClientProtocol` takes bytes in (`receive_data`, `receive_eof`)
+and gives frames out (`events_received`) and bytes to write
+(`data_to_send`), with no I/O of its own. This module feeds it from an AnyIO
+TCP (or TLS) stream, the same on Trio and asyncio, as the library's own
+``trio/connection.py`` and ``asyncio/connection.py`` do with their runtimes,
+but without their reader task and message queue:
+
+* **Reading happens in the caller.** `recv`/`recv_many` read the stream
+  only when asked: one ``receive()`` gives every frame the protocol parses out
+  of those bytes, and `recv_many` returns all the whole messages among them
+  at once (the natural batch). Nothing reads while nobody asks, so
+  back-pressure is TCP's: the gateway's writes stall once the kernel's
+  buffers are full. A pong or a close frame arrives the same way, so a
+  socket that is pinged must be one that is being read (the client's MD and
+  CMD readers always are).
+* **Writing happens in the sender.** Each ``send_*`` call queues bytes in the
+  protocol; whoever holds the write lock writes everything `data_to_send`
+  has, in order, through the stream's own ``send()`` (AnyIO refuses two
+  concurrent ``send()`` calls). Pongs and close replies the protocol queues
+  while reading go out the same way.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
-import sniffio
+import anyio
+import anyio.abc
 
 from ._base import (
     CLOSE_TIMEOUT,
@@ -18,214 +42,306 @@ from ._base import (
     TransportOpenError,
     WebSocket,
     WebSocketTransport,
-    bound_reader,
     without_token,
 )
 
+if TYPE_CHECKING:
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame
+    from websockets.protocol import Event
+
 __all__ = ["WebsocketsTransport"]
+
+# Bytes asked of the stream per read: a read returns what is there, up to this.
+READ_SIZE = 65536
+# What a read returns when the stream ended, broke, or was closed by us.
+_STREAM_GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 class _WebsocketsSocket(WebSocket):
-    """A ``websockets`` connection (the asyncio and the Trio one share most of the API)."""
+    """One connection: a `ClientProtocol` and the byte stream it runs over.
 
-    __slots__ = (
-        "_assembler",
-        "_binary",
-        "_closed_exc",
-        "_in_progress",
-        "_open",
-        "_queue",
-        "_text",
-        "_trio",
-        "_ws",
-    )
+    Text messages come back as `str`, binary ones as `bytes`. The protocol
+    does not check that text is UTF-8 (the library's connections do it when
+    they decode), and a check is a pass over the bytes anyway: decoding is
+    that pass, so a message that is not UTF-8 fails the connection with 1007,
+    as the library's own clients do. orjson parses a `str` as fast as bytes,
+    and a short frame's decode costs a tenth of its parse; the MD and CMD
+    readers and the recorders take either, and a `str` is what the other
+    pure-Python transports return.
+    """
 
-    def __init__(self, ws: Any, closed_exc: type[Exception], *, close_timeout: float) -> None:
+    # recv() returns a message already parsed without a checkpoint; the MD and
+    # CMD readers give other tasks a turn every 16 frames themselves.
+    recv_yields = False
+
+    def __init__(
+        self, stream: anyio.abc.ByteStream, protocol: ClientProtocol, *, close_timeout: float
+    ) -> None:
         super().__init__(close_timeout=close_timeout)
-        self._ws = ws
-        self._closed_exc = closed_exc
-        self._trio = not hasattr(ws, "transport")
         from websockets.frames import Opcode
         from websockets.protocol import State
 
-        self._text, self._binary = Opcode.TEXT, Opcode.BINARY
-        # The asyncio client's recv() returns a waiting message at once. The
-        # Trio client's takes it from a Trio memory channel, always a
-        # checkpoint: a scheduling round per message, half a Trio session's
-        # time under a flood. `recv` takes a whole waiting message from that
-        # channel's queue itself, as the library's recv() would, where the
-        # library is laid out as expected (websockets 17); else it yields.
-        self._assembler: Any = None
-        self._queue: deque[Any] = deque()
-        if self._trio:
-            queue = _waiting_frames(ws)
-            if queue is not None:
-                self._assembler, self._queue = ws.recv_messages, queue
-        self.recv_yields = self._trio and self._assembler is None
+        self._stream = stream
+        self._protocol = protocol
+        self._text, self._binary, self._cont = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+        self._pong = Opcode.PONG
+        self._open_state, self._closed_state = State.OPEN, State.CLOSED
+        # Messages parsed and not yet returned: what one read gave beyond the
+        # one message `recv` returned. Never more than one read's worth.
+        self._waiting: deque[str | bytes] = deque()
+        self._parts: list[bytes] = []  # a fragmented message so far
+        self._parts_text = False
+        self._flush_due = False  # the frames just read queued a pong or a close reply
+        self._pings: dict[bytes, anyio.Event] = {}  # payload -> set when its pong came
+        # fast_acquire: no checkpoint when uncontended (the stream's own call has one).
+        self._reading = anyio.Lock(fast_acquire=True)
+        self._writing = anyio.Lock(fast_acquire=True)
+        self._deadline: float | None = None  # when a closing peer must have ended TCP
 
-        self._open = State.OPEN
-        # `try_send` uses the asyncio connection's own attributes, looked up here
-        # once: a release without one of them only loses the fast path. This one
-        # is set while a fragmented message goes out (its name since websockets
-        # 16, and before); "" means no fast path.
-        self._in_progress = ""
-        if not self._trio and all(hasattr(ws, n) for n in ("protocol", "send_data", "paused")):
-            self._in_progress = next(
-                (n for n in ("send_in_progress", "fragmented_send_waiter") if hasattr(ws, n)), ""
-            )
+    # -- reading ---------------------------------------------------------------
+    def _closed_error(self) -> TransportClosed:
+        """The `TransportClosed` for the socket now: the peer's close code, else ours, else 1006."""
+        protocol = self._protocol
+        close = protocol.close_rcvd or protocol.close_sent
+        exc = TransportClosed(close.code, close.reason) if close else TransportClosed(1006)
+        if protocol.state is self._closed_state:
+            exc.__cause__ = protocol.close_exc  # says why (a frame too big, bad UTF-8, EOF)
+        return self._seen_closed(exc)
 
-    def _closed(self, exc: Exception) -> TransportClosed:
-        # The peer's close frame; else ours (1009 when a frame was too big).
-        close = getattr(exc, "rcvd", None) or getattr(exc, "sent", None)
-        return self._seen_closed(
-            TransportClosed(
-                close.code if close is not None else 1006,
-                close.reason if close is not None else "",
-            )
-        )
-
-    async def send(self, text: str) -> None:
+    async def _receive(self) -> bytes:
+        """One read of the stream; ``b""`` once it ended, broke or was closed."""
         try:
-            await self._ws.send(text)
-        except self._closed_exc as exc:
-            raise self._closed(exc) from exc
+            if self._deadline is None:
+                if not self._protocol.close_expected():
+                    return await self._stream.receive(READ_SIZE)
+                # A close frame went out: the peer has close_timeout to end TCP.
+                self._deadline = anyio.current_time() + self.close_timeout
+            with anyio.move_on_at(self._deadline):
+                return await self._stream.receive(READ_SIZE)
+            return b""  # the peer never ended the connection: it is dropped
+        except _STREAM_GONE:
+            return b""
 
-    def try_send(self, text: str) -> bool:
-        # The asyncio client's send() writes at once unless a fragmented
-        # message is going out or the transport is paused (then its drain()
-        # waits): here the same steps without its async context manager.
-        if not self._in_progress or self._closing:
-            return False  # the Trio client, or a release without the attributes
-        ws = self._ws
-        protocol = ws.protocol
-        if (
-            getattr(ws, self._in_progress) is not None
-            or ws.paused
-            or protocol.state is not self._open
-            or ws.transport.is_closing()
-        ):
-            return False
-        try:
-            protocol.send_text(text.encode())
-            ws.send_data()
-        except Exception as exc:
-            # What send() turns into ConnectionClosed: the connection is done for.
-            # Not False: the frame may be on its way, and send() would repeat it.
-            ws.transport.abort()
-            raise self._seen_closed(TransportClosed(1006)) from exc
-        return True
+    async def _read_once(self) -> list[str | bytes]:
+        """Read the stream once; the whole messages that completed (maybe none).
 
-    def _waiting(self) -> str | bytes | None:
-        """A whole message that is waiting, taken without a checkpoint; else None.
-
-        What the library's recv() would return, without its checkpoint (its
-        Assembler.get, unfragmented). Anything else (text that is not UTF-8:
-        the library fails the connection with 1007; a frame left of a
-        message it refused) is the library's to handle.
+        The caller holds ``_reading``. Once the stream ended, the protocol is
+        CLOSED and the stream closed.
         """
-        queue = self._queue  # empty but for the Trio client's waiting frames
-        if queue and queue[0].fin and not self._assembler.get_in_progress:
-            frame = queue[0]
-            message: str | bytes | None = None
-            if frame.opcode is self._text:
-                with contextlib.suppress(UnicodeDecodeError):
-                    message = frame.data.decode()
-            elif frame.opcode is self._binary:
-                message = bytes(frame.data)
-            if message is not None:
-                queue.popleft()
-                self._assembler.maybe_resume()
-                return message
-        return None
+        protocol = self._protocol
+        state = protocol.state
+        data = await self._receive()
+        if data and protocol.state is not self._closed_state:  # not dropped meanwhile
+            protocol.receive_data(data)
+            events = protocol.events_received()
+            messages = self._take(cast("list[Frame]", events)) if events else []
+            if self._flush_due or protocol.state is not state:
+                self._flush_due = False
+                with contextlib.suppress(TransportClosed):  # the next read sees it end
+                    await self._flush()
+            return messages
+        protocol.receive_eof()
+        protocol.data_to_send()  # nothing more goes out: the connection is over
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self._stream)
+        self._closed_error()  # known closed: wakes a waiting ping
+        return []
+
+    async def _begin(self, events: list[Event]) -> None:
+        """Take the frames that came in the same read as the handshake's answer."""
+        from websockets.http11 import Response
+
+        frames = [e for e in events if not isinstance(e, Response)]
+        self._waiting.extend(self._take(cast("list[Frame]", frames)))
+        self._flush_due = False
+        with contextlib.suppress(TransportClosed):  # a pong, a close reply or ours
+            await self._flush()
+
+    def _take(self, events: list[Frame]) -> list[str | bytes]:
+        """The whole messages among ``events``; pongs matched to their pings."""
+        messages: list[str | bytes] = []
+        text, binary, cont = self._text, self._binary, self._cont
+        for frame in events:
+            opcode = frame.opcode
+            if opcode is text:
+                if frame.fin:
+                    try:
+                        # A parsed frame's data is bytes (BytesLike is for frames sent).
+                        messages.append(frame.data.decode())  # type: ignore[union-attr]
+                    except UnicodeDecodeError as exc:
+                        self._invalid_text(exc)
+                        break
+                else:
+                    self._parts, self._parts_text = [bytes(frame.data)], True
+            elif opcode is binary:
+                if frame.fin:
+                    messages.append(bytes(frame.data))
+                else:
+                    self._parts, self._parts_text = [bytes(frame.data)], False
+            elif opcode is cont:
+                # The protocol checked the order and the size (max_size is the
+                # whole message's: it counts the fragments so far).
+                self._parts.append(bytes(frame.data))
+                if frame.fin:
+                    whole, self._parts = b"".join(self._parts), []
+                    if not self._parts_text:
+                        messages.append(whole)
+                        continue
+                    try:
+                        messages.append(whole.decode())
+                    except UnicodeDecodeError as exc:
+                        self._invalid_text(exc)
+                        break
+            elif opcode is self._pong:
+                self._acknowledge(bytes(frame.data))
+            else:  # a ping (the protocol queued its pong) or a close (its reply)
+                self._flush_due = True
+        return messages
+
+    def _invalid_text(self, exc: UnicodeDecodeError) -> None:
+        """Fail the connection with 1007, as websockets' clients do on text that is not UTF-8."""
+        from websockets.frames import CloseCode
+
+        self._parts = []
+        self._protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+
+    def _acknowledge(self, data: bytes) -> None:
+        """A pong answers its ping and every earlier one (a peer may answer only the latest)."""
+        if data not in self._pings:
+            return  # unsolicited: allowed, ignored
+        while self._pings:
+            payload, pong = next(iter(self._pings.items()))
+            del self._pings[payload]
+            pong.set()
+            if payload == data:
+                return
+
+    async def _read(self) -> list[str | bytes]:
+        """Read until at least one whole message came; raise once the socket closed."""
+        while True:
+            if self._closing or self._protocol.state is self._closed_state:
+                raise self._closed_error()
+            async with self._reading:
+                messages = await self._read_once()
+            if messages:
+                return messages
 
     async def recv(self) -> str | bytes:
-        message = self._waiting()
-        if message is not None:
-            return message
-        try:
-            return await self._ws.recv()  # type: ignore[no-any-return]
-        except self._closed_exc as exc:
-            raise self._closed(exc) from exc
+        waiting = self._waiting
+        if waiting:
+            return waiting.popleft()
+        messages = await self._read()
+        if len(messages) > 1:
+            waiting.extend(messages[1:])
+        return messages[0]
 
     async def recv_many(self) -> list[str | bytes]:
-        messages: list[str | bytes] = []
-        while (message := self._waiting()) is not None:
-            messages.append(message)
-        return messages or [await self.recv()]
+        waiting = self._waiting
+        if not waiting:
+            return await self._read()  # every message of one read
+        messages = list(waiting)
+        waiting.clear()
+        return messages
+
+    # -- writing ---------------------------------------------------------------
+    async def _flush(self) -> None:
+        """Write everything the protocol has queued, by whoever holds the write lock.
+
+        A frame queued by a task that is then cancelled while it waits here
+        still goes out: the holder writes all the protocol has, in order. A
+        write that is interrupted (cancelled, or failing) may have left part
+        of a frame on the wire, after which nothing more can be sent: the
+        connection is dropped.
+
+        Raises:
+            TransportClosed: The connection broke (or was closed) under the write.
+        """
+        protocol = self._protocol
+        stream = self._stream
+        async with self._writing:
+            while chunks := protocol.data_to_send():
+                for chunk in chunks:
+                    if not chunk:
+                        continue  # end of data after the peer's EOF: the reader closes the stream
+                    try:
+                        await stream.send(chunk)
+                    except BaseException as exc:
+                        with anyio.CancelScope(shield=True):
+                            await self._drop()
+                        closed = self._closed_error()  # known closed: wakes a waiting ping
+                        if isinstance(exc, _STREAM_GONE):
+                            raise closed from exc
+                        raise
+
+    async def send(self, text: str) -> None:
+        protocol = self._protocol
+        if protocol.state is not self._open_state:
+            raise self._closed_error()
+        protocol.send_text(text.encode())
+        await self._flush()
 
     async def ping(self) -> None:
+        """Send a ping and return when its pong arrives.
+
+        The pong is read by whoever reads the socket (`recv`, `recv_many`):
+        ping a socket that is being read, as the MD and CMD readers always do.
+
+        Raises:
+            TransportClosed: The socket is closed, or closed while waiting.
+        """
+        protocol = self._protocol
+        if self.closed or protocol.state is not self._open_state:
+            raise self._closed_error()
+        payload = os.urandom(4)
+        while payload in self._pings:
+            payload = os.urandom(4)
+        pong = anyio.Event()
+        self._pings[payload] = pong
         try:
-            if self._trio:
-                from websockets.protocol import State
+            protocol.send_ping(payload)
+            await self._flush()
+            await self._pong_or_closed(pong)
+        finally:
+            self._pings.pop(payload, None)
 
-                pong = await self._ws.ping(ack_on_close=True)
-                await pong.wait()  # also set when the connection closes
-                if self._ws.protocol.state is State.CLOSED:
-                    raise self._closed(self._ws.protocol.close_exc)
-            else:
-                await await_future(await self._ws.ping())
-        except self._closed_exc as exc:
-            raise self._closed(exc) from exc
-
+    # -- closing ---------------------------------------------------------------
     async def _close_handshake(self, code: int, reason: str) -> None:
-        if self._trio:
-            await self._ws.aclose(code, reason)
-        else:
-            await self._ws.close(code, reason)
+        from websockets.exceptions import ProtocolError
+
+        protocol = self._protocol
+        if protocol.state is self._open_state:
+            try:
+                protocol.send_close(code, reason)
+            except ProtocolError as exc:  # a code one may not send (1005, 1006, 1015...)
+                raise ValueError(f"cannot close with code {code}: {exc}") from None
+            try:
+                await self._flush()
+            except TransportClosed:
+                return
+        # The peer answers with its close frame and then ends the TCP connection
+        # (a client waits for the server to end it). A reader in recv() holds
+        # the stream meanwhile; it releases it with the read that got the reply.
+        async with self._reading:
+            while protocol.state is not self._closed_state:
+                await self._read_once()  # messages after our close frame are dropped
 
     async def _drop(self) -> None:
-        if self._trio:
-            import trio
-
-            await trio.aclose_forcefully(self._ws.stream)
-            # The library's reader task does not always see the stream close:
-            # with more than max_queue messages unread it waits for the queue
-            # to drain, not for the stream (websockets 17), and would wait
-            # forever, holding the nursery of open() and with it the block's
-            # exit. Woken, it finds the stream closed and ends the connection
-            # as it does on EOF (queue closed, pings acknowledged).
-            paused = getattr(self._ws, "recv_flow_control", None)
-            if paused is not None:
-                paused.set()
-        else:
-            self._ws.transport.abort()
-            # connection_lost runs on the next loop iteration; wait for it so
-            # that nothing of the connection outlives this call.
-            await self._ws.wait_closed()
-
-
-async def await_future(future: Any) -> None:
-    """Await an asyncio future (kept apart for the type checker)."""
-    await future
-
-
-def _waiting_frames(ws: Any) -> deque[Any] | None:
-    """The queue of frames the Trio client's recv() takes from, if laid out as expected.
-
-    Its ``recv_messages`` (an ``Assembler``) puts each frame on a Trio memory
-    channel; the channel's state keeps the waiting ones in a deque. None
-    where any of that differs (another release): `recv` then always awaits
-    the library's own recv().
-    """
-    assembler = getattr(ws, "recv_messages", None)
-    channel = getattr(assembler, "recv_frames", None)
-    queue = getattr(getattr(channel, "_state", None), "data", None)
-    if not isinstance(queue, deque) or not all(
-        hasattr(assembler, name) for name in ("get_in_progress", "maybe_resume")
-    ):
-        return None
-    return queue
+        await anyio.aclose_forcefully(self._stream)
+        self._protocol.receive_eof()  # idempotent: the protocol is CLOSED
+        self._protocol.data_to_send()
 
 
 class WebsocketsTransport(WebSocketTransport):
-    """The ``websockets`` library: the default, on both backends.
+    """``websockets``' sans-I/O protocol over an AnyIO stream, on both backends.
 
-    Under Trio it needs the library's Trio client (websockets 17 or newer,
-    which needs Python 3.11+).
+    The default on Trio, and on asyncio where picows is not installed.
 
     Args:
-        max_queue: Messages received but not yet read before the socket stops
-            reading from the network.
+        max_queue: Accepted for a uniform signature; this transport keeps no
+            queue. It reads the socket only when `recv` or `recv_many` asks,
+            so at most one read's messages wait in memory, and back-pressure
+            is TCP's.
         close_timeout: Longest closing handshake, in seconds, before the
             connection is dropped.
         compression: ``"deflate"`` to offer permessage-deflate (off by default:
@@ -243,6 +359,8 @@ class WebsocketsTransport(WebSocketTransport):
         compression: str | None = None,
     ) -> None:
         super().__init__(max_queue=max_queue, close_timeout=close_timeout)
+        if compression not in (None, "deflate"):
+            raise ValueError(f"compression must be None or 'deflate', got {compression!r}")
         self.compression = compression
 
     @contextlib.asynccontextmanager
@@ -254,72 +372,73 @@ class WebsocketsTransport(WebSocketTransport):
         open_timeout: float,
         max_size: int,
     ) -> AsyncIterator[WebSocket]:
-        from websockets.exceptions import (
-            ConnectionClosed,
-            InvalidHandshake,
-            InvalidStatus,
-            InvalidURI,
-        )
+        from websockets.client import ClientProtocol
+        from websockets.exceptions import InvalidStatus, InvalidURI
+        from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+        from websockets.http11 import USER_AGENT
+        from websockets.protocol import State
+        from websockets.uri import parse_uri
 
         where = without_token(url)
-        options: dict[str, Any] = {
-            "ssl": ssl,
-            "compression": self.compression,
-            "max_size": max_size,
-            "max_queue": self.max_queue,
-            "open_timeout": open_timeout,
-            # also bounds the wait for the TCP close after the peer's close frame
-            "close_timeout": self.close_timeout,
-            "ping_interval": None,
-            "proxy": None,
-        }
-        if sniffio.current_async_library() == "trio":
-            try:
-                from websockets.trio.client import connect as connect_trio
-            except ImportError:
-                raise ValueError(
-                    "transport 'websockets' needs websockets 17 or newer under Trio "
-                    "(Python 3.11+); use 'trio-websocket', the default there"
-                ) from None
-            import trio
-
-            # The library's own context manager would close the socket a
-            # second time; its nursery (the reader task) is ours instead.
-            error: BaseException | None = None  # raised below, not in the nursery's group
-            async with trio.open_nursery() as nursery:
-                try:
-                    ws = await connect_trio(url, **options).connect(nursery)
-                except InvalidURI:
-                    # Its message holds the whole URL, token included: not chained.
-                    error = TransportOpenError(f"cannot open {where}: not a valid URL")
-                except InvalidStatus as exc:
-                    error = TransportOpenError(f"{where}: {exc}", exc.response.status_code)
-                    error.__cause__ = exc
-                except (InvalidHandshake, OSError, TimeoutError) as exc:
-                    error = TransportOpenError(f"cannot open {where}: {exc}")
-                    error.__cause__ = exc
+        try:
+            uri = parse_uri(url)
+        except InvalidURI:
+            # Its message holds the whole URL, token included: not chained.
+            raise TransportOpenError(f"cannot open {where}: not a valid URL") from None
+        protocol = ClientProtocol(
+            uri,
+            extensions=enable_client_permessage_deflate(None) if self.compression else None,
+            max_size=max_size,
+        )
+        stream: anyio.abc.ByteStream | None = None
+        try:
+            with anyio.fail_after(open_timeout):
+                if uri.secure:
+                    stream = await anyio.connect_tcp(
+                        uri.host,
+                        uri.port,
+                        tls=True,
+                        ssl_context=ssl or ssl_module.create_default_context(),
+                        tls_hostname=uri.host,
+                        # The WebSocket closing handshake ends the session; a
+                        # peer that ends TCP without TLS' close_notify is fine.
+                        tls_standard_compatible=False,
+                    )
                 else:
+                    stream = await anyio.connect_tcp(uri.host, uri.port)
+                request = protocol.connect()
+                request.headers.setdefault("User-Agent", USER_AGENT)
+                protocol.send_request(request)
+                for chunk in protocol.data_to_send():
+                    await stream.send(chunk)
+                events: list[Event] = []
+                while protocol.state is State.CONNECTING and protocol.handshake_exc is None:
                     try:
-                        # connect() closes it before this block ends, which ends the reader (_drop)
-                        yield _WebsocketsSocket(
-                            ws, ConnectionClosed, close_timeout=self.close_timeout
-                        )
-                    except BaseException as exc:
-                        error = exc
-                finally:
-                    bound_reader(nursery, self.close_timeout)
-            if error is not None:
-                raise error
-        else:
-            from websockets.asyncio.client import connect as connect_asyncio
-
-            try:
-                ws2 = await connect_asyncio(url, **options)
-            except InvalidURI:
-                # Its message holds the whole URL, token included: not chained.
-                raise TransportOpenError(f"cannot open {where}: not a valid URL") from None
-            except InvalidStatus as exc:
-                raise TransportOpenError(f"{where}: {exc}", exc.response.status_code) from exc
-            except (InvalidHandshake, OSError, TimeoutError) as exc:
-                raise TransportOpenError(f"cannot open {where}: {exc}") from exc
-            yield _WebsocketsSocket(ws2, ConnectionClosed, close_timeout=self.close_timeout)
+                        data = await stream.receive(READ_SIZE)
+                    except _STREAM_GONE:
+                        protocol.receive_eof()  # handshake_exc: no valid response
+                    else:
+                        protocol.receive_data(data)
+                    events += protocol.events_received()
+            failure = protocol.handshake_exc
+            if isinstance(failure, InvalidStatus):
+                status = failure.response.status_code
+                raise TransportOpenError(f"{where}: {failure}", status) from failure
+            if failure is not None:
+                raise TransportOpenError(f"cannot open {where}: {failure}") from failure
+        except BaseException as exc:
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(stream)
+            if isinstance(exc, (OSError, TimeoutError, anyio.BrokenResourceError)):
+                raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
+            raise
+        assert stream is not None
+        ws = _WebsocketsSocket(stream, protocol, close_timeout=self.close_timeout)
+        try:
+            await ws._begin(events)
+            # connect() closes it before this block ends; this is for a caller of open()
+            yield ws
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
