@@ -1,32 +1,45 @@
 """Fan-out of events to ``events()`` subscribers and to hooks.
 
-Each subscriber owns a bounded buffer. Publishing never waits. When a
-subscriber's buffer is full:
+Each subscriber owns a bounded AnyIO memory object stream
+(``anyio.create_memory_object_stream(buffer)``): the hub holds its sending
+end, the subscriber's `EventStream` its receiving end.
+
+Backpressure: publishing never waits (``send_nowait``). When a subscriber's
+buffer is full (``anyio.WouldBlock``):
 
 * market-data events (kinds ``md.*``) are dropped for that subscriber and
-  counted (``stats()["events_dropped_md"]``);
+  counted (`EventStream.dropped`, ``stats()["events_dropped_md"]``);
 * private order events and connection events are never dropped silently:
-  the subscriber's next iteration raises `EventOverflow` with the
-  number it missed (the transactions ring buffer still holds order events).
+  the subscriber's next step raises `EventOverflow` with the number it
+  missed (``stats()["events_missed_private"]``; the transactions ring
+  buffer still holds order events), then goes on with what is buffered.
 
 Readers, books, candles and other subscribers are never slowed by a slow
 consumer.
+
+Closing: when the session closes, the hub closes every sending end; each
+subscriber still gets what was buffered for it, then its iteration ends.
+Unsubscribing (`EventStream.close`, leaving ``async with``, or dropping the
+last reference to the stream) closes both ends at once: what was buffered is
+discarded, and every task iterating the stream, waiting or not, ends.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import time
-from collections import deque
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import anyio
 import sniffio
-from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import (
+    MemoryObjectReceiveStream,
+    MemoryObjectSendStream,
+    MemoryObjectStreamStatistics,
+)
 
 from ._exceptions import EventOverflow
 from ._models import FillDict, OrderDict
@@ -38,7 +51,6 @@ __all__ = [
     "Hook",
     "HookRunner",
     "LoopEvent",
-    "loop_clock",
     "loop_event_type",
 ]
 
@@ -47,12 +59,15 @@ Hook = Callable[[dict[str, Any]], Any]
 # Frames a reader (MD or CMD) takes between two checkpoints, where recv() hands
 # over a waiting frame without one: other tasks run under a flood.
 FAIR_EVERY = 16
-DRAIN_EVERY = 64  # buffered events a consumer takes between two turns it gives the reader
-# Buffered events it takes between two looks for a cancellation. A look costs
-# AnyIO about 2 µs on asyncio (12,600 instructions, against 2,300 to take an
-# event): every 8 events the looks were 40% of what a consumer spent taking events.
-CANCEL_EVERY = 16
-# (DRAIN_EVERY is a multiple of CANCEL_EVERY: a turn is also a look; a test checks it.)
+# Events an events() consumer takes with receive_nowait() between two that it
+# takes with `await receive()`, which checkpoints first (a turn for the other
+# tasks and a look for a cancellation). 64: a reader hands over at most
+# FAIR_EVERY frames between two of its own turns, so a consumer that takes 64
+# per turn empties what the MD and CMD readers buffered meanwhile; a cancelled
+# consumer stops within 64 events; and the checkpoint (about 3 µs through
+# AnyIO on asyncio, a scheduling round on Trio) costs under 0.1 µs an event,
+# against about 1 µs to take one.
+TURN_EVERY = 64
 _Call = tuple[Callable[[dict[str, Any]], Awaitable[Any]], dict[str, Any]]
 
 
@@ -62,48 +77,6 @@ class LoopEvent(Protocol):
     def set(self) -> None: ...
 
     async def wait(self) -> Any: ...
-
-
-def loop_clock() -> Callable[[], float]:
-    """The running event loop's clock, read without AnyIO's per-call backend lookup.
-
-    On Trio, the run's clock object itself (``trio.current_time`` goes through
-    the runner to it on every call; the MD reader reads it once per frame). On
-    asyncio, ``time.monotonic`` where the loop's ``time()`` is asyncio's own
-    (which returns just that, from a Python frame: 3% of the MD reader's time),
-    else the loop's (uvloop's, say).
-    """
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.lowlevel.current_clock().current_time
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    if type(loop).time is asyncio.BaseEventLoop.time:
-        return time.monotonic
-    return loop.time
-
-
-def loop_checkpoints() -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
-    """``(checkpoint, checkpoint_if_cancelled)`` of the running backend, looked up once.
-
-    AnyIO's ``anyio.lowlevel`` functions look the backend up on every call
-    (about 1 µs on asyncio, through sniffio): a third of what a look for a
-    cancellation cost an ``events()`` consumer (6,700 of 19,300 instructions).
-    These are the very functions they call.
-    """
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.lowlevel.checkpoint, trio.lowlevel.checkpoint_if_cancelled
-    try:
-        from anyio._core._eventloop import get_async_backend
-
-        backend = get_async_backend()
-        return backend.checkpoint, backend.checkpoint_if_cancelled
-    except (ImportError, AttributeError):  # another AnyIO: its public functions, as they are
-        return checkpoint, checkpoint_if_cancelled
 
 
 def loop_event_type() -> Callable[[], LoopEvent]:
@@ -233,126 +206,86 @@ def _summary(evt: Event) -> str:
 
 
 class _Subscriber:
-    """One subscriber's bounded buffer (a deque) and the task waiting on it, if any.
+    """What the hub keeps of one subscriber: its stream's sending end, its kinds and counts."""
 
-    A deque rather than a memory object stream: publishing is an append
-    (0.1 µs, not 1 µs), and the consumer takes every buffered event in one
-    turn of the event loop instead of one event per turn, so a consumer that
-    keeps up with the reader never sees its buffer fill.
-    """
+    __slots__ = ("dropped", "every", "kinds", "missed", "send")
 
-    __slots__ = (
-        "buffer",
-        "capacity",
-        "closed",
-        "dropped",
-        "every",
-        "kinds",
-        "looks",
-        "missed",
-        "until_look",
-        "waiter",
-    )
-
-    def __init__(self, kinds: tuple[str, ...], capacity: int) -> None:
+    def __init__(self, kinds: tuple[str, ...], send: MemoryObjectSendStream[Event]) -> None:
         self.kinds = kinds
         self.every = not kinds
-        self.capacity = capacity
-        self.buffer: deque[Event] = deque()
-        self.waiter: LoopEvent | None = None
-        self.closed = False
-        self.dropped = 0
-        self.missed = 0
-        self.until_look = CANCEL_EVERY - 1  # events to take before the next look for a cancellation
-        self.looks = 0  # looks for a cancellation so far
+        self.send = send
+        self.dropped = 0  # market-data events dropped: the buffer was full
+        self.missed = 0  # private events missed since the consumer's last step
 
     def wants(self, kind: str) -> bool:
         return self.every or any(kind == k or kind.startswith(k + ".") for k in self.kinds)
 
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.set()
 
-    def close(self) -> None:
-        self.closed = True
-        self.buffer.clear()
-        self.wake()
+def _unsubscribe(
+    hub: EventHub, sub: _Subscriber, receive: MemoryObjectReceiveStream[Event]
+) -> None:
+    hub._remove(sub)
+    receive.close()
 
 
 class EventStream:
-    """An ``events()`` subscription: an async iterator of `Event`.
+    """An ``events()`` subscription: an async iterator of `Event` over a bounded memory stream.
 
-    Iteration ends when the session closes. Leaving an ``async for`` loop or
-    an ``async with`` block unsubscribes (so does dropping the last reference).
+    Several tasks may iterate one stream; each event goes to one of them.
+    Iteration ends once the session has closed and what was buffered for
+    this subscriber then has been taken. Unsubscribing (`close`, leaving an
+    ``async with`` block, or dropping the last reference) closes both ends
+    of the stream: what is buffered is discarded and every task iterating
+    it ends.
 
     Raises (from iteration):
         EventOverflow: The buffer was full and private events were missed.
+            Iteration may go on after it, with what is buffered.
     """
 
-    def __init__(self, hub: EventHub, sub: _Subscriber) -> None:
-        self._hub = hub
+    def __init__(
+        self, hub: EventHub, sub: _Subscriber, receive: MemoryObjectReceiveStream[Event]
+    ) -> None:
         self._sub = sub
-        self._new_event: Callable[[], LoopEvent] | None = None
-        # The backend's checkpoints, looked up at the first look for a cancellation.
-        self._checkpoints: (
-            tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]] | None
-        ) = None
+        self._receive = receive
+        self._until_turn = TURN_EVERY  # events to take before the next `await receive()`
+        # Closes both ends when called, or when this stream becomes garbage. The
+        # finalizer registry holds the receiving end until then, so even in a
+        # reference cycle it is closed before AnyIO could find it unclosed.
+        self._unsubscribe = weakref.finalize(self, _unsubscribe, hub, sub, receive)
 
     @property
     def dropped(self) -> int:
         """Market-data events dropped for this subscriber because its buffer was full."""
         return self._sub.dropped
 
+    def statistics(self) -> MemoryObjectStreamStatistics:
+        """The stream's statistics: events buffered, its size, tasks waiting on it."""
+        return self._receive.statistics()
+
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Event:
         sub = self._sub
-        # The usual case: a buffered event and no look for a cancellation due
-        # (see `_next`); a missed private event sets `until_look` to 0, too.
-        if sub.until_look and sub.buffer:
-            sub.until_look -= 1
-            return sub.buffer.popleft()
-        return await self._next(sub)
-
-    async def _next(self, sub: _Subscriber) -> Event:
-        buffer = sub.buffer
-        while True:
-            if sub.missed:
-                missed, sub.missed = sub.missed, 0
-                raise EventOverflow(missed)
-            if buffer:
-                # Buffered events are taken without a turn of the event loop each;
-                # every CANCEL_EVERY events a cancellation is looked for (the look
-                # costs more than taking an event: 2 µs on asyncio), and every
-                # DRAIN_EVERY the reader gets a turn, so neither side starves the other.
-                if not sub.until_look:
-                    sub.until_look = CANCEL_EVERY
-                    checkpoints = self._checkpoints
-                    if checkpoints is None:
-                        checkpoints = self._checkpoints = loop_checkpoints()
-                    sub.looks += 1
-                    if sub.looks % (DRAIN_EVERY // CANCEL_EVERY):
-                        await checkpoints[1]()
-                    else:
-                        await checkpoints[0]()
-                    if not buffer:
-                        continue
-                sub.until_look -= 1
-                return buffer.popleft()
-            if sub.closed:
-                raise StopAsyncIteration
-            # One Event for every task waiting on this stream: a wake-up
-            # reaches them all (each then takes what is buffered, or waits again).
-            waiter = sub.waiter
-            if waiter is None:
-                new_event = self._new_event
-                if new_event is None:
-                    new_event = self._new_event = loop_event_type()
-                waiter = sub.waiter = new_event()
-            await waiter.wait()
+        if sub.missed:
+            missed, sub.missed = sub.missed, 0
+            raise EventOverflow(missed)
+        # What is buffered is taken without a checkpoint, except one event in
+        # TURN_EVERY: `receive()` checkpoints first, so that a consumer under a
+        # flood gives the readers their turn and sees a cancellation.
+        self._until_turn -= 1
+        try:
+            if self._until_turn:
+                try:
+                    return self._receive.receive_nowait()
+                except anyio.WouldBlock:
+                    pass
+            self._until_turn = TURN_EVERY
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            # The session closed and the buffer is empty, or unsubscribed.
+            raise StopAsyncIteration from None
 
     async def __aenter__(self) -> EventStream:
         return self
@@ -361,11 +294,8 @@ class EventStream:
         self.close()
 
     def close(self) -> None:
-        """Unsubscribe (idempotent)."""
-        self._hub._remove(self._sub)
-
-    def __del__(self) -> None:
-        self.close()
+        """Unsubscribe: close both ends of the stream, discarding what is buffered (idempotent)."""
+        self._unsubscribe()
 
 
 class EventHub:
@@ -383,31 +313,35 @@ class EventHub:
         self.closed = False
 
     def subscribe(self, kinds: tuple[str, ...], buffer: int) -> EventStream:
-        """A new subscriber with its own buffer of ``buffer`` events."""
+        """A new subscriber with a memory object stream of its own, of ``buffer`` events.
+
+        After `close`, the stream ends at once.
+        """
         if not isinstance(buffer, int) or isinstance(buffer, bool) or buffer <= 0:
             raise ValueError(f"buffer must be a positive integer, got {buffer!r}")
         for kind in kinds:
             if not isinstance(kind, str) or not kind:
                 raise TypeError(f"event kinds are non-empty strings, got {kind!r}")
-        sub = _Subscriber(kinds, buffer)
+        send, receive = anyio.create_memory_object_stream[Event](buffer)
+        sub = _Subscriber(kinds, send)
         if self.closed:
-            sub.close()
+            send.close()
         else:
             self._subs = (*self._subs, sub)
             self._targets.clear()
-        return EventStream(self, sub)
+        return EventStream(self, sub, receive)
 
     def _remove(self, sub: _Subscriber) -> None:
         if sub in self._subs:
             self._subs = tuple(s for s in self._subs if s is not sub)
             self._targets.clear()
-        sub.close()
+        sub.send.close()
 
     def _targets_of(self, kind: str) -> tuple[_Subscriber, ...]:
         subs = self._subs
-        targets = tuple(sub for sub in subs if not sub.closed and sub.wants(kind))
-        # Kept unless a subscriber came or went meanwhile (a __del__ run by the
-        # garbage collector in the middle of it, say).
+        targets = tuple(sub for sub in subs if sub.wants(kind))
+        # Kept unless a subscriber came or went meanwhile (a stream closed by
+        # the garbage collector in the middle of it, say).
         if self._subs is subs and len(self._targets) < 1024:
             self._targets[kind] = targets
         return targets
@@ -439,32 +373,31 @@ class EventHub:
     def deliver(self, event: Event, targets: tuple[_Subscriber, ...]) -> None:
         """Offer ``event`` to ``targets`` (`targets` of its kind, just asked), without waiting.
 
-        A subscriber closed in between (by the garbage collector, while the
-        event was built) may still be handed it: its buffer is never read again.
+        A full buffer drops market data (counted) and marks private events
+        missed (the consumer's next step raises `EventOverflow`). A subscriber
+        that left in between (closed by the garbage collector while the event
+        was built, say) is skipped.
         """
         for sub in targets:
-            buffer = sub.buffer
-            if len(buffer) < sub.capacity:
-                buffer.append(event)
-                if sub.waiter is not None:
-                    sub.wake()
-            elif event.droppable:
-                sub.dropped += 1
-                self.dropped_md += 1
-            else:
-                sub.missed += 1
-                sub.until_look = 0  # the consumer's next step takes the way that raises
-                self.missed_private += 1
-                if sub.waiter is not None:
-                    sub.wake()
+            try:
+                sub.send.send_nowait(event)
+            except anyio.WouldBlock:
+                if event.droppable:
+                    sub.dropped += 1
+                    self.dropped_md += 1
+                else:
+                    sub.missed += 1
+                    self.missed_private += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._remove(sub)
 
     def close(self) -> None:
-        """End every subscriber's iteration (the session is over)."""
+        """Close every sending end: subscribers take what is buffered, then their iteration ends."""
         self.closed = True
         subs, self._subs = self._subs, ()
         self._targets.clear()
         for sub in subs:
-            sub.close()
+            sub.send.close()
 
 
 class HookRunner:
