@@ -153,14 +153,13 @@ def feed_cost(frames: int = 200_000, together: int = 16) -> dict[str, float]:
     """µs per frame the MD reader spends handing frames to a recorder, in this process.
 
     No sockets, no other task: what the reader pays per frame at the least.
-    ``take`` is `record_frames` over ``together`` frames at a time (the lines
-    `MdChannel._read` calls for the frames it takes from the socket between
+    ``take`` is `Recorder.feed_many` over ``together`` frames at a time (what
+    `MdChannel._record` calls for the frames it takes from the socket between
     two turns, 16 under a flood) and ``none`` an empty function called the
     same way, so ``take - none`` is what the reader pays for the hand-off;
     ``feed`` is one `Recorder.feed` call a frame, the path of a CMD frame
     and of a frame the buffer has no room for.
     """
-    from market_client._md import record_frames
     from market_client.recording import Recorder
 
     frame = (
@@ -170,7 +169,7 @@ def feed_cost(frames: int = 200_000, together: int = 16) -> dict[str, float]:
     frames_in = [bytes(bytearray(frame)) for _ in range(frames)]  # each its own object
     parts = [frames_in[i : i + together] for i in range(0, frames, together)]
 
-    def nothing(recorders: list[Any], raws: list[bytes], recv_ns: int) -> None:
+    def nothing(raws: list[bytes], recv_ns: int) -> None:
         pass
 
     def per_part(hand: Any, *args: Any) -> float:
@@ -191,9 +190,9 @@ def feed_cost(frames: int = 200_000, together: int = 16) -> dict[str, float]:
     for _ in range(5):
         with tempfile.TemporaryDirectory() as tmp:
             # Never opened: frames only fill its buffer (nobody is woken, nothing written).
-            out["take"].append(per_part(record_frames, [Recorder(tmp, batch_frames=frames + 1)]))
+            out["take"].append(per_part(Recorder(tmp, batch_frames=frames + 1).feed_many))
             out["feed"].append(per_frame(Recorder(tmp, batch_frames=frames + 1).feed, "md"))
-        out["none"].append(per_part(nothing, []))
+        out["none"].append(per_part(nothing))
     return {"frames": frames, "together": together, **{k: min(v) for k, v in out.items()}}
 
 
@@ -326,7 +325,7 @@ def report(results: list[dict[str, Any]], n: int, command: str, write: bool) -> 
         "flush before the end: no worker thread and no writer process at work during "
         "the flood), and at the default settings; and, in this process alone with no "
         "socket, what the reader's steps cost a frame: "
-        f"{cost['take'] - cost['none']:.3f} µs (`record_frames` over "
+        f"{cost['take'] - cost['none']:.3f} µs (`Recorder.feed_many` over "
         f"{cost['together']} frames at a time, which the reader calls for the frames "
         f"it takes between two turns, {cost['take']:.3f} µs a frame against "
         f"{cost['none']:.3f} for an empty function called the same way; one "

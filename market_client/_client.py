@@ -177,7 +177,7 @@ class MarketClient(Helpers):
         self._orders = OwnOrders()
         self._reconciler = Reconciler(self._orders, send=self.send, deliver=self._deliver)
         # Given every MD frame and CMD event as received, before it is decoded
-        # (the MD reader appends to their buffers itself: `_md.record_frame`).
+        # (MD frames read together go to their `feed_many` at once).
         self._recorders: list[Recorder] = []
         self._record_stack: contextlib.AsyncExitStack | None = None
         self._state: Literal["unopened", "open", "closed"] = "unopened"
@@ -618,9 +618,9 @@ class MarketClient(Helpers):
 
         The envelope (``type``, ``ver``, ``msg_id``, ``ts``) is filled in and
         the response is matched by ``corr_id``; any number of tasks may send
-        at once. The deadline is a cancel scope (or, where the frame went out
-        at once, a timer on the event loop): when it expires the request is
-        forgotten and a late response is dropped and counted.
+        at once. The deadline is a cancel scope around the send and the wait:
+        when it expires the request is forgotten and a late response is
+        dropped and counted.
 
         Args:
             op: The protocol op, e.g. ``"book.get"``.

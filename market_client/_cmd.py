@@ -12,17 +12,16 @@ Who owns what:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import urlencode
 
 import anyio
-import sniffio
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 
-from ._events import FAIR_EVERY, LoopEvent, loop_checkpoints, loop_clock, loop_event_type
+from ._events import FAIR_EVERY
 from ._exceptions import (
     ConnectionLost,
     MarketClientError,
@@ -38,9 +37,6 @@ from ._transports import TransportClosed, TransportOpenError, WebSocket
 __all__ = ["CmdChannel", "RequestSession"]
 
 log = logging.getLogger("market_client")
-# The running asyncio loop, or None (Trio): one C call, where get_running_loop()
-# would raise under Trio.
-_running_loop = asyncio._get_running_loop
 MAX_HELD = 10_000  # events held back while a new connection logs in
 
 
@@ -49,7 +45,7 @@ class _Waiter:
 
     __slots__ = ("error", "event", "frame")
 
-    def __init__(self, event: LoopEvent) -> None:
+    def __init__(self, event: anyio.Event) -> None:
         self.event = event
         self.frame: dict[str, Any] | None = None
         self.error: BaseException | None = None
@@ -61,11 +57,6 @@ class _Waiter:
     def set_error(self, exc: BaseException) -> None:
         self.error = exc
         self.event.set()
-
-    def expire(self) -> None:
-        """The deadline passed (a loop timer): wake the request, which raises `RequestTimeout`."""
-        if self.frame is None and self.error is None:
-            self.event.set()
 
 
 class RequestSession:
@@ -108,12 +99,6 @@ class RequestSession:
         self.frames = 0
         self.malformed = 0
         self.login: LoginReply | None = None
-        # What requests wait with, looked up in the loop that runs them (`_use_loop`).
-        self._new_event: Callable[[], LoopEvent] | None = None
-        self._scope: Callable[..., Any] = anyio.CancelScope
-        self._loop: asyncio.AbstractEventLoop | None = None  # the running one, if any
-        self._clock: Callable[[], float] = anyio.current_time
-        self._timers: asyncio.AbstractEventLoop | None = None  # the deadlines' loop (asyncio)
 
     async def request(
         self,
@@ -146,32 +131,15 @@ class RequestSession:
         correlator.check_room()
         msg_id = correlator.next_id()
         text = encode_request(op, payload if payload is not None else {}, msg_id, as_role)
-        new_event = self._new_event
-        if _running_loop() is not self._loop or new_event is None:
-            new_event = self._use_loop()  # the first request, or another loop
-        loop = self._timers  # the asyncio loop, None on Trio
-        deadline = self._clock() + limit
-        waiter = _Waiter(new_event())
+        waiter = _Waiter(anyio.Event())
         correlator.add(waiter, msg_id)
         self.requests += 1
-        ws = self._ws
         try:
-            if loop is not None and ws.try_send(text):
-                # Sent without a wait (picows or websockets on asyncio, the usual
-                # case): the deadline of the wait is a timer on the loop, 3 µs, where
-                # a cancel scope costs 9.5 (24 with the cold caches of a bot's first
-                # order after a quiet spell). The caller's cancellation reaches the
-                # wait as ever.
-                timer = loop.call_at(deadline, waiter.expire)
-                try:
-                    await waiter.event.wait()
-                finally:
-                    timer.cancel()
-            else:
-                # A send that may wait (back-pressure) is inside the deadline too.
-                with self._scope(deadline=deadline):
-                    await ws.send(text)
-                    await waiter.event.wait()
+            # The deadline is a cancel scope around the send (which may wait
+            # under back-pressure) and the wait for the response.
+            with anyio.move_on_after(limit):
+                await self._ws.send(text)
+                await waiter.event.wait()
             if waiter.frame is None and waiter.error is None:
                 # The deadline passed first. A reply or a lost link that came in
                 # the same turn of the loop set the waiter too: that one is kept.
@@ -186,24 +154,6 @@ class RequestSession:
             raise fresh(waiter.error)
         return payload_or_raise(cast(dict[str, Any], waiter.frame), op)
 
-    def _use_loop(self) -> Callable[[], LoopEvent]:
-        """Look up what requests wait with in the running loop."""
-        self._loop = _running_loop()
-        self._clock = loop_clock()
-        new_event = self._new_event = loop_event_type()
-        if sniffio.current_async_library() == "trio":
-            import trio
-
-            # Trio's scope and (`loop_clock`) clock, also in guest mode on an asyncio
-            # loop (there the running asyncio loop is the host's, its clock not Trio's).
-            # AnyIO's scope on Trio wraps Trio's own: 9.8 µs against 6.4.
-            self._scope = trio.CancelScope
-            self._timers = None
-        else:
-            self._scope = anyio.CancelScope
-            self._timers = self._loop
-        return new_event
-
     async def run(self) -> None:
         """Read frames until the socket closes; then fail every pending request.
 
@@ -217,10 +167,9 @@ class RequestSession:
         # every FAIR_EVERY frames, between two frames (none is in hand if
         # the reader is cancelled there).
         fair = not ws.recv_yields
-        checkpoint = loop_checkpoints()[0]
         while True:
             if fair and self.frames % FAIR_EVERY == 0 and self.frames:
-                await checkpoint()
+                await anyio.lowlevel.checkpoint()
             try:
                 raw = await ws.recv()
             except TransportClosed as exc:

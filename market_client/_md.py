@@ -6,10 +6,12 @@ group, runs the reader and every resync and candle re-seed it asks for;
 when the reader ends (the link dropped or went silent) the task group ends
 them all and the socket is closed by the block that opened it.
 
-Liveness needs no polling: the reader's receive loop runs under a cancel
-scope whose deadline the frames move ``heartbeat_timeout`` ahead (at most
-once per hundredth of it), so a silent link is declared dead when the limit
-passes, at most 1% early.
+The reader reads like the protocol: take a batch (the frames of one socket
+read), hand it to the recorders, take it through the state, publish it, give
+the other tasks a turn. Liveness needs no polling: each wait for a batch is
+a cancel scope of ``heartbeat_timeout``, so a silent link is declared dead
+when the limit passes, and frames that wait behind a busy loop never count
+against it.
 """
 
 from __future__ import annotations
@@ -17,22 +19,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from itertools import repeat
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._events import (
-    FAIR_EVERY,
-    EventHub,
-    Hook,
-    HookRunner,
-    loop_checkpoints,
-    loop_clock,
-    new_event,
-)
+from ._events import FAIR_EVERY, EventHub, Hook, HookRunner, new_event
 from ._exceptions import (
     ConnectionLost,
     GatewayError,
@@ -58,41 +52,17 @@ Send = Callable[..., Awaitable[dict[str, Any]]]
 
 
 class FrameSink(Protocol):
-    """What the MD reader hands every frame to: a `Recorder` (``market_client.recording``)."""
+    """What the MD reader hands the frames it receives to, such as a `Recorder`.
 
-    buffer: Any  # a `FrameBuffer`: the reader adds frames to it itself while it has room
+    The client depends on this protocol only, never on the recording package.
+    Neither method may block or raise.
+    """
 
     def feed(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
-        """Take one frame the reader could not append itself."""
+        """Take one frame (``channel`` ``"md"`` or ``"cmd"``) as received."""
 
-
-def record_frames(
-    recorders: Sequence[FrameSink], raws: Sequence[str | bytes], recv_ns: int
-) -> None:
-    """Hand MD frames received together to every recorder, with one receive time.
-
-    `MdChannel._read` calls it for the frames it takes from the socket at
-    once, up to its next turn (at most 16 under a flood): one call for them
-    all. A recorder's buffer takes them all with three C-level steps while
-    it has room for all of them (see `FrameBuffer`); else each goes to its
-    ``feed``.
-    """
-    n = len(raws)
-    size = sum(map(len, raws))
-    for recorder in recorders:
-        buf = recorder.buffer
-        if len(buf.frames) + n <= buf.room and buf.size + size <= buf.limit:
-            buf.times.extend(repeat(recv_ns, n))
-            buf.frames.extend(raws)
-            buf.size += size
-        else:
-            for raw in raws:
-                recorder.feed("md", raw, recv_ns)
-
-
-def record_frame(recorders: Sequence[FrameSink], raw: str | bytes, recv_ns: int) -> None:
-    """Hand one MD frame to every recorder (`record_frames` of one frame)."""
-    record_frames(recorders, (raw,), recv_ns)
+    def feed_many(self, raws: Sequence[str | bytes], recv_ns: int) -> None:
+        """Take MD frames received together, with one receive time."""
 
 
 class MdChannel:
@@ -171,97 +141,86 @@ class MdChannel:
             raise open_error("MD", exc.status, str(exc), self._ws_base) from exc
 
     async def _read(self, ws: WebSocket, ready: anyio.Event, expected: set[str]) -> None:
-        market = self.market
-        on_frame = market.on_frame
-        hub = self._hub
-        hooks = self._hooks
-        recorders = self._recorders
-        time_ns = time.time_ns
-        limit = self.heartbeat_timeout
-        # Moving a cancel scope's deadline reschedules a timer (2 µs on asyncio):
-        # it moves when the clock has advanced a hundredth of the limit, so a
-        # silent link is declared dead at most 1% early, never late.
-        step = limit / 100
-        clock = loop_clock()
-        checkpoint = loop_checkpoints()[0]
-        # recv() returns a buffered frame without yielding, on every transport
-        # here (`WebSocket.recv_yields`): a checkpoint every FAIR_EVERY frames
-        # keeps a flood from starving every other task, and wakes an events()
-        # consumer once per FAIR_EVERY frames rather than once per frame. Where
-        # recv() always yields it would only cost (1 to 4 µs a message on Trio).
+        """Take batches from the socket and through the state until the link fails."""
+        # A transport whose recv_many() hands over waiting frames without a
+        # checkpoint (`WebSocket.recv_yields` False) gets a turn from this
+        # loop every FAIR_EVERY frames, so a flood cannot starve other tasks;
+        # where receiving always yields, a turn here would only cost.
         fair = not ws.recv_yields
         if not expected:
             ready.set()
-        count = self.messages
-        pending: list[str | bytes] | None = None
-        raws: list[str | bytes] = []
-        i = n = 0  # the frames of ``raws`` taken through so far, of all
+        turn_at = self.messages + FAIR_EVERY
         while True:
-            moved = clock()
-            with anyio.CancelScope(deadline=moved + limit) as watchdog:
-                while True:
-                    if pending is None:
-                        try:
-                            raws = await ws.recv_many()
-                        except TransportClosed as exc:
-                            raise link_closed("MD", exc.code, exc.reason) from exc
-                    else:
-                        raws, pending = pending, None
-                    n = len(raws)
-                    i = 0
-                    while i < n:
-                        # The frames up to the next turn go together: to the
-                        # recorders at once, then through the state one by one.
-                        j = min(n, i + FAIR_EVERY - count % FAIR_EVERY) if fair else n
-                        part = raws if i == 0 and j == n else raws[i:j]
-                        i = j
-                        now = clock()
-                        if now - moved > step:
-                            watchdog.deadline = now + limit
-                            moved = now
-                        if recorders:
-                            record_frames(recorders, part, time_ns())
-                        for raw in part:
-                            count += 1
-                            self.messages = count
-                            msg = on_frame(raw)  # counts and logs what is malformed
-                            if market._resync_queue:
-                                self._start_resyncs()
-                            if msg is None:
-                                continue
-                            ch = msg["ch"]
-                            if ch == "heartbeat":
-                                continue
-                            if expected and ch == "book.snapshot":
-                                expected.discard(msg["sym"])
-                                if not expected:
-                                    ready.set()
-                            if hub._subs:
-                                kind = _KINDS.get(ch) or "md." + ch
-                                targets = hub.targets(kind)
-                                if targets:
-                                    hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
-                            if self.on_md_event is not None:
-                                hooks.call(self.on_md_event, msg)
-                        if fair and count % FAIR_EVERY == 0:
-                            await checkpoint()
-            # The deadline passed. If the event loop itself was blocked for that
-            # long (a sync hook, a long collection), frames may be waiting that
-            # the timer beat: those read already and not yet taken through
-            # (it passed at a turn), or one short read tells a live link from
-            # a dead one.
-            if i < n:
-                pending = raws[i:]
-                continue
+            raws = await self._take(ws)
+            n = len(raws)
+            i = 0
+            while i < n:
+                # The frames up to the next turn go through together.
+                j = min(n, i + turn_at - self.messages) if fair else n
+                part = raws if i == 0 and j == n else raws[i:j]
+                i = j
+                self._record(part)
+                self._apply(part, ready, expected)
+                if fair and self.messages >= turn_at:
+                    turn_at = self.messages + FAIR_EVERY
+                    await anyio.lowlevel.checkpoint()
+
+    async def _take(self, ws: WebSocket) -> list[str | bytes]:
+        """The next batch of frames (one socket read); raise `ConnectionLost` when the link is dead.
+
+        The heartbeat limit is a cancel scope around the wait for data only:
+        frames taken through late because the loop was busy never count
+        against it. When it passes, one short read still tells a live link
+        whose frames the timer beat (the loop was blocked elsewhere) from a
+        dead one.
+        """
+        limit = self.heartbeat_timeout
+        try:
+            with anyio.move_on_after(limit):
+                return await ws.recv_many()
             with anyio.move_on_after(min(0.25, limit / 4)):
-                try:
-                    pending = await ws.recv_many()
-                except TransportClosed as exc:
-                    raise link_closed("MD", exc.code, exc.reason) from exc
-            if pending is None:
-                break
+                return await ws.recv_many()
+        except TransportClosed as exc:
+            raise link_closed("MD", exc.code, exc.reason) from exc
         await ws.abort()  # a dead peer would never answer a polite close
         raise ConnectionLost(f"no market data nor heartbeat for {limit:g} s: the link is dead")
+
+    def _record(self, raws: Sequence[str | bytes]) -> None:
+        """Hand frames received together to every recorder, with one receive time."""
+        if self._recorders:
+            recv_ns = time.time_ns()
+            for recorder in self._recorders:
+                recorder.feed_many(raws, recv_ns)
+
+    def _apply(self, raws: Sequence[str | bytes], ready: anyio.Event, expected: set[str]) -> None:
+        """Take frames through the state, then to subscribers and the hook."""
+        market = self.market
+        on_frame = market.on_frame
+        hub = self._hub
+        hook = self.on_md_event
+        self.messages += len(raws)
+        for raw in raws:
+            msg = on_frame(raw)  # counts and logs what is malformed
+            if msg is None:
+                continue
+            ch = msg["ch"]
+            if ch == "heartbeat":
+                continue
+            if expected and ch == "book.snapshot":
+                expected.discard(msg["sym"])
+                if not expected:
+                    ready.set()
+            if hub.has_subscribers:
+                kind = _KINDS.get(ch) or "md." + ch
+                targets = hub.targets(kind)
+                if targets:
+                    hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
+            if hook is not None:
+                self._hooks.call(hook, msg)
+        # Once for the frames taken together: a resync task starts at the
+        # reader's next turn either way.
+        if market.resync_wanted:
+            self._start_resyncs()
 
     # -- resyncs and candles ---------------------------------------------------
     def _start_resyncs(self) -> None:

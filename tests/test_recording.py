@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ import pytest
 
 from market_client import MarketClient
 from market_client.recording import RawFrame, Recording, iter_raw, rebuild
-from market_client.recording._batch import FrameBuffer
 from market_client.simulator import RunningSimulator
 
 duckdb = pytest.importorskip("duckdb")
@@ -31,8 +31,7 @@ CAPTURE_EVERY = 40  # capture the local book at every 40th ABC increment
 class Witness:
     """What the session itself saw: every frame (a sink beside the recorder), trades, books.
 
-    Its buffer never has room, so the MD reader hands it every frame through
-    `feed`: the reader's other path, beside the recorder's appends.
+    The MD reader hands it the frames of each read through `feed_many`.
     """
 
     def __init__(self) -> None:
@@ -42,10 +41,12 @@ class Witness:
         self.trades: list[dict[str, Any]] = []
         self.books: dict[int, dict[str, Any]] = {}
         self.increments = 0
-        self.buffer = FrameBuffer(room=0)
 
     def feed(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         self.frames.append((recv_ns, channel, raw))
+
+    def feed_many(self, raws: Sequence[str | bytes], recv_ns: int) -> None:
+        self.frames.extend((recv_ns, "md", raw) for raw in raws)
 
     def on_md(self, msg: dict[str, Any]) -> None:
         if not self.on:

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market_client._md import record_frame, record_frames
 from market_client.recording import RawFrame, RawGap, RawSnapshot, Recorder, Recording, iter_raw
 from market_client.recording._batch import FrameBuffer, unpack_batch
 from market_client.recording._child import WriterProcess
@@ -246,22 +245,12 @@ _books = st.builds(
 )
 
 
-class _Sink:
-    """A recorder's two faces to the MD reader, over a bare `FrameBuffer`."""
-
-    def __init__(self, buffer: FrameBuffer) -> None:
-        self.buffer = buffer
-
-    def feed(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
-        self.buffer.add_frame(channel, raw, recv_ns)
-
-
 @given(st.lists(st.one_of(_frames, _frames, _frames, _gaps, _books), max_size=40), st.booleans())
 def test_a_packed_buffer_unpacks_to_the_same_records_in_order(
     batch: list[tuple[str, Any, int]], by_reader: bool
 ) -> None:
-    # MD frames go in as the MD reader hands them over (appended to the
-    # buffer, no call) or through add_frame: either way the same records.
+    # MD frames go in as the MD reader hands them over (extend_md) or
+    # through add_frame: either way the same records.
     buffer = FrameBuffer()
     for channel, raw, recv_ns in batch:
         if channel == "gap":
@@ -269,7 +258,7 @@ def test_a_packed_buffer_unpacks_to_the_same_records_in_order(
         elif channel == "snapshot":
             buffer.add_snapshot(raw, recv_ns)
         elif by_reader and channel == "md":
-            record_frame([_Sink(buffer)], raw, recv_ns)
+            buffer.extend_md([raw], recv_ns)
         else:
             buffer.add_frame(channel, raw, recv_ns)
     records = unpack_batch(buffer.pack())
@@ -304,7 +293,7 @@ def test_the_reader_appends_until_a_batch_is_full_then_up_to_the_buffer(tmp_path
     recorder = Recorder(tmp_path, batch_frames=5, max_buffer=8)
     fed = count_feeds(recorder)
     for seq in range(1, 11):
-        record_frame([recorder], md(seq).encode(), T0 + seq)
+        recorder.feed_many([md(seq).encode()], T0 + seq)
     assert fed == [5, 9, 10]
     stats = recorder.stats()
     assert (stats["fed"], stats["buffered"], stats["dropped"]) == (8, 8, 2)
@@ -320,10 +309,10 @@ def test_frames_read_together_go_in_at_once_with_one_receive_time(tmp_path: Path
     recorder = Recorder(tmp_path, batch_frames=5, max_buffer=8)
     fed = count_feeds(recorder)
     frames = [md(seq).encode() for seq in range(1, 11)]
-    record_frames([recorder], frames[:3], T0 + 1)  # room for 4: in at once
+    recorder.feed_many(frames[:3], T0 + 1)  # room for 4: in at once
     assert fed == []
-    record_frames([recorder], frames[3:6], T0 + 2)  # no room for 3 more: through feed
-    record_frames([recorder], frames[6:], T0 + 3)  # two fit the buffer, two are dropped
+    recorder.feed_many(frames[3:6], T0 + 2)  # no room for 3 more: through feed
+    recorder.feed_many(frames[6:], T0 + 3)  # two fit the buffer, two are dropped
     assert fed == [2, 2, 2, 3, 3, 3, 3]
     stats = recorder.stats()
     assert (stats["fed"], stats["buffered"], stats["dropped"]) == (8, 8, 2)
@@ -338,10 +327,10 @@ async def test_a_full_batch_from_the_reader_wakes_the_writer(tmp_path: Path) -> 
     async with Recorder(tmp_path, batch_frames=5, flush_interval=60) as recorder:
         recorder.describe(**DESCRIBE)
         for seq in range(1, 6):
-            record_frame([recorder], md(seq), T0 + seq)
+            recorder.feed_many([md(seq)], T0 + seq)
         await wait_until(lambda: recorder.stats()["batches"] == 1)  # not after 60 s
         for seq in range(6, 9):
-            record_frame([recorder], md(seq), T0 + seq)
+            recorder.feed_many([md(seq)], T0 + seq)
     records = list(iter_raw(tmp_path))
     assert records == [RawFrame(T0 + seq, "md", md(seq)) for seq in range(1, 9)]
 
@@ -357,11 +346,11 @@ async def test_a_buffer_full_of_bytes_wakes_the_writer_and_a_closed_one_takes_no
         recorder.describe(**DESCRIBE)
         await wait_until(lambda: recorder._wake is not None)  # its worker waits for frames
         for i in range(4):  # three fit (0, 40 and 80 bytes held before each)
-            record_frame([recorder], frame, T0 + i)
+            recorder.feed_many([frame], T0 + i)
         assert recorder.stats()["dropped"] == 1
         await wait_until(lambda: recorder.stats()["batches"] == 1)  # not after 60 s
-        record_frame([recorder], frame, T0 + 4)  # room again
-    record_frame([recorder], frame, T0 + 5)  # closed: counted, never buffered
+        recorder.feed_many([frame], T0 + 4)  # room again
+    recorder.feed_many([frame], T0 + 5)  # closed: counted, never buffered
     stats = recorder.stats()
     assert (stats["fed"], stats["buffered"], stats["dropped"]) == (4, 0, 2)
     records = list(iter_raw(tmp_path, gaps=True))
@@ -375,13 +364,12 @@ async def test_a_buffer_full_of_bytes_wakes_the_writer_and_a_closed_one_takes_no
 def test_a_text_batch_keeps_its_gaps_books_and_bytes_frames() -> None:
     # websockets' str frames with the few records of other types among them.
     buffer = FrameBuffer()
-    sink = _Sink(buffer)
-    record_frame([sink], md(1), T0 + 1)
+    buffer.extend_md([md(1)], T0 + 1)
     buffer.add_gap(3, T0 + 2, T0 + 4)
-    record_frame([sink], md(5), T0 + 5)
+    buffer.extend_md([md(5)], T0 + 5)
     buffer.add_frame("cmd", b'{"op":"x"}', T0 + 6)
     buffer.add_snapshot({"sym": "ABC", "seq": 5, "bids": [], "asks": []}, T0 + 7)
-    record_frame([sink], md(6), T0 + 8)
+    buffer.extend_md([md(6)], T0 + 8)
     assert buffer.records() == [
         RawFrame(T0 + 1, "md", md(1)),
         RawGap(T0 + 4, 3, T0 + 2, T0 + 4),

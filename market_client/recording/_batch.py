@@ -4,10 +4,11 @@
 frame's ``bytes`` or ``str`` exactly as the socket returned it: no copy, no
 encoding) and its receive time in another list; the few records that
 are not market data (CMD frames, gaps, books) also note their place and code
-in a short list. The session's MD reader adds the frames it took from the
-socket together itself (one call of `record_frames` for them all), with two
-C-level extends and a sum, while the buffer has room for them
-(`FrameBuffer.room`, `FrameBuffer.limit`): no Python step per frame.
+in a short list. MD frames the session's reader took from the
+socket together go in at once (`FrameBuffer.extend_md`, through
+`Recorder.feed_many`), with two C-level extends and a sum, while the buffer
+has room for them (`FrameBuffer.room`, `FrameBuffer.limit`): no Python step
+per frame.
 `FrameBuffer.parts`, in the recorder's worker thread, turns the list into the
 packed block with a few C-level joins and sums, and everything else per frame
 (the raw layer's JSON lines, compression, the table rows) is done by the
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import struct
 from array import array
+from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -47,20 +50,17 @@ _HEADER = struct.Struct("=Q")
 class FrameBuffer:
     """Frames, gaps and books in arrival order (see the module's docstring).
 
-    MD frames received together are added by
-    ``times.extend(repeat(recv_ns, n))``, ``frames.extend(raws)`` and
-    ``size += sum(map(len, raws))`` while ``len(frames) + n <= room`` and
-    ``size + sum(map(len, raws)) <= limit`` (the recorder sets both; the
-    session's MD reader does exactly that, `record_frames`); every other
-    record through the methods.
+    MD frames received together go in at once through `extend_md` while
+    ``room`` and ``limit`` (the recorder sets both) allow all of them; every
+    other record through the other methods.
 
     Attributes:
         frames: Every record's object: a frame as received (``bytes`` or
             ``str``), a gap's or a book's JSON.
         times: Every record's receive time, ns.
         size: The sum of ``len()`` of ``frames`` (bytes, or characters).
-        room: Records the MD reader may append before the recorder must look.
-        limit: ``size`` at which the MD reader must let the recorder look.
+        room: Records `extend_md` may append before the recorder must look.
+        limit: ``size`` at which `extend_md` must let the recorder look.
     """
 
     __slots__ = ("frames", "gaps", "limit", "others", "room", "size", "times")
@@ -85,6 +85,22 @@ class FrameBuffer:
     def frames_held(self) -> int:
         """Frames and books held (gap records not counted)."""
         return len(self.frames) - self.gaps
+
+    def extend_md(self, raws: Sequence[str | bytes], recv_ns: int) -> bool:
+        """Append MD frames received together, with one receive time, if all fit.
+
+        Returns:
+            True when they went in; False (nothing appended) when ``room`` or
+            ``limit`` would be passed: the recorder must look at each.
+        """
+        n = len(raws)
+        size = sum(map(len, raws))
+        if len(self.frames) + n > self.room or self.size + size > self.limit:
+            return False
+        self.times.extend(repeat(recv_ns, n))
+        self.frames.extend(raws)
+        self.size += size
+        return True
 
     def add_frame(self, channel: str, raw: str | bytes, recv_ns: int) -> None:
         """Append one frame (``channel`` ``"md"`` or ``"cmd"``) exactly as received.

@@ -263,6 +263,11 @@ class RawWriter:
         self.file_bytes = 0  # compressed bytes of the open file
         self.records = 0
 
+    @property
+    def file_open(self) -> bool:
+        """Whether a file is open for writing (not yet closed and renamed)."""
+        return self._file is not None
+
     def _open(self, first_ns: int) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(first_ns / 1e9))

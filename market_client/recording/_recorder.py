@@ -6,7 +6,7 @@ import importlib.util
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -30,9 +30,8 @@ class Recorder:
 
     The client calls `describe` once, then hands it every MD frame and
     private CMD event as received, and `snapshot` for every book it loads
-    outside the MD stream: the MD reader adds the frames it read together
-    to `buffer` itself while it has room for them, and calls `feed` for each
-    otherwise (and for CMD frames).
+    outside the MD stream: the MD reader hands the frames it read together
+    to `feed_many`, CMD events go to `feed`.
     Neither blocks or raises: a frame goes into a bounded buffer. A worker
     task hands the buffer, a batch at a time, to a thread
     (``anyio.to_thread``) that writes it to the recorder's writer process
@@ -430,13 +429,24 @@ class Recorder:
             raw: The frame exactly as received.
             recv_ns: ``time.time_ns()`` when it was received.
         """
-        # The MD reader adds frames by itself while the buffer has room: what
-        # comes here is a CMD frame, a frame that would fill a batch, or one
-        # for which there is no room.
         try:
             self._append(channel, raw, recv_ns)
         except Exception:
             self._counts["feed_errors"] += 1
+
+    def feed_many(self, raws: Sequence[str | bytes], recv_ns: int) -> None:
+        """Hand MD frames received together (one read of the socket), with one receive time.
+
+        Never blocks, never raises. While the buffer has room for all of
+        them they go in at once; otherwise each goes through `feed`.
+
+        Args:
+            raws: The frames exactly as received, in order.
+            recv_ns: ``time.time_ns()`` when they were received.
+        """
+        if not self.buffer.extend_md(raws, recv_ns):
+            for raw in raws:
+                self.feed("md", raw, recv_ns)
 
     def snapshot(
         self,

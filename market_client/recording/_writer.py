@@ -420,7 +420,7 @@ class BatchWriter:
         return {
             **tables,
             "raw_records": raw.records if raw is not None else 0,
-            "raw_files": (raw.files + (raw._file is not None)) if raw is not None else 0,
+            "raw_files": (raw.files + raw.file_open) if raw is not None else 0,
             "raw_bytes": raw.bytes if raw is not None else 0,
         }
 
