@@ -36,7 +36,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from market_client import MarketClient, RequestSession, RequestTimeout
+from market_client import MarketClient
 from market_client._transports import (
     ONLY_ON,
     TRANSPORTS,
@@ -255,48 +255,6 @@ async def test_a_silent_peer_keeps_ping_waiting_and_abort_drops_it_at_once(
         await peer.gone.wait()  # the peer sees the connection end
     gc.collect()  # a socket left to the collector would warn here (warnings are errors)
     assert tasks() <= before
-
-
-# Where a request's frame can go out without a wait (then no cancel scope is needed).
-WRITES_AT_ONCE = {("picows", "asyncio")}
-
-
-async def test_try_send_writes_at_once_only_while_there_is_room(
-    transport: WebSocketTransport, anyio_backend: str
-) -> None:
-    async with (
-        Peer(silent=True).serve() as peer,  # reads nothing: the buffers fill
-        transport.connect(peer.url, open_timeout=5) as ws,
-    ):
-        await peer.accepted.wait()
-        if (transport.name, anyio_backend) not in WRITES_AT_ONCE:
-            assert not ws.try_send("x")  # cannot tell: requests use send()
-            await ws.abort()
-            return
-        assert ws.try_send("first")
-        chunk = "x" * (1 << 20)
-        for _ in range(1000):  # at most 1 GB, far beyond any socket buffer
-            if not ws.try_send(chunk):
-                break
-        else:
-            pytest.fail("the socket never pushed back")
-        waited: list[str] = []
-        send = ws.send
-
-        async def waiting_send(text: str) -> None:
-            waited.append(text)
-            await send(text)
-
-        ws.send = waiting_send  # type: ignore[method-assign]
-        session = RequestSession(ws, on_event=lambda event: None)
-        start = anyio.current_time()
-        with pytest.raises(RequestTimeout):
-            await session.request("portfolio.get", timeout=0.2)
-        assert 0.2 <= anyio.current_time() - start < 2
-        assert len(waited) == 1  # it waited for room in send(), inside the deadline
-        assert len(session.correlator) == 0
-        await ws.abort()
-        assert not ws.try_send("after")  # closed: nothing sent, nothing raised
 
 
 async def test_a_send_blocked_by_a_peer_that_reads_nothing_obeys_its_deadline(

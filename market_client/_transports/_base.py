@@ -173,22 +173,6 @@ class WebSocket(abc.ABC):
             TransportClosed: The socket is closed.
         """
 
-    def try_send(self, text: str) -> bool:
-        """Send one text message now if that needs no wait; else send nothing.
-
-        The fast path of a request: where the library can write without
-        waiting (the socket not under back-pressure), the request needs no
-        deadline around its send. This default cannot tell, and says so.
-
-        Returns:
-            True when the message went out; False when nothing was sent (call
-            `send`, which waits for room and raises on a closed socket).
-
-        Raises:
-            TransportClosed: The write failed; the connection is closed.
-        """
-        return False
-
     @abc.abstractmethod
     async def ping(self) -> None:
         """Send a ping and return when its pong arrives.

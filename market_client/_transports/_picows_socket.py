@@ -175,18 +175,6 @@ class PicowsWebSocket(WebSocket):
             raise await self._closed()
         self._transport.send(WSMsgType.TEXT, text.encode())
 
-    def try_send(self, text: str) -> bool:
-        listener = self._listener
-        if (
-            not listener.writable.is_set()
-            or listener.disconnected
-            or self._closing  # being closed or dropped by us: nothing more goes out here
-            or self._transport.is_close_frame_sent
-        ):
-            return False  # `send` waits for room, or raises
-        self._transport.send(WSMsgType.TEXT, text.encode())
-        return True
-
     async def _until_waiting(self) -> None:
         """Return once a message waits; raise if the socket closed with none."""
         listener = self._listener
