@@ -424,7 +424,7 @@ def book_costs() -> tuple[list[list[str]], float, float]:
         )
     state_us, lean_us, decode_us = state_costs()
     rows.append(
-        ["`MarketState.on_frame` after decoding, flood message", f"{state_us:.2f} µs", "", ""]
+        ["`MarketState.on_frames` after decoding, flood message", f"{state_us:.2f} µs", "", ""]
     )
     rows.append(["the least state update (see (f))", f"{lean_us:.2f} µs", "", ""])
     rows.append(["`orjson.loads` of the same frames", f"{decode_us:.2f} µs", "", ""])
@@ -474,7 +474,7 @@ def state_costs(count: int = 30_000, rounds: int = 15) -> tuple[float, float, fl
 
     On the flood's own messages (``_flood.md_messages``), the best of
     ``rounds`` rounds (the three runs of a round rotate their order), each
-    with the garbage collector on: ``MarketState.on_frame`` with a candle series (what a
+    with the garbage collector on: ``MarketState.on_frames`` with a candle series (what a
     session does with every frame) minus ``orjson.loads``, `lean_state` minus
     ``orjson.loads``, and ``orjson.loads`` itself.
     """
@@ -488,11 +488,11 @@ def state_costs(count: int = 30_000, rounds: int = 15) -> tuple[float, float, fl
 
     def session() -> None:
         market = MarketState()
-        market.on_frame(orjson.dumps(snapshot))
+        market.on_frames([orjson.dumps(snapshot)])
         market.add_series("ABC", 1000, 50)
-        on_frame = market.on_frame
-        for frame in frames:
-            on_frame(frame)
+        on_frames = market.on_frames
+        for i in range(0, len(frames), 16):  # as the MD reader hands them over
+            on_frames(frames[i : i + 16])
         assert market.symbols["ABC"].sequencer.seq == count and not market.malformed
 
     runs = [("decode", decode), ("session", session), ("lean", lambda: lean_state(frames))]
@@ -891,7 +891,7 @@ def report(results: list[dict[str, Any]], command: str) -> None:
         "their range, and the median rates:\n\n"
         + tables["ratios"]
         + "\n\n(e) is the best ratio a session could have if the only thing it added to "
-        "the bare loop were its state path: `MarketState.on_frame` on the flood's own "
+        "the bare loop were its state path: `MarketState.on_frames` on the flood's own "
         "frames (sequencer, book, 1-second candles) less `orjson.loads` of them, "
         f"{state_us:.2f} µs a message in this run, so 1 / (1 + that cost in seconds times "
         "the bare loop's median messages per second). No read loop, no heartbeat "

@@ -195,32 +195,37 @@ class MdChannel:
     def _apply(self, raws: Sequence[str | bytes], ready: anyio.Event, expected: set[str]) -> None:
         """Take frames through the state, then to subscribers and the hook."""
         market = self.market
-        on_frame = market.on_frame
-        hub = self._hub
-        hook = self.on_md_event
         self.messages += len(raws)
-        for raw in raws:
-            msg = on_frame(raw)  # counts and logs what is malformed
-            if msg is None:
-                continue
-            ch = msg["ch"]
-            if ch == "heartbeat":
-                continue
-            if expected and ch == "book.snapshot":
-                expected.discard(msg["sym"])
-                if not expected:
-                    ready.set()
-            if hub.has_subscribers:
-                kind = _KINDS.get(ch) or "md." + ch
-                targets = hub.targets(kind)
-                if targets:
-                    hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
-            if hook is not None:
-                self._hooks.call(hook, msg)
+        if self.on_md_event is None:
+            self._publish(market.on_frames(raws), ready, expected)
+        else:
+            # A sync hook sees the state as of its own frame: one frame at a time.
+            for raw in raws:
+                msgs = market.on_frames((raw,))
+                self._publish(msgs, ready, expected)
+                for msg in msgs:
+                    self._hooks.call(self.on_md_event, msg)
         # Once for the frames taken together: a resync task starts at the
         # reader's next turn either way.
         if market.resync_wanted:
             self._start_resyncs()
+
+    def _publish(self, msgs: list[dict[str, Any]], ready: anyio.Event, expected: set[str]) -> None:
+        """Note the snapshots a new connection waits for; offer the messages to subscribers."""
+        if expected:
+            for msg in msgs:
+                if msg["ch"] == "book.snapshot":
+                    expected.discard(msg["sym"])
+            if not expected:
+                ready.set()
+        hub = self._hub
+        if hub.has_subscribers:
+            for msg in msgs:
+                ch = msg["ch"]
+                kind = _KINDS.get(ch) or "md." + ch
+                targets = hub.targets(kind)
+                if targets:
+                    hub.deliver(new_event(kind, msg, msg.get("sym")), targets)
 
     # -- resyncs and candles ---------------------------------------------------
     def _start_resyncs(self) -> None:

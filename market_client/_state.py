@@ -1,6 +1,6 @@
 """Sans-I/O market state: every symbol's book, sequencer and candle series.
 
-`MarketState` takes MD frames as received (`MarketState.on_frame`) and
+`MarketState` takes MD frames as received (`MarketState.on_frames`) and
 ``book.get`` / ``candles.get`` replies, and keeps books and candles right. It
 never awaits: when a symbol needs a snapshot it says so (`take_resyncs`) and
 the MD link fetches one. The read side (`top`, `snapshot`, `candles`) is
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -144,42 +145,51 @@ class MarketState:
         return state
 
     # -- inputs ------------------------------------------------------------
-    def on_frame(self, raw: str | bytes) -> dict[str, Any] | None:
-        """Decode and apply one MD frame as received.
+    def on_frames(self, raws: Sequence[str | bytes]) -> list[dict[str, Any]]:
+        """Decode and apply MD frames received together (one read of the socket), in order.
 
-        Returns the message, or None when it was malformed (counted in
-        `malformed`; a bad increment also asks for a resync of its symbol).
+        Returns their messages, in order, but for heartbeats and malformed
+        frames (counted in `malformed`; a bad increment also asks for a
+        resync of its symbol).
         """
-        try:
-            msg = _loads(raw)
-        except orjson.JSONDecodeError:
-            msg = None
-        if type(msg) is not dict or msg.get("type") != "md":
-            self.malformed += 1
-            log.warning("malformed MD frame ignored: %.200r", raw)
-            return None
-        # The usual frame first: the next increment of a synced symbol (orjson
-        # makes exact dicts, ints and strs, so type() checks are enough).
-        ch = msg.get("ch")
-        if ch == "book.delta" or ch == "trade":
-            sym = msg.get("sym", "")  # "": no symbol has it, on_md says what is wrong
-            seq = msg.get("seq")
-            state = self.symbols.get(sym) if type(sym) is str else None
-            if state is not None and type(seq) is int:
-                sequencer = state.sequencer
-                if sequencer.synced and seq == sequencer.seq + 1:
-                    sequencer.seq = seq
-                    # _apply, inlined: one call less on every usual frame.
-                    try:
-                        if ch == "book.delta":
-                            state.book.apply(msg.get("changes", ()), seq)
-                        else:
-                            self._trade(state, msg, seq)
-                    except (BookError, TypeError, ValueError) as exc:
-                        self._bad_increment(sym, state, msg, exc)
-                        return None
-                    return msg
-        return msg if self.on_md(msg) is not None else None
+        msgs: list[dict[str, Any]] = []
+        symbols = self.symbols
+        for raw in raws:
+            try:
+                msg = _loads(raw)
+            except orjson.JSONDecodeError:
+                msg = None
+            if type(msg) is not dict or msg.get("type") != "md":
+                self.malformed += 1
+                log.warning("malformed MD frame ignored: %.200r", raw)
+                continue
+            # The usual frame first: the next increment of a synced symbol (orjson
+            # makes exact dicts, ints and strs, so type() checks are enough).
+            ch = msg.get("ch")
+            if ch == "book.delta" or ch == "trade":
+                sym = msg.get("sym", "")  # "": no symbol has it, on_md says what is wrong
+                seq = msg.get("seq")
+                state = symbols.get(sym) if type(sym) is str else None
+                if state is not None and type(seq) is int:
+                    sequencer = state.sequencer
+                    if sequencer.synced and seq == sequencer.seq + 1:
+                        sequencer.seq = seq
+                        # _apply, inlined: one call less on every usual frame.
+                        try:
+                            if ch == "book.delta":
+                                state.book.apply(msg.get("changes", ()), seq)
+                            else:
+                                self._trade(state, msg, seq)
+                        except (BookError, TypeError, ValueError) as exc:
+                            self._bad_increment(sym, state, msg, exc)
+                            continue
+                        msgs.append(msg)
+                        continue
+            elif ch == "heartbeat":
+                continue
+            if self.on_md(msg) is not None:
+                msgs.append(msg)
+        return msgs
 
     def on_md(self, msg: dict[str, Any]) -> str | None:
         """Apply one MD message; returns its channel, or None when it was malformed."""

@@ -252,7 +252,7 @@ def test_market_state_resyncs_on_gap_and_on_a_bad_price() -> None:
     assert m.malformed == 3
 
 
-@pytest.mark.parametrize("path", ["on_frame", "on_md"])
+@pytest.mark.parametrize("path", ["on_frames", "on_md"])
 @pytest.mark.parametrize(
     "bad",
     [
@@ -268,15 +268,15 @@ def test_market_state_resyncs_on_gap_and_on_a_bad_price() -> None:
 def test_a_bad_increment_of_a_synced_symbol_is_counted_and_resynced(
     path: str, bad: dict[str, Any]
 ) -> None:
-    # on_frame applies the usual frame itself; on_md goes through _apply: the same outcome.
+    # on_frames applies the usual frame itself; on_md goes through _apply: the same outcome.
     import orjson
 
     m = MarketState()
     m.load_book("S", [["10.00", 1]], [["11.00", 1]], 1)
     m.add_series("S", 1000, 5)
     msg = {"type": "md", "sym": "S", "seq": 2, **bad}
-    if path == "on_frame":
-        assert m.on_frame(orjson.dumps(msg)) is None
+    if path == "on_frames":
+        assert m.on_frames([orjson.dumps(msg)]) == []
     else:
         assert m.on_md(msg) is None
     state = m.symbols["S"]
