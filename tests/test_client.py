@@ -143,6 +143,21 @@ async def test_gateway_errors_carry_code_message_op(sim: Simulator) -> None:
             await client.cancel_order("o-999999")
 
 
+async def test_a_retried_place_then_a_cancel_by_client_order_id_reaches_the_live_order(
+    sim: Simulator,
+) -> None:
+    # The safe-retry flow the id exists for: the retry is refused as a
+    # duplicate, and the cancel by that id cancels the order that is live.
+    async with MarketClient.session(sim.url, md=False) as client:
+        placed = await client.place_order("ABC", "buy", "1.00", 1, client_order_id="retry-7")
+        with pytest.raises(GatewayError) as info:
+            await client.place_order("ABC", "buy", "1.00", 1, client_order_id="retry-7")
+        assert info.value.code == "duplicate_client_order_id"
+        reply = await client.cancel_order(client_order_id="retry-7")
+        assert reply["order"]["order_id"] == placed["order"]["order_id"]
+        assert reply["order"]["status"] == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

@@ -388,6 +388,19 @@ def test_client_order_ids_are_unique_among_live_orders_and_private(desk: Desk) -
     assert latest["order_id"] == again["order_id"] and latest["status"] == "cancelled"
 
 
+def test_a_rejected_duplicate_leaves_the_client_order_id_to_the_live_order(desk: Desk) -> None:
+    # The safe retry: a second place with the same id is refused, and a cancel
+    # by that id then reaches the live order, not the rejected duplicate.
+    session = desk.user()
+    order = {**ORDER, "price": "50.00", "client_order_id": "retry-1"}
+    placed = desk.ok(session, "order.place", order)["order"]
+    assert desk.error(session, "order.place", order) == "duplicate_client_order_id"
+    live = desk.ok(session, "order.history", {"client_order_id": "retry-1"})["order"]
+    assert live["order_id"] == placed["order_id"] and live["status"] == "open"
+    cancelled = desk.ok(session, "order.cancel", {"client_order_id": "retry-1"})["order"]
+    assert cancelled["order_id"] == placed["order_id"] and cancelled["status"] == "cancelled"
+
+
 def test_fills_events_positions_and_cash(desk: Desk) -> None:
     maker, taker = desk.user(), desk.user()
     desk.place(maker, side="sell", price="100.00", qty=3)

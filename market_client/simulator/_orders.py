@@ -251,7 +251,10 @@ class Orders:
         coid = order.client_order_id
         if coid is not None:
             user.by_coid[coid] = order
-            user.live_by_coid[coid] = order
+            # A rejected duplicate must not take the id from the live order it
+            # duplicates: a cancel by client_order_id finds the live one.
+            if order.live:
+                user.live_by_coid[coid] = order
         if not order.live:
             self._finish(user, order)
 
