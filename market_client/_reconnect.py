@@ -31,6 +31,10 @@ class ReconnectPolicy:
         factor: Growth of the delay per attempt.
         jitter: Fraction of each delay that is random, from 0 to 1.
         deadline: Seconds a channel may stay down before the session ends.
+        stable_after: Seconds a connection must stay up to count as good: one
+            that drops sooner does not reset the backoff, which goes on
+            growing (a gateway that drops every connection at once gets
+            ever rarer attempts, not one every ``initial`` seconds).
     """
 
     initial: float = 0.1
@@ -38,6 +42,7 @@ class ReconnectPolicy:
     factor: float = 2.0
     jitter: float = 0.5
     deadline: float = 60.0
+    stable_after: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("initial", "maximum", "deadline"):
@@ -52,6 +57,11 @@ class ReconnectPolicy:
             raise ValueError(f"factor must be at least 1, got {self.factor!r}")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be from 0 to 1, got {self.jitter!r}")
+        stable = self.stable_after
+        if isinstance(stable, bool) or not isinstance(stable, (int, float)):
+            raise TypeError(f"stable_after must be a number of seconds, got {stable!r}")
+        if not 0 <= stable < math.inf:
+            raise ValueError(f"stable_after must be at least 0 and finite, got {stable!r}")
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before attempt number ``attempt`` (counted from 0)."""
@@ -79,24 +89,38 @@ class LinkState:
         "name",
         "reconnects",
         "up",
+        "up_since",
     )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.up = False
-        self.attempts = 0  # failed attempts in the current outage
+        # Attempts since the last good connection (one that stayed up for the
+        # policy's stable_after): failed ones, and connections that dropped sooner.
+        self.attempts = 0
         self.disconnects = 0
         self.reconnects = 0
         self.down_since: float | None = None
+        self.up_since: float | None = None
         self.last_downtime: float | None = None
         self.max_downtime = 0.0
 
-    def lost(self, now: float) -> None:
-        """The link went down at ``now`` (a clock in seconds)."""
+    def lost(self, now: float, policy: ReconnectPolicy | None = None) -> None:
+        """The link went down at ``now`` (a clock in seconds).
+
+        With ``policy``, a connection that stayed up less than its
+        ``stable_after`` counts as one more attempt: the backoff goes on.
+        """
+        short = (
+            policy is not None
+            and self.up_since is not None
+            and now - self.up_since < policy.stable_after
+        )
+        self.attempts = self.attempts + 1 if short else 0
         self.up = False
         self.disconnects += 1
-        self.attempts = 0
         self.down_since = now
+        self.up_since = None
 
     def failed_attempt(self) -> int:
         """One reconnection attempt failed; returns the attempt number for the backoff."""
@@ -117,7 +141,7 @@ class LinkState:
             self.last_downtime = downtime
             self.max_downtime = max(self.max_downtime, downtime)
         self.down_since = None
-        self.attempts = 0
+        self.up_since = now
         return downtime
 
     def stats(self) -> dict[str, object]:

@@ -96,7 +96,7 @@ class Supervisor:
                 assert policy is not None
                 now = anyio.current_time()
                 if link.up:
-                    link.lost(now)
+                    link.lost(now, policy)
                     self._on_change()
                     self._on_lost(err)
                 else:

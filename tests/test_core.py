@@ -395,6 +395,8 @@ def test_backoff_doubles_to_the_cap_with_jitter_below() -> None:
         {"jitter": 1.5},
         {"deadline": -1},
         {"initial": "1"},
+        {"stable_after": -1},
+        {"stable_after": float("inf")},
     ],
 )
 def test_reconnect_policy_refuses_bad_settings(kwargs: dict[str, Any]) -> None:
@@ -418,7 +420,27 @@ def test_link_state_counts_outages_and_deadline() -> None:
         "last_downtime_s": pytest.approx(0.25),
         "max_downtime_s": pytest.approx(0.25),
     }
-    assert link.attempts == 0 and not link.overdue(1e9, policy)
+    assert not link.overdue(1e9, policy)
+
+
+def test_a_connection_that_drops_soon_after_it_came_back_does_not_reset_the_backoff() -> None:
+    # A gateway that drops every connection at once (a 20 MB frame, say):
+    # the attempts go on counting, so the delays grow to the cap.
+    policy = ReconnectPolicy(stable_after=5, jitter=0)
+    link = LinkState("md")
+    link.restored(0.0)
+    delays = []
+    now = 10.0
+    for _ in range(8):
+        link.lost(now, policy)  # the first after 10 s up; then each 0.1 s after it came back
+        delays.append(policy.delay(link.attempts))
+        now += delays[-1]
+        link.restored(now)
+        now += 0.1
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    # One that stayed up long enough was good: the next outage starts afresh.
+    link.lost(now + 5, policy)
+    assert link.attempts == 0 and policy.delay(link.attempts) == 0.1
 
 
 def test_ring_buffer_keeps_the_newest() -> None:
