@@ -30,6 +30,7 @@ from ._exceptions import (
     link_closed,
     open_error,
 )
+from ._logs import LogThrottle, held_back
 from ._models import LoginReply
 from ._protocol import Correlator, decode_frame, encode_request, is_event, payload_or_raise
 from ._transports import TransportClosed, TransportOpenError, WebSocket
@@ -98,6 +99,7 @@ class RequestSession:
         self.requests = 0
         self.frames = 0
         self.malformed = 0
+        self._malformed_warnings = LogThrottle()
         self.login: LoginReply | None = None
 
     async def request(
@@ -189,7 +191,9 @@ class RequestSession:
                 self._event(raw, cast(dict[str, Any], frame))
             else:
                 self.malformed += 1
-                log.warning("malformed CMD frame ignored: %.200r", raw)
+                held = self._malformed_warnings.take()
+                if held is not None:
+                    log.warning("malformed CMD frame ignored: %.200r%s", raw, held_back(held))
 
     def _event(self, raw: str | bytes, frame: dict[str, Any]) -> None:
         if self._on_raw_event is not None:

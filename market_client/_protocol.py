@@ -20,6 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 
 from ._exceptions import AuthError, GatewayError, TooManyInFlight
+from ._logs import LogThrottle, held_back
 from ._wire import CMD_FRAME_LIMIT
 
 __all__ = [
@@ -170,6 +171,7 @@ class Correlator(Generic[W]):
         self._abandoned_set: set[str] = set()
         self.late = 0
         self.unsolicited = 0
+        self._unknown_warnings = LogThrottle()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -214,9 +216,14 @@ class Correlator(Generic[W]):
                 log.debug("dropped a late response to request %s (%s)", key, frame.get("op"))
             else:
                 self.unsolicited += 1
-                log.warning(
-                    "dropped a response to unknown request %r (%s)", corr_id, frame.get("op")
-                )
+                held = self._unknown_warnings.take()
+                if held is not None:
+                    log.warning(
+                        "dropped a response to unknown request %.80r (%.80s)%s",
+                        corr_id,
+                        frame.get("op"),
+                        held_back(held),
+                    )
             return False
         waiter.set_result(frame)
         return True

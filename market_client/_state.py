@@ -25,6 +25,7 @@ import orjson
 
 from ._book import BookError, Level, LocalBook, cached_price
 from ._candles import CandleSeries
+from ._logs import LogThrottle, held_back
 
 __all__ = ["MarketState", "Sequencer", "SymbolState"]
 
@@ -135,6 +136,7 @@ class MarketState:
         self.max_buffer = max_buffer
         self.symbols: dict[str, SymbolState] = {}
         self.malformed = 0
+        self._malformed_warnings = LogThrottle()
         self._resync_queue: list[str] = []
 
     def ensure(self, sym: str) -> SymbolState:
@@ -161,7 +163,9 @@ class MarketState:
                 msg = None
             if type(msg) is not dict or msg.get("type") != "md":
                 self.malformed += 1
-                log.warning("malformed MD frame ignored: %.200r", raw)
+                held = self._malformed_warnings.take()
+                if held is not None:
+                    log.warning("malformed MD frame ignored: %.200r%s", raw, held_back(held))
                 continue
             # The usual frame first: the next increment of a synced symbol (orjson
             # makes exact dicts, ints and strs, so type() checks are enough).
@@ -281,7 +285,9 @@ class MarketState:
 
     def _malformed(self, msg: dict[str, Any], why: str) -> str | None:
         self.malformed += 1
-        log.warning("malformed MD message (%s): %.200r", why, msg)
+        held = self._malformed_warnings.take()
+        if held is not None:
+            log.warning("malformed MD message (%s): %.200r%s", why, msg, held_back(held))
         return None
 
     def _want_resync(self, sym: str, state: SymbolState) -> None:

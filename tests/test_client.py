@@ -496,6 +496,30 @@ async def test_malformed_frames_are_counted_not_fatal(
         assert "malformed" in caplog.text
 
 
+async def test_a_flood_of_one_kind_of_warning_is_logged_once_and_counted_whole(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 1,000 responses with one unknown corr_id and 1,000 malformed MD frames:
+    # every one is counted, the first of each kind is logged, the rest held back.
+    async with MarketClient.session(sim.url, symbols=["ABC"]) as client:
+        gateway = sim.running.gateway
+        (conn,) = [c for cs in gateway._cmd.values() for c in cs]
+        (md_conn,) = gateway._md_all
+        with caplog.at_level(logging.WARNING, logger="market_client"):
+            for _ in range(1000):
+                conn.push('{"type": "response", "corr_id": "999999", "status": "ok"}')
+                md_conn.push("[1,2,3]")
+            await wait_until(
+                lambda: (
+                    client.stats()["unsolicited_responses"] == 1000
+                    and client.stats()["malformed_frames"] == 1000
+                )
+            )
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("unknown request" in m for m in messages) == 1
+        assert sum("malformed MD frame" in m for m in messages) == 1
+
+
 async def test_md_gap_causes_exactly_one_resync_and_a_right_book(sim: Simulator) -> None:
     async with (
         MarketClient.session(sim.url, symbols=["ABC"]) as client,

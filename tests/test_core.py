@@ -443,6 +443,21 @@ def test_a_connection_that_drops_soon_after_it_came_back_does_not_reset_the_back
     assert link.attempts == 0 and policy.delay(link.attempts) == 0.1
 
 
+def test_a_log_throttle_lets_one_a_period_through_with_the_count_held_back() -> None:
+    from market_client._logs import LogThrottle, held_back
+
+    now = [0.0]
+    throttle = LogThrottle(period=10, clock=lambda: now[0])
+    assert throttle.take() == 0  # the first, at once
+    assert [throttle.take() for _ in range(5)] == [None] * 5
+    now[0] = 9.9
+    assert throttle.take() is None
+    now[0] = 10.0
+    assert throttle.take() == 6  # the next period: with the six held back
+    assert throttle.take() is None
+    assert held_back(0) == "" and held_back(6) == " (6 more like it were not logged)"
+
+
 def test_ring_buffer_keeps_the_newest() -> None:
     log = TransactionLog(3)
     for i in range(5):
