@@ -1,4 +1,4 @@
-"""Nox sessions: ``nox`` runs tests on every Python, lint, types and docs.
+"""Nox sessions: ``nox`` runs tests on every Python, at the lowest versions, lint, types, docs.
 
 Interpreters installed by pyenv are found even when pyenv's shims do not
 expose them (its versions' ``bin`` folders are put on PATH first).
@@ -13,7 +13,7 @@ import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
-nox.options.sessions = ["tests", "lint", "types", "docs"]
+nox.options.sessions = ["tests", "tests_lowest", "lint", "types", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -31,6 +31,23 @@ _expose_pyenv_pythons()
 def tests(session: nox.Session) -> None:
     """The test suite, every async test on Trio and on asyncio."""
     session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def tests_lowest(session: nox.Session) -> None:
+    """The test suite with the lowest versions pyproject.toml allows of our direct dependencies.
+
+    A floor we declare and never install is a guess: this checks it. The
+    dependencies of our dependencies are resolved as usual (their newest).
+    """
+    session.install("uv")
+    python = os.path.join(session.bin, "python")
+    # --upgrade: resolve afresh, not keeping what a reused virtualenv already has.
+    session.run(
+        "uv", "pip", "install", "--python", python, "--resolution", "lowest-direct", "--upgrade",
+        "-e", ".[test]",
+    )  # fmt: skip
     session.run("pytest", *session.posargs)
 
 

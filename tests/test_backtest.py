@@ -7,6 +7,7 @@ so these tests are plain functions, parametrized over both backends.
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,115 @@ def test_advance_is_a_sleep_then_a_settle(backend: str) -> None:
             assert a - start_slow == pytest.approx(b - start_fast, abs=1e-12)
 
     anyio.run(main, backend=backend, backend_options=options)
+
+
+# -- the loops' internals the virtual clock reads: present here, loud when gone --------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_loops_internals_are_there_on_this_python_and_trio(backend: str) -> None:
+    """asyncio's timer heap and Trio's scheduler's generator, as `_clock` reads them."""
+    import asyncio
+
+    from market_client.backtest._clock import _next_timer, backend_options, seed_trio_scheduler
+
+    async def main() -> None:
+        if backend == "trio":
+            seed_trio_scheduler(1)  # no error: this Trio has it
+            return
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, backtest.VirtualClockLoop)
+        later = loop.call_later(1000, lambda: None)
+        sooner = loop.call_later(10, lambda: None)
+        assert _next_timer(loop) is sooner
+        sooner.cancel()
+        later.cancel()
+        head = _next_timer(loop)  # a cancelled timer stays in the heap until it is due
+        assert head is None or head.cancelled() or head.when() < sooner.when()
+
+    anyio.run(main, backend=backend, backend_options=backend_options(backend))
+
+
+def test_the_virtual_clock_fails_loudly_without_asyncios_timer_heap() -> None:
+    import asyncio
+    import platform
+    from types import SimpleNamespace
+
+    from market_client.backtest._clock import _next_timer
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert _next_timer(loop) is None  # no timer yet
+    finally:
+        loop.close()
+    version = platform.python_version()
+    for changed in (
+        SimpleNamespace(),  # the attribute renamed away
+        SimpleNamespace(_scheduled={}),  # not a list
+        SimpleNamespace(_scheduled=[(1.0, "handle")]),  # not TimerHandles
+    ):
+        with pytest.raises(RuntimeError, match=f"Python {version}.*virtual clock"):
+            _next_timer(changed)  # type: ignore[arg-type]
+
+
+def test_a_backtest_on_trio_fails_loudly_without_the_schedulers_generator(
+    recording: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trio
+    from trio._core import _run
+
+    from market_client.backtest._clock import seed_trio_scheduler
+
+    monkeypatch.delattr(_run, "_r")
+    with pytest.raises(RuntimeError, match=f"Trio {trio.__version__}.*cannot be deterministic"):
+        seed_trio_scheduler(0)
+    # Trio's own run loop draws from it too: a stand-in that is not a random.Random.
+    monkeypatch.setattr(_run, "_r", _NotARandom(), raising=False)
+    with pytest.raises(RuntimeError, match="cannot be deterministic on this Trio"):
+        backtest.run(quoter, recording, backend="trio")
+
+
+class _NotARandom:
+    """Draws as `random.Random` does for Trio's run loop, but is not one."""
+
+    def __init__(self) -> None:
+        self._random = random.Random(0)
+
+    def random(self) -> float:
+        return self._random.random()
+
+    def uniform(self, a: float, b: float) -> float:
+        return self._random.uniform(a, b)
+
+    def shuffle(self, items: list[Any]) -> None:
+        self._random.shuffle(items)
+
+
+def test_seeding_trio_repeats_the_order_of_tasks_run_together() -> None:
+    """The same seed, the same order, where Trio draws at random which of a batch goes first.
+
+    (Tasks are woken by checkpoints here, not by one ``trio.Event``: the
+    order in which an event wakes its waiters is its set's, which no seed
+    fixes; the replay wakes one task at a time.)
+    """
+    import trio
+
+    from market_client.backtest._clock import seed_trio_scheduler
+
+    async def order(seed: int) -> list[int]:
+        seed_trio_scheduler(seed)
+        ran: list[int] = []
+
+        async def task(i: int) -> None:
+            for _ in range(8):
+                ran.append(i)
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            for i in range(4):
+                nursery.start_soon(task, i)
+        return ran
+
+    first, again, other = (trio.run(order, seed) for seed in (7, 7, 8))
+    assert first == again
+    assert first != other  # the seed is what decides (2**8 orders: these two differ)

@@ -22,11 +22,20 @@ Both jump only when nothing can run, so the order in which things happen
 depends on the program alone, never on the machine's speed. Work that
 leaves the loop (threads, real sockets) would let the clock jump while it
 runs: a backtest uses neither.
+
+Two things have no public API, and are read from the loops' internals here
+and nowhere else, each in one small function that raises `RuntimeError`
+when the loop no longer has it (rather than slowing down or losing the
+determinism without a word): asyncio's timer heap (`_next_timer`) and the
+random generator of Trio's scheduler (`seed_trio_scheduler`). The tests call
+both on this Python and Trio, and with the attribute taken away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import platform
+import random
 import selectors
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -90,8 +99,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             return
         now = self._now
         when = now + delay  # as call_later computes it
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        head = scheduled[0] if scheduled else None
+        head = _next_timer(self)
         if delay < MAX_JUMP and (
             head is None or (not head.cancelled() and head.when() > when + TIE_MARGIN)
         ):
@@ -99,6 +107,32 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             return
         await asyncio.sleep(delay)
         await self.wait_idle()
+
+
+def _next_timer(loop: asyncio.AbstractEventLoop) -> asyncio.TimerHandle | None:
+    """The head of ``loop``'s timer heap: its next timer, or a cancelled one (None: no timer).
+
+    asyncio has no public way to ask when the next timer is due, and
+    `VirtualClockLoop.advance` must know it to move the clock itself. Its
+    ``BaseEventLoop`` keeps the timers in ``_scheduled``, a heap (a list) of
+    ``TimerHandle`` (Python 3.10 to 3.13 at least): this is the one place that
+    reads it. Only the head is checked, to keep a step's cost constant.
+
+    Raises:
+        RuntimeError: ``loop`` has no such list (a Python whose asyncio changed).
+    """
+    scheduled = getattr(loop, "_scheduled", None)
+    if type(scheduled) is not list or (
+        scheduled and not isinstance(scheduled[0], asyncio.TimerHandle)
+    ):
+        raise RuntimeError(
+            f"the asyncio of Python {platform.python_version()} keeps no list of TimerHandles "
+            "in BaseEventLoop._scheduled: the backtest's virtual clock cannot find the next "
+            "timer (market_client/backtest/_clock.py must be updated for this Python; "
+            "backend='trio' does not need it)"
+        )
+    head: asyncio.TimerHandle | None = scheduled[0] if scheduled else None
+    return head
 
 
 def backend_options(backend: str) -> dict[str, Any]:
@@ -183,18 +217,30 @@ def advance_function(clock: Any = None) -> Callable[[float], Awaitable[None]]:
 
 
 def seed_trio_scheduler(seed: int) -> None:
-    """Make Trio's scheduler choices repeat run after run.
+    """Seed the random choices of Trio's scheduler, so that a run on Trio repeats exactly.
 
-    Trio shuffles the order of tasks woken together (to shake out ordering
-    bugs); a backtest wants the same order every run, so the generator it
-    draws from is seeded. It is a private attribute of Trio: when it is
-    missing, nothing is done (one strategy task still replays identically,
-    since the replay serialises what it wakes).
+    Trio reverses the order of the tasks woken together at random (to shake
+    out ordering bugs); a backtest wants the same order every run. There is
+    no public way to seed it: the generator is ``trio._core._run._r``, a
+    ``random.Random`` (Trio 0.27 to 0.35 at least), and this is the one place
+    that touches it. (No seed orders the waiters of one ``trio.Event``, woken
+    in the order of a set: the replay wakes one task at a time.)
+
+    Raises:
+        RuntimeError: This Trio has no such generator (the run could not repeat).
     """
+    import trio
+
     try:
         from trio._core import _run
     except ImportError:  # pragma: no cover - a Trio without the module
-        return
-    generator = getattr(_run, "_r", None)
-    if generator is not None and hasattr(generator, "seed"):
-        generator.seed(seed)
+        generator = None
+    else:
+        generator = getattr(_run, "_r", None)
+    if not isinstance(generator, random.Random):
+        raise RuntimeError(  # noqa: TRY004 - a Trio that changed, not a wrong argument
+            f"Trio {trio.__version__} has no random.Random in trio._core._run._r to seed: "
+            "a backtest cannot be deterministic on this Trio (market_client/backtest/_clock.py "
+            "must be updated for it; backend='asyncio' does not need it)"
+        )
+    generator.seed(seed)

@@ -177,9 +177,7 @@ class _InProcessSocket(WebSocket):
         if rx.items:
             # Without a checkpoint while frames are queued, as every transport
             # does (recv_yields is False: the readers checkpoint every 16 frames).
-            msg = rx.items.popleft()
-            if rx._room is not None:
-                rx._wake_room()
+            msg = rx.get_nowait()
         else:
             try:
                 msg = await rx.get()

@@ -173,7 +173,7 @@ async def _session(
 ) -> None:
     exchange = gateway.replay_exchange
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gateway._heartbeats)
+        tg.start_soon(gateway.heartbeats)
         async with InProcessClient(gateway, symbols=names, **client_options) as client:
             assert client.user_id is not None
             ledger.user = exchange.users[client.user_id]
