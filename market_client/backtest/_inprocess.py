@@ -188,6 +188,16 @@ class _InProcessSocket(WebSocket):
             return data if data is not None else cast(bytes, msg.get("bytes", b""))
         raise self._seen_closed(TransportClosed(msg.get("code", 1000), msg.get("reason") or ""))
 
+    async def recv_many(self) -> list[str | bytes]:
+        # Every message queued, up to a close: what a socket read would give.
+        messages = [await self.recv()]
+        items = self._rx.items
+        while items and items[0]["type"] == "websocket.send":
+            msg = self._rx.get_nowait()
+            data = msg.get("text")
+            messages.append(data if data is not None else cast(bytes, msg.get("bytes", b"")))
+        return messages
+
     async def send(self, text: str) -> None:
         if self._seen is not None or self._closing:
             raise self._closed_error()
