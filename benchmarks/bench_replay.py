@@ -1,10 +1,18 @@
 """Replay and backtest throughput: recorded MD events per second.
 
-    python benchmarks/bench_replay.py [--seconds 60] [--rounds 3] [--write]
+    python benchmarks/bench_replay.py [--seconds 60] [--rounds 3] [--recording DIR]
+                                      [--only NAME,...] [--write]
 
 Records the simulator under brisk flow (seed 2, 400 actions a second) for
-``--seconds``, then alternates, round after round, on each backend:
+``--seconds`` (or replays ``--recording DIR``, kept from an earlier run, so
+that two versions of the code can be compared on the same frames), then
+alternates, round after round, on each backend:
 
+- bare picows: ``market-client sim --replay DIR --speed max`` in its own
+  process and a bare picows loop (asyncio only; bench_client.py's
+  `ingest_picows`, which decodes every frame with orjson) subscribed to
+  every symbol: messages per second from the connect to the last frame.
+  This is the gateway's own rate, with no session in the way;
 - socket replay: the recording served by ``sim --replay`` at ``--speed max``
   to one `MarketClient` over real sockets (events the client applied per
   second, from the first replayed frame to the last), once with the gateway
@@ -33,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
@@ -40,9 +49,11 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import measured, table, write_section
+from _servers import simulator_process
 
 from market_client import MarketClient, backtest
 from market_client.simulator import SimulatorConfig, serve
+from market_client.simulator._replay import ReplaySource, recording_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "Replay and backtest: recorded events per second"
@@ -72,7 +83,6 @@ async def socket_replay(directory: Path) -> float:
 
 def replayed_frames(directory: Path) -> int:
     """How many frames a replay of the whole recording sends."""
-    from market_client.simulator._replay import ReplaySource
 
     source = ReplaySource(directory)
     for _ in source.preroll():
@@ -111,6 +121,29 @@ async def socket_replay_process(directory: Path, frames: int) -> float:
     return frames / elapsed
 
 
+BARE_TOKEN = "bench-admin"  # the replay gateway's admin token: any user may read MD
+
+
+async def bare_picows_replay(directory: Path, frames: int, symbols: int) -> float:
+    """Messages per second a bare picows loop reads from ``sim --replay DIR --speed max``.
+
+    The gateway runs in its own process; the loop is bench_client.py's own
+    (`ingest_picows`: one callback and one ``orjson.loads`` per frame), pointed
+    at the replay's MD socket for every symbol. It counts ``symbols``
+    snapshots and the ``frames`` replayed (a heartbeat, one every 0.5 s, may
+    stand in for the last frame).
+    """
+    import bench_client
+
+    async with simulator_process(
+        "--replay", str(directory), "--speed", "max", "--admin-token", BARE_TOKEN
+    ) as server:
+        url = f"ws{server.url[4:]}/ws/md?token={BARE_TOKEN}"
+        with mock.patch.object(bench_client, "md_url", return_value=url), anyio.fail_after(120):
+            # ingest_picows waits for n + 1 frames and returns n over the time it took.
+            return float(await bench_client.ingest_picows(server.url, frames + symbols - 1))
+
+
 def strategy() -> Any:
     path = ROOT / "examples" / "backtest_market_maker.py"
     sys.path.insert(0, str(path.parent))
@@ -121,32 +154,58 @@ def strategy() -> Any:
     return module.strategy
 
 
+BENCHES = ("bare", "one-process", "own-process", "backtest")
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--recording", type=Path, default=None, help="replay this recording (kept, not recorded)"
+    )
+    parser.add_argument(
+        "--only", default=",".join(BENCHES), help=f"comma-separated, of {', '.join(BENCHES)}"
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    if only - set(BENCHES):
+        parser.error(f"--only takes {', '.join(BENCHES)}")
+    if args.write and only != set(BENCHES):
+        parser.error("--write needs every benchmark")
     bot = strategy()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        rec = Path(tmp) / "rec"
-        anyio.run(record, rec, args.seconds)
+        rec = args.recording
+        if rec is None:
+            rec = Path(tmp) / "rec"
+            anyio.run(record, rec, args.seconds)
         results: dict[tuple[str, str], list[float]] = {}
         minute: dict[str, list[float]] = {}
         frames = 0
         replayed = replayed_frames(rec)
+        symbols = len(recording_specs(rec))
         devnull = open(os.devnull, "w")  # noqa: SIM115 - the bot prints every fill
         for _ in range(args.rounds):
-            for backend in ("asyncio", "trio"):
-                rate = anyio.run(socket_replay, rec, backend=backend)
-                results.setdefault(("socket replay, --speed max, one process", backend), []).append(
-                    rate
-                )
-                rate = anyio.run(socket_replay_process, rec, replayed, backend=backend)
+            if "bare" in only:
+                rate = anyio.run(bare_picows_replay, rec, replayed, symbols, backend="asyncio")
                 results.setdefault(
-                    ("socket replay, --speed max, gateway in its own process", backend), []
+                    ("bare picows client, --speed max, gateway in its own process", "asyncio"), []
                 ).append(rate)
+            for backend in ("asyncio", "trio"):
+                if "one-process" in only:
+                    rate = anyio.run(socket_replay, rec, backend=backend)
+                    results.setdefault(
+                        ("socket replay, --speed max, one process", backend), []
+                    ).append(rate)
+                if "own-process" in only:
+                    rate = anyio.run(socket_replay_process, rec, replayed, backend=backend)
+                    results.setdefault(
+                        ("socket replay, --speed max, gateway in its own process", backend), []
+                    ).append(rate)
+                if "backtest" not in only:
+                    continue
                 stdout, sys.stdout = sys.stdout, devnull
                 try:
                     report = backtest.run(bot, rec, backend=backend)
@@ -196,8 +255,8 @@ def report_section(grid: str, args: argparse.Namespace, frames: int) -> None:
         "is Python end to end. The socket replay includes the gateway's fan-out, the "
         "WebSocket and the client applying every event to its books: with the gateway in its "
         "own process (`market-client sim --replay DIR --speed max`, on asyncio; the backend "
-        "column is the client's) the client is the limit (the gateway alone applies about "
-        "195,000 recorded frames/s and reads the raw layer at about 80,000/s). The backtest "
+        "column is the client's) the client is the limit; the bare picows row is the gateway's "
+        "own rate (recorded frames passed through in batches, nothing re-encoded). The backtest "
         "also runs the strategy (examples/backtest_market_maker.py), the queue model and the "
         "virtual clock, and waits for the strategy to react after every 1 ms step; the "
         "issue's target is one recorded minute in under 3 s. Load average when it ended: "

@@ -1,11 +1,14 @@
 """The replay gateway: a recording served back through the protocol, and the fill model.
 
 The socket tests record the busy simulator for a moment and replay it at
-``--speed max``; the model tests drive `ReplayExchange` without sockets.
+``--speed max``, or replay a recording written here line by line (every kind
+of raw line, frames in unusual but valid JSON, so that any re-encoding would
+show); the model tests drive `ReplayExchange` without sockets.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -19,11 +22,22 @@ from hypothesis import strategies as st
 
 from market_client import MarketClient
 from market_client.recording import iter_raw
+from market_client.recording._raw import RawWriter
 from market_client.simulator import serve
 from market_client.simulator._accounts import Session
 from market_client.simulator._exchange import OpError, SymbolSpec
-from market_client.simulator._replay import ReplayExchange, parse_time
+from market_client.simulator._outbox import Outbox, SharedFrame, frame_bytes
+from market_client.simulator._replay import (
+    BLOCK_FRAMES,
+    ReplayExchange,
+    ReplayFrame,
+    ReplaySource,
+    parse_time,
+)
+from market_client.simulator._replay_app import ReplayGateway
 from market_client.testing import Simulator, wait_until
+
+from .rawws import raw_md
 
 pytestmark = pytest.mark.anyio
 
@@ -108,6 +122,269 @@ async def test_replay_gives_the_recorded_md_and_books(busy_sim: Simulator, tmp_p
         ref.apply(msg)
         assert seq == msg["seq"]
         assert (bids, asks) == ref.levels(msg["sym"])
+
+
+# -- the frames a replay sends: the recorded ones, as they are -----------------------------
+
+T0 = 1_796_000_000_000_000_000  # recv_ns of the hand-made recording's first line
+SYMBOLS = {
+    "ABC": {"tick": "0.01", "min_qty": 1, "lot": 1, "status": "trading"},
+    "XYZ": {"tick": "0.05", "min_qty": 10, "lot": 10, "status": "trading"},
+}
+
+
+def md_line(recv_ns: int, text: str, *, binary: bool = False) -> dict[str, Any]:
+    line: dict[str, Any] = {"recv_ns": recv_ns, "ch": "md", "raw": text}
+    if binary:
+        line["bin"] = True
+    return line
+
+
+def write_recording(directory: Path, increments: int = 3 * BLOCK_FRAMES) -> None:
+    """A recording of every kind of raw line, its MD frames in unusual (valid) JSON.
+
+    Spaces, another key order, an escaped character: what the replay sends
+    is byte-for-byte these, so any decode-and-encode on the way would show.
+    """
+    lines: list[dict[str, Any]] = []
+    t = T0
+
+    def at() -> int:
+        nonlocal t
+        t += 1_000_000  # 1 ms apart
+        return t
+
+    snapshot = (
+        '{"type":"md","ch":"book.snapshot","sym":"%s","seq":10,"bids":[["%s",5]],'
+        '"asks":[["%s",5]],"ts_ns":1}'
+    )
+    lines.append(md_line(at(), snapshot % ("ABC", "100.00", "100.01"), binary=True))
+    lines.append(md_line(at(), snapshot % ("XYZ", "50.00", "50.05")))
+    lines.append(
+        md_line(
+            at(),
+            '{"type": "md", "ch": "book.delta", "sym": "ABC", "seq": 11, '
+            '"changes": [["buy", "100.00", 7]], "ts_ns": 2}',
+        )
+    )
+    lines.append({"recv_ns": at(), "ch": "cmd", "raw": '{"type":"event","event":"x","seq":1}'})
+    lines.append(
+        md_line(
+            at(),
+            '{"sym":"ABC","ch":"trade","type":"md","seq":12,"trade_id":"t-\\u00e9",'
+            '"price":"100.01","qty":1,"aggressor":"buy","ts_ns":3}',
+        )
+    )
+    lines.append(md_line(at(), '{"type":"md","ch":"heartbeat","ts_ns":4}'))
+    lines.append({"recv_ns": at(), "gap": {"dropped": 2, "first_ns": t, "last_ns": t}})
+    lines.append(
+        {
+            "recv_ns": at(),
+            "snapshot": {"sym": "ABC", "seq": 12, "bids": [], "asks": [], "source": "resync"},
+        }
+    )
+    lone = '{"type":"md","ch":"trade","sym":"ABC","trade_id":"\ud800"}'.encode(
+        "utf-8", "surrogatepass"
+    )
+    lines.append({"recv_ns": at(), "ch": "md", "b64": base64.b64encode(lone).decode()})
+    lines.append(
+        {"recv_ns": at(), "ch": "md", "b64": base64.b64encode(b"\xff\xfe").decode(), "bin": True}
+    )
+    lines.append(md_line(at(), "not json"))
+    lines.append(md_line(at(), "[1, 2]"))
+    lines.append(md_line(at(), '{"type":"md","ch":"book.delta","sym":"NOPE","seq":1}'))
+    lines.append(
+        md_line(
+            at(),
+            '{"type":"md","ch":"book.delta","sym":"ABC","seq":13,'
+            '"changes":[["sell","100.02",3],["sell","100.01",0]],"ts_ns":5}',
+            binary=True,
+        )
+    )
+    # Then enough increments for several blocks, the two symbols interleaved.
+    for i in range(increments):
+        if i % 3:
+            lines.append(
+                md_line(
+                    at(),
+                    f'{{"type":"md","ch":"book.delta","sym":"ABC","seq":{14 + i},'
+                    f'"changes":[["buy","99.{90 + i % 9}",{i % 4}]],"ts_ns":{i}}}',
+                )
+            )
+        else:
+            lines.append(
+                md_line(
+                    at(),
+                    f'{{"ts_ns":{i}, "type":"md", "ch":"book.delta", "sym":"XYZ", "seq":{11 + i}, '
+                    f'"changes":[["sell","50.{5 + 5 * (i % 3):02d}",{10 * (i % 3)}]]}}',
+                )
+            )
+    writer = RawWriter(directory, rotate_bytes=1 << 30, rotate_seconds=1e9)
+    writer.meta["symbols"] = SYMBOLS
+    writer.write_block(b"".join(orjson.dumps(line) + b"\n" for line in lines), len(lines), T0)
+    writer.close()
+
+
+def frames_read_one_by_one(directory: Path, names: set[str]) -> tuple[list[ReplayFrame], int]:
+    """The frames a replay should read, decoded the plain way (iter_raw, a frame at a time)."""
+    frames = []
+    bad = 0
+    for recv_ns, channel, raw in iter_raw(directory, include_tmp=True):
+        if channel != "md":
+            continue
+        try:
+            text = raw if isinstance(raw, str) else raw.decode()
+            msg = orjson.loads(text)
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
+            bad += 1
+            continue
+        if not isinstance(msg, dict):
+            bad += 1
+            continue
+        if msg.get("sym") in names and msg.get("ch") != "heartbeat":
+            frames.append(ReplayFrame(recv_ns, msg["sym"], text, msg))
+    return frames, bad
+
+
+def test_the_source_reads_every_kind_of_line_as_iter_raw_does(tmp_path: Path) -> None:
+    write_recording(tmp_path)
+    expected, bad = frames_read_one_by_one(tmp_path, {"ABC", "XYZ"})
+    source = ReplaySource(tmp_path)
+    preroll = list(source.preroll())
+    blocks = list(source.blocks())
+    assert preroll + [f for block in blocks for f in block] == expected
+    assert [f.msg["ch"] for f in preroll] == ["book.snapshot", "book.snapshot"]
+    assert source.bad_frames == bad == 4
+    assert len(blocks) > 2
+    assert all(0 < len(block) <= BLOCK_FRAMES for block in blocks)
+    assert list(source) == []  # taken
+
+    # One symbol, and a window of receive times that ends inside a block.
+    start, end = expected[5].recv_ns, expected[BLOCK_FRAMES + 7].recv_ns
+    abc = [f for f in expected if f.sym == "ABC"]
+    source = ReplaySource(tmp_path, symbols=["ABC"], start_ns=start, end_ns=end)
+    assert list(source.preroll()) == [f for f in abc if f.recv_ns < start or f is abc[0]]
+    assert list(source) == [f for f in abc if start <= f.recv_ns <= end]
+
+
+def test_a_line_that_is_not_json_fails_the_source_as_it_fails_iter_raw(tmp_path: Path) -> None:
+    writer = RawWriter(tmp_path, rotate_bytes=1 << 30, rotate_seconds=1e9)
+    writer.meta["symbols"] = SYMBOLS
+    good = orjson.dumps(md_line(T0, '{"type":"md","ch":"book.delta","sym":"ABC","seq":1}'))
+    writer.write_block(good + b"\n{torn\n" + good + b"\n", 3, T0)
+    writer.close()
+    with pytest.raises(orjson.JSONDecodeError):
+        list(iter_raw(tmp_path))
+    with pytest.raises(orjson.JSONDecodeError):
+        list(ReplaySource(tmp_path))
+
+
+@pytest.mark.parametrize("speed", [math.inf, 1000.0], ids=["max", "paced"])
+async def test_a_subscriber_gets_the_recorded_frames_of_its_symbols_byte_for_byte(
+    tmp_path: Path, speed: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_recording(tmp_path)
+    expected = [
+        f.text
+        for f in frames_read_one_by_one(tmp_path, {"ABC"})[0]
+        if f.msg["ch"] != "book.snapshot"
+    ]
+    batches: list[int] = []
+    offer_many = Outbox.offer_many
+
+    def counted(self: Outbox, frames: Any) -> int:
+        batches.append(len(frames))
+        return offer_many(self, frames)
+
+    monkeypatch.setattr(Outbox, "offer_many", counted)
+    with anyio.fail_after(20):
+        async with (
+            serve(replay=tmp_path, speed=speed) as replay,
+            raw_md(replay.url, symbols="ABC") as ws,
+        ):
+            first = orjson.loads(await ws.recv())
+            assert (first["ch"], first["sym"], first["seq"]) == ("book.snapshot", "ABC", 10)
+            got: list[str] = []
+            while len(got) < len(expected):
+                raw = await ws.recv()
+                text = raw if isinstance(raw, str) else raw.decode()
+                if '"heartbeat"' not in text:  # the replay gateway's own
+                    got.append(text)
+            gateway = replay.gateway
+            assert isinstance(gateway, ReplayGateway)
+            await gateway.done.wait()
+    assert got == expected  # the recorded text, not a re-encoding of it
+    assert '"trade_id":"t-\\u00e9"' in got[1]
+    if math.isinf(speed):
+        # At full speed each subscriber gets its frames a block at a time.
+        assert sum(batches) == len(expected)
+        assert len(batches) < len(expected) / 10
+    else:
+        assert batches == []  # paced: a frame at a time, as before
+
+
+async def test_at_full_speed_a_small_queue_waits_and_loses_nothing(tmp_path: Path) -> None:
+    write_recording(tmp_path)
+    expected = [
+        f.text
+        for f in frames_read_one_by_one(tmp_path, {"ABC", "XYZ"})[0]
+        if f.msg["ch"] != "book.snapshot"
+    ]
+    with anyio.fail_after(20):
+        async with (
+            serve(replay=tmp_path, speed=math.inf, queue_size=8) as replay,
+            raw_md(replay.url) as ws,
+        ):
+            got: list[str] = []
+            while len(got) < len(expected) + 2:
+                raw = await ws.recv()
+                text = raw if isinstance(raw, str) else raw.decode()
+                if '"heartbeat"' not in text:
+                    got.append(text)
+            gateway = replay.gateway
+            assert isinstance(gateway, ReplayGateway)
+            await gateway.done.wait()
+            stats = gateway.stats
+            assert stats.md_sent == len(expected)
+            assert stats.md_dropped_slow == 0
+    assert got[2:] == expected
+
+
+async def test_outbox_offer_many_and_put_many() -> None:
+    sent: list[str] = []
+    all_sent = anyio.Event()
+
+    async def send_text(text: str) -> None:
+        sent.append(text)
+        if len(sent) == 10:
+            all_sent.set()
+        await anyio.lowlevel.checkpoint()
+
+    frames = [SharedFrame(str(i)) for i in range(10)]
+    box = Outbox("u-1", max_queue=3)
+    assert box.offer_many([]) == 0
+    assert box.offer_many(frames) == 3  # as many as there is room for, never a 1013
+    assert box.offer_many(frames[3:]) == 0
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(box.run_writer, send_text, None)
+            assert await box.put_many(frames[3:]) == 7  # waits for the writer to make room
+            await all_sent.wait()
+            box.close()
+            assert await box.put_many(frames) == 0
+            assert box.offer_many(frames) == 0
+            tg.cancel_scope.cancel()
+    assert sent == [str(i) for i in range(10)]
+    assert box.close_code == 1000
+
+
+def test_frames_are_framed_as_wsproto_frames_them() -> None:
+    from wsproto.frame_protocol import FrameProtocol
+
+    framer = FrameProtocol(client=False, extensions=[])
+    for text in ["", "a" * 125, "a" * 126, "\u00e9" * 63, "\u00e9" * 64, "x" * 65535, "x" * 65536]:
+        assert frame_bytes(text) == bytes(framer.send_data(text, fin=True)), len(text)
+        assert SharedFrame(text).wire == frame_bytes(text)
 
 
 # -- the fill model, without sockets ------------------------------------------------------
@@ -261,6 +538,34 @@ def test_bad_recorded_frames_are_counted_not_applied() -> None:
     assert not ex.apply({"type": "md", "ch": "book.delta", "sym": "ABC", "seq": 11})
     assert ex.bad_frames == 2
     assert not ex.apply({"type": "md", "ch": "trade", "sym": "NOPE", "seq": 1})
+
+
+def test_a_one_level_delta_is_checked_before_the_book_moves() -> None:
+    ex = exchange_with([["100.00", 3]], [["100.02", 5]])
+    book = ex.market.symbols["ABC"].book
+    for change in (["buy", "100.00", "x"], ["buy", "100.001", 1], ["buy", 5, 1], ["buy"]):
+        assert not ex.apply(
+            {"type": "md", "ch": "book.delta", "sym": "ABC", "seq": 11, "changes": [change]}
+        )
+    assert ex.bad_frames == 4
+    assert book.levels("buy") == [(10000, 3)]
+    assert ex.market.symbols["ABC"].seq == 10
+    delta(ex, 11, ["buy", "100.00", 0])
+    delta(ex, 12, ["sell", "100.03", 4])
+    assert book.levels("buy") == []
+    assert book.levels("sell") == [(10002, 5), (10003, 4)]
+    ex.market.symbols["ABC"].gap = 1  # admin.md_gap: applied, not sent
+    assert not ex.apply(
+        {
+            "type": "md",
+            "ch": "book.delta",
+            "sym": "ABC",
+            "seq": 13,
+            "changes": [["sell", "100.03", 0]],
+        }
+    )
+    assert book.levels("sell") == [(10002, 5)]
+    assert ex.market.symbols["ABC"].seq == 13
 
 
 def test_parse_time() -> None:

@@ -17,12 +17,14 @@ fills the user's orders by the queue-position model of docs/backtesting.md:
   is ahead), or entirely when the market trades through its price;
 - the user's orders and fills never change the recorded market.
 
-No sockets, no ``await``: the I/O layer (``_replay_app``) paces the frames.
+No sockets, no ``await``: the I/O layer (``_replay_app``) paces the frames,
+or at full speed sends them a block at a time (`ReplaySource.blocks`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 from collections import deque
@@ -152,13 +154,52 @@ def recording_specs(
     return tuple(specs[s] for s in wanted)
 
 
+#: Compressed bytes of a raw file read at a time (a few thousand frames).
+READ_CHUNK = 1 << 16
+#: Frames decoded ahead, at most: a short block, so that its decoded messages die young
+#: (the cyclic garbage collector's work grows with the containers that outlive a collection).
+BLOCK_FRAMES = 128
+
+
+def _line_blocks(path: Path) -> Iterator[list[bytes]]:
+    """The lines of one raw file, a decompressed chunk at a time, up to a torn tail.
+
+    The same reading as ``iter_raw`` (``recording._raw``), a list of lines per step.
+    """
+    import zstandard
+
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    pending = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(READ_CHUNK):
+            try:
+                data = decompressor.decompress(chunk)
+            except zstandard.ZstdError:
+                return  # a torn tail of a killed writer: keep what came before
+            if not data:
+                continue
+            lines = (pending + data).split(b"\n")
+            pending = lines.pop()
+            yield lines
+
+
 class ReplaySource:
     """A recording's MD frames for a replay: the pre-roll, then the frames to send.
 
     The pre-roll is every frame received before ``start_ns`` and the leading
     snapshots: applied before anyone connects, so that a subscriber's first
     snapshot is the recorded one. Heartbeats and frames of other symbols are
-    left out; the rest is yielded in receive order up to ``end_ns``.
+    left out; the rest is yielded in receive order up to ``end_ns``, one
+    frame at a time (iterating the source) or a block at a time (`blocks`).
+
+    Each frame's text is the recorded frame exactly (a bytes frame's UTF-8
+    text), never encoded again; it is decoded once, for the exchange
+    (``ReplayFrame.msg``). The raw layer is read a decompressed chunk at a
+    time, up to `BLOCK_FRAMES` lines decoded by one ``orjson.loads`` (a JSON
+    array of them), then one per frame. Any line that is not a plain MD
+    frame (a header, a gap, a snapshot, a base64 frame, a torn line) goes
+    through the recording's own ``decode_line``, so the source yields, and
+    raises, what reading ``iter_raw`` a frame at a time did.
 
     Args:
         directory: The recording (its ``raw/`` layer).
@@ -180,49 +221,109 @@ class ReplaySource:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.bad_frames = 0
-        self._frames = self._read()
-        self._next: ReplayFrame | None = next(self._frames, None)
+        self._blocks = self._read()
+        self._block: list[ReplayFrame] = []
+        self._at = 0  # the next frame is self._block[self._at]
+        self._ended = False
 
-    def _read(self) -> Iterator[ReplayFrame]:
-        from ..recording import iter_raw
+    def _read(self) -> Iterator[list[ReplayFrame]]:
+        from ..recording._raw import RawFrame, decode_line, raw_files
 
-        names = {s.sym for s in self.specs}
-        for recv_ns, channel, raw in iter_raw(self.directory, include_tmp=True):
-            if channel != "md":
-                continue
-            try:
-                text = raw if isinstance(raw, str) else raw.decode()
-                msg = orjson.loads(text)
-            except (UnicodeDecodeError, orjson.JSONDecodeError):
-                self.bad_frames += 1
-                continue
-            if not isinstance(msg, dict):
-                self.bad_frames += 1
-                continue
-            sym = msg.get("sym")
-            if sym not in names or msg.get("ch") == "heartbeat":
-                continue
-            yield ReplayFrame(recv_ns, sym, text, msg)
+        names = frozenset(s.sym for s in self.specs)
+        loads = orjson.loads
+        make = tuple.__new__  # ReplayFrame(...) without its Python-level __new__
+        for path in raw_files(self.directory, include_tmp=True):
+            for chunk in _line_blocks(path):
+                for at in range(0, len(chunk), BLOCK_FRAMES):
+                    lines = chunk[at : at + BLOCK_FRAMES]
+                    # The writer's lines are JSON objects: one array decodes them all
+                    # (a line that is not one, a torn or foreign line, is read alone).
+                    try:
+                        records = loads(b"[" + b",".join(lines) + b"]")
+                    except orjson.JSONDecodeError:
+                        records = None
+                    if records is None or len(records) != len(lines):
+                        records = [None] * len(lines)
+                    block: list[ReplayFrame] = []
+                    append = block.append
+                    for line, rec in zip(lines, records, strict=True):
+                        # A plain MD text frame, as the writer puts it: {recv_ns, ch, raw}
+                        # (a bytes frame adds "bin": true; its text is "raw" all the same).
+                        if (
+                            type(rec) is dict
+                            and rec.get("ch") == "md"
+                            and type(text := rec.get("raw")) is str
+                            and type(recv_ns := rec.get("recv_ns")) is int
+                            and len(rec) <= 4
+                        ):
+                            pass
+                        else:  # anything else, as iter_raw reads it (and raises what it raises)
+                            record = decode_line(line)
+                            if not isinstance(record, RawFrame) or record.channel != "md":
+                                continue
+                            recv_ns, raw = record.recv_ns, record.raw
+                            try:
+                                text = raw if isinstance(raw, str) else raw.decode()
+                            except UnicodeDecodeError:
+                                self.bad_frames += 1
+                                continue
+                        try:
+                            msg = loads(text)
+                        except orjson.JSONDecodeError:
+                            self.bad_frames += 1
+                            continue
+                        if type(msg) is not dict:
+                            self.bad_frames += 1
+                            continue
+                        sym = msg.get("sym")
+                        if sym in names and msg.get("ch") != "heartbeat":
+                            append(make(ReplayFrame, (recv_ns, sym, text, msg)))
+                    if block:
+                        yield block
+
+    def _peek(self) -> ReplayFrame | None:
+        """The next frame, without taking it (None at the end)."""
+        while self._at >= len(self._block):
+            if self._ended:
+                return None
+            block = next(self._blocks, None)
+            if block is None:
+                self._ended = True
+                self._block, self._at = [], 0
+                return None
+            self._block, self._at = block, 0
+        return self._block[self._at]
 
     def preroll(self) -> Iterator[ReplayFrame]:
         """The frames to apply before serving (nothing is sent for them)."""
-        while self._next is not None:
-            frame = self._next
+        while (frame := self._peek()) is not None:
             leading = frame.msg.get("ch") == "book.snapshot"
             early = self.start_ns is not None and frame.recv_ns < self.start_ns
             if not (leading or early):
                 return
-            self._next = next(self._frames, None)
+            self._at += 1
             yield frame
 
-    def __iter__(self) -> Iterator[ReplayFrame]:
-        while self._next is not None:
-            frame = self._next
-            if self.end_ns is not None and frame.recv_ns > self.end_ns:
-                self._next = None
+    def blocks(self) -> Iterator[list[ReplayFrame]]:
+        """The frames to send, a block (a list, in receive order) at a time.
+
+        Taken from the same place as iterating the source, so the two may be mixed.
+        """
+        end_ns = self.end_ns
+        while self._peek() is not None:
+            block = self._block[self._at :] if self._at else self._block
+            self._block, self._at = [], 0
+            if end_ns is not None and block[-1].recv_ns > end_ns:
+                block = list(itertools.takewhile(lambda f: f.recv_ns <= end_ns, block))
+                self._ended = True
+                if block:
+                    yield block
                 return
-            self._next = next(self._frames, None)
-            yield frame
+            yield block
+
+    def __iter__(self) -> Iterator[ReplayFrame]:
+        for block in self.blocks():
+            yield from block
 
 
 def set_level(book: Book, side: str, ticks: int, qty: int) -> int:
@@ -488,7 +589,9 @@ class ReplayExchange(Exchange):
     def apply(self, msg: dict[str, Any]) -> bool:
         """Move the market by one recorded MD message; whether subscribers should get it.
 
-        A malformed message is counted in ``bad_frames`` and not sent.
+        A malformed message is counted in ``bad_frames`` and not sent. A
+        ``book.delta`` of one level (most of them) takes a short path: at full
+        speed this runs for every recorded frame.
         """
         state = self.market.symbols.get(msg.get("sym"))  # type: ignore[arg-type]
         if state is None:
@@ -496,24 +599,55 @@ class ReplayExchange(Exchange):
         ch = msg.get("ch")
         try:
             if ch == "book.delta":
-                cache = self._ticks[state.spec.sym]
-                price = self._price
-                changes = [
-                    (s, price(state, p) if (t := cache.get(p)) is None else t, int(q))
-                    for s, p, q in msg["changes"]
-                ]
-                seq = int(msg["seq"])  # every change is checked before the book moves
-                orders = self.orders
                 sym = state.spec.sym
+                cache = self._ticks[sym]
+                changes = msg["changes"]
+                seq = int(msg["seq"])
+                orders = self.orders
                 # The queue model has work only where the user rests, took, or a trade printed.
                 watched = orders.resting[sym] or orders.taken[sym] or orders.traded[sym]
                 book = state.book
-                for side, ticks, qty in changes:
-                    old = set_level(book, side, ticks, qty)
+                if len(changes) == 1:
+                    ((side, text, q),) = changes
+                    ticks = cache.get(text)
+                    if ticks is None:
+                        ticks = self._price(state, text)
+                    qty = int(q)  # checked before the book moves
+                    # set_level, inline
+                    if side == "buy":
+                        tree, key = book.bids, -ticks
+                    else:
+                        tree, key = book.asks, ticks
+                    level = tree.get(key)
+                    if level is None:
+                        old = 0
+                        if qty > 0:
+                            tree[key] = Level(qty=qty)
+                    else:
+                        old = level.qty
+                        if qty > 0:
+                            level.qty = qty
+                        else:
+                            del tree[key]
                     if watched:
                         orders.on_level(state, side, ticks, old, qty)
+                else:
+                    price = self._price
+                    moves = [
+                        (s, price(state, p) if (t := cache.get(p)) is None else t, int(q))
+                        for s, p, q in changes
+                    ]  # every change is checked before the book moves
+                    for side, ticks, qty in moves:
+                        old = set_level(book, side, ticks, qty)
+                        if watched:
+                            orders.on_level(state, side, ticks, old, qty)
                 state.seq = seq
-            elif ch == "trade":
+                self.applied += 1
+                if state.gap > 0:  # admin.md_gap, as on the live gateway
+                    state.gap -= 1
+                    return False
+                return True
+            if ch == "trade":
                 ticks = self._price(state, msg["price"])
                 qty = int(msg["qty"])
                 state.seq = int(msg["seq"])
@@ -534,7 +668,7 @@ class ReplayExchange(Exchange):
             self.bad_frames += 1
             return False
         self.applied += 1
-        if ch in _SEQUENCED and state.gap > 0:  # admin.md_gap, as on the live gateway
+        if ch == "trade" and state.gap > 0:  # admin.md_gap, as on the live gateway
             state.gap -= 1
             return False
         return True

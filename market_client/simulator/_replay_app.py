@@ -8,6 +8,39 @@ byte, to the symbol's subscribers. ``speed`` scales the recorded gaps
 queue, so the replay goes as fast as the slowest subscriber reads and nobody
 is cut off with 1013. The replay starts when the first MD subscriber
 connects, so that a client sees it from its first frame.
+
+What goes on the wire is always the recorded frame's own text (a bytes
+frame's UTF-8 text): never encoded again, whatever the speed. Each frame is
+still decoded once (`ReplaySource`), because the exchange needs all of it:
+the books that answer ``book.get``, a new subscriber's snapshot and the fill
+model, the ``seq``, the candles, the halts; and the decision to send it
+(a malformed frame, or one ``admin.md_gap`` drops, is not sent).
+
+At ``--speed max`` (`ReplayGateway._run_unpaced`, when no backtest hooks are
+set) the frames go through in blocks, the cost of a frame being its decode,
+its apply and a share of one write:
+
+- `ReplaySource.blocks` reads the raw layer a decompressed chunk at a time,
+  decodes the chunk's lines as one JSON array and each frame once, and hands
+  over blocks of up to `BLOCK_FRAMES` frames (short, so that their decoded
+  messages die young and the garbage collector has little to do);
+- a block is applied in one synchronous run; each frame that is to be sent
+  becomes one `SharedFrame` (framed once, for every subscriber), added to the
+  share of each subscriber of its symbol at that moment;
+- each share goes to its subscriber's queue in one `Outbox.offer_many`; a
+  full queue waits (`Outbox.put_many`), subscriber after subscriber, as a
+  single frame did; the writers get a turn every `BATCH_FRAMES` frames, and
+  each hands Hypercorn up to that many ready frames as one write.
+
+No await runs between a frame's apply and its routing: a subscriber that
+connects while the replay waits gets a snapshot that includes everything
+applied so far and the increments after it. Private events (fills of the
+user's resting orders) are pushed while the block is applied, so at full
+speed they can reach the CMD socket before the MD frames of the block that
+caused them reach the MD socket (two sockets: there was never an order
+between them). At paced speeds, and in backtests (``settle``, ``on_frame``,
+``advance``), `_run_paced` sends a frame at a time at its recorded time, as
+before.
 """
 
 from __future__ import annotations
@@ -30,7 +63,7 @@ from ._accounts import User
 from ._app import HEARTBEAT_S, Gateway
 from ._exchange import Json, Limits
 from ._flow import Flow
-from ._outbox import Outbox, SharedFrame
+from ._outbox import BATCH_FRAMES, Outbox, SharedFrame
 from ._replay import ReplayExchange, ReplayFrame, ReplaySource
 
 __all__ = ["ReplayClock", "ReplayGateway", "ReplayProgress"]
@@ -237,12 +270,13 @@ class ReplayGateway(Gateway):
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._heartbeats)
+            tg.start_soon(self.heartbeats)
             tg.start_soon(self.run_replay)
             yield
             tg.cancel_scope.cancel()
 
-    async def _heartbeats(self) -> None:
+    async def heartbeats(self) -> None:
+        """Offer a heartbeat to every MD subscriber every ``HEARTBEAT_S``, until cancelled."""
         # A subscriber whose queue is full has data coming: it needs no heartbeat,
         # and pushing one would cut it off (1013) while the replay waits for it.
         while True:
@@ -253,6 +287,9 @@ class ReplayGateway(Gateway):
             frame = SharedFrame(text)
             for conn in tuple(self._md_all):
                 conn.offer(frame)
+
+    # Gateway's own name for its heartbeat task: wherever it runs that, it runs these.
+    _heartbeats = heartbeats
 
     async def _serve_md(self, ws: WebSocket, user: User) -> None:
         # Set before the base class subscribes, in the same synchronous step:
@@ -283,28 +320,63 @@ class ReplayGateway(Gateway):
         self.done.set()
 
     async def _run_unpaced(self) -> None:
-        """``--speed max`` over sockets: apply and send, with no clock and no steps."""
+        """``--speed max`` over sockets: apply, and hand each subscriber its frames in batches.
+
+        No clock and no steps. A block of frames (`ReplaySource.blocks`) is
+        applied in one synchronous run, each frame routed, as one
+        `SharedFrame` (its recorded text, framed once), to the subscribers of
+        its symbol at that moment; then each subscriber gets its share in
+        one `Outbox.offer_many` (`Outbox.put_many` waits for room in a full
+        queue, in subscriber order, as `_put_md` does per frame). No await
+        runs between a frame's apply and its routing, so a subscriber that
+        connects during a wait gets a snapshot that includes the block, and
+        the block's increments only from the next one on.
+        """
         exchange = self.replay_exchange
         apply = exchange.apply
-        offer_md = self._offer_md
+        md = self._md
         clock = self.clock
         progress = self.progress
+        stats = self.stats
         progress.started = time.perf_counter()
         frames = 0
         recv_ns = 0
+        unchecked = 0  # frames queued since the writers last had a turn
         try:
-            for frame in self.source:
-                recv_ns = frame.recv_ns
+            for block in self.source.blocks():
                 if progress.first_ns is None:
-                    progress.first_ns = recv_ns
-                clock.anchor_ns = recv_ns  # at max speed the clock is the last frame's time
-                if apply(frame.msg) and (rest := offer_md(frame.sym, frame.text)) is not None:
-                    await self._put_md(*rest)
-                frames += 1
-                if not frames & 255:
-                    progress.frames = frames
-                    progress.last_ns = recv_ns
-                    await anyio.lowlevel.checkpoint()  # let the writers run between full queues
+                    progress.first_ns = block[0].recv_ns
+                # Each subscriber's frames of this block, and per symbol where they go.
+                batches: dict[Outbox, list[SharedFrame]] = {}
+                routes: dict[str, tuple[Callable[[SharedFrame], None], ...]] = {}
+                for sym, conns in md.items():
+                    if conns:
+                        routes[sym] = tuple(batches.setdefault(c, []).append for c in conns)
+                for recv_ns, sym, text, msg in block:
+                    clock.anchor_ns = recv_ns  # at max speed the clock is the last frame's time
+                    if apply(msg) and (route := routes.get(sym)):
+                        shared = SharedFrame(text)
+                        for add in route:
+                            add(shared)
+                frames += len(block)
+                progress.frames = frames
+                progress.last_ns = recv_ns
+                waited = False
+                for conn, batch in batches.items():
+                    if batch:
+                        sent = conn.offer_many(batch)
+                        if sent < len(batch):
+                            sent += await conn.put_many(batch[sent:])
+                            waited = True
+                        stats.md_sent += sent
+                if waited:
+                    unchecked = 0
+                else:
+                    unchecked += len(block)
+                    if unchecked >= BATCH_FRAMES:
+                        # Let the writers run: one write of up to BATCH_FRAMES frames each.
+                        unchecked = 0
+                        await anyio.lowlevel.checkpoint()
         finally:
             progress.frames = frames
             if frames:
