@@ -1,4 +1,4 @@
-"""Nox sessions: ``nox`` runs tests on every Python, at the lowest versions, lint, types, docs.
+"""Nox sessions: ``nox`` runs the tests (compiled, lowest versions, pure), lint, types, docs.
 
 Interpreters installed by pyenv are found even when pyenv's shims do not
 expose them (its versions' ``bin`` folders are put on PATH first).
@@ -13,7 +13,9 @@ import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
-nox.options.sessions = ["tests", "tests_lowest", "lint", "types", "docs"]
+# tests_pure after tests: it leaves the 3.11 tree pure (each build removes its own Python's
+# compiled modules first), and the sessions share the source tree, so they run one at a time.
+nox.options.sessions = ["tests", "tests_lowest", "tests_pure", "lint", "types", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -27,11 +29,25 @@ def _expose_pyenv_pythons() -> None:
 _expose_pyenv_pythons()
 
 
+def _pytest_args(session: nox.Session) -> list[str]:
+    # The tests are independent: one worker a core (two on CI), unless told otherwise.
+    return list(session.posargs) or ["-n", "auto"]
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite, every async test on Trio and on asyncio."""
-    session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    """The test suite on the compiled build (mypyc), every async test on Trio and on asyncio."""
+    env = {"MARKET_CLIENT_REQUIRE_COMPILED": "1"}  # a failed compile fails, never runs pure
+    session.install("-e", ".[test]", env=env)
+    session.run("pytest", *_pytest_args(session), env=env)
+
+
+@nox.session(python="3.11")
+def tests_pure(session: nox.Session) -> None:
+    """The test suite on the pure-Python build (what installs where there is no C compiler)."""
+    env = {"MARKET_CLIENT_PURE": "1"}
+    session.install("-e", ".[test]", env=env)  # also removes this Python's compiled modules
+    session.run("pytest", *_pytest_args(session), env=env)
 
 
 @nox.session(python=PYTHONS[0])
@@ -48,7 +64,7 @@ def tests_lowest(session: nox.Session) -> None:
         "uv", "pip", "install", "--python", python, "--resolution", "lowest-direct", "--upgrade",
         "-e", ".[test]",
     )  # fmt: skip
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *_pytest_args(session))
 
 
 @nox.session

@@ -42,6 +42,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
             "_reconnect",
             "_ring",
             "_logs",
+            "_compiled",
             "_models",
             "_exceptions",
         ],

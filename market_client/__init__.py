@@ -11,6 +11,7 @@ The simulator gateway ships as ``market_client.simulator``; test helpers as
 
 from ._blocking import BlockingClient, BlockingEvents
 from ._client import MarketClient, RequestSession
+from ._compiled import compiled
 from ._events import Event, EventStream
 from ._exceptions import (
     AuthError,
@@ -93,4 +94,5 @@ __all__ = [
     "WebSocketTransport",
     "WebsocketsTransport",
     "__version__",
+    "compiled",
 ]

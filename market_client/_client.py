@@ -40,6 +40,7 @@ from ._checks import (
     check_timeout,
 )
 from ._cmd import CmdChannel, RequestSession
+from ._compiled import compiled
 from ._events import Event, EventHub, EventStream, Hook, HookRunner
 from ._exceptions import (
     AuthError,
@@ -787,6 +788,7 @@ class MarketClient(Helpers):
             "links": {name: sup.link.stats() for name, sup in self._supervisors.items()},
             "transactions": len(self._transactions),
             "recorders": [recorder.stats() for recorder in self._recorders],
+            "compiled": compiled,
         }
 
 

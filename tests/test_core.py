@@ -487,7 +487,7 @@ PUBLIC_API = {
     "Portfolio", "PositionDict", "Quote", "ReconnectFailed", "ReconnectPolicy", "RequestSession",
     "RequestTimeout", "SessionClosed", "SymbolDict", "TooManyInFlight", "TransportClosed",
     "TransportOpenError", "TrioWebsocketTransport", "WebSocket", "WebSocketTransport",
-    "WebsocketsTransport", "__version__",
+    "WebsocketsTransport", "__version__", "compiled",
 }  # fmt: skip
 
 
