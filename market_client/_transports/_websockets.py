@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._base import (
     CLOSE_TIMEOUT,
@@ -54,6 +55,9 @@ __all__ = ["WebsocketsTransport"]
 
 # Bytes asked of the stream per read: a read returns what is there, up to this.
 READ_SIZE = 65536
+# A frame begun is written whole (half a frame would corrupt the stream): a peer
+# that does not take it within close_timeout, and at least this, is dropped.
+MIN_WRITE_TIME = 0.1
 # What a read returns when the stream ended, broke, or was closed by us.
 _STREAM_GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
@@ -93,6 +97,10 @@ class _WebsocketsSocket(WebSocket):
         self._parts: list[bytes] = []  # a fragmented message so far
         self._parts_text = False
         self._flush_due = False  # the frames just read queued a pong or a close reply
+        # Frames taken from the protocol and not yet written, in order: each a
+        # whole frame, so one not yet begun can be withdrawn (a cancelled send).
+        self._outgoing: deque[bytes] = deque()
+        self._dropped = False  # the TCP connection is closed: nothing more goes out
         self._pings: dict[bytes, anyio.Event] = {}  # payload -> set when its pong came
         # fast_acquire: no checkpoint when uncontended (the stream's own call has one).
         self._reading = anyio.Lock(fast_acquire=True)
@@ -123,8 +131,8 @@ class _WebsocketsSocket(WebSocket):
         except _STREAM_GONE:
             return b""
 
-    async def _read_once(self) -> list[str | bytes]:
-        """Read the stream once; the whole messages that completed (maybe none).
+    async def _read_once(self) -> None:
+        """Read the stream once; the whole messages that completed go to ``_waiting``.
 
         The caller holds ``_reading``. Once the stream ended, the protocol is
         CLOSED and the stream closed.
@@ -135,18 +143,19 @@ class _WebsocketsSocket(WebSocket):
         if data and protocol.state is not self._closed_state:  # not dropped meanwhile
             protocol.receive_data(data)
             events = protocol.events_received()
-            messages = self._take(cast("list[Frame]", events)) if events else []
-            if self._flush_due or protocol.state is not state:
+            if events:
+                # Kept before any await: a cancel at the flush below loses nothing.
+                self._waiting.extend(self._take(cast("list[Frame]", events)))
+            if (self._flush_due or protocol.state is not state) and not self._writing.locked():
+                # (A writer at work sends what the protocol queued, pongs included.)
                 self._flush_due = False
                 with contextlib.suppress(TransportClosed):  # the next read sees it end
                     await self._flush()
-            return messages
+            return
         protocol.receive_eof()
-        protocol.data_to_send()  # nothing more goes out: the connection is over
         with anyio.CancelScope(shield=True):
-            await anyio.aclose_forcefully(self._stream)
+            await self._drop()
         self._closed_error()  # known closed: wakes a waiting ping
-        return []
 
     async def _begin(self, events: list[Event]) -> None:
         """Take the frames that came in the same read as the handshake's answer."""
@@ -217,69 +226,91 @@ class _WebsocketsSocket(WebSocket):
             if payload == data:
                 return
 
-    async def _read(self) -> list[str | bytes]:
-        """Read until at least one whole message came; raise once the socket closed."""
-        while True:
+    async def _read(self) -> None:
+        """Read until at least one whole message waits; raise once the socket closed."""
+        while not self._waiting:
             if self._closing or self._protocol.state is self._closed_state:
                 raise self._closed_error()
             async with self._reading:
-                messages = await self._read_once()
-            if messages:
-                return messages
+                if not self._waiting:  # another reader may have read meanwhile
+                    await self._read_once()
 
     async def recv(self) -> str | bytes:
-        waiting = self._waiting
-        if waiting:
-            return waiting.popleft()
-        messages = await self._read()
-        if len(messages) > 1:
-            waiting.extend(messages[1:])
-        return messages[0]
+        if self._closing:
+            raise self._closed_error()
+        if not self._waiting:
+            await self._read()
+        return self._waiting.popleft()
 
     async def recv_many(self) -> list[str | bytes]:
-        waiting = self._waiting
-        if not waiting:
-            return await self._read()  # every message of one read
-        messages = list(waiting)
-        waiting.clear()
+        if self._closing:
+            raise self._closed_error()
+        if not self._waiting:
+            await self._read()  # every message of one read
+        messages = list(self._waiting)
+        self._waiting.clear()
         return messages
 
     # -- writing ---------------------------------------------------------------
     async def _flush(self) -> None:
-        """Write everything the protocol has queued, by whoever holds the write lock.
+        """Write every frame queued, in order, by whoever holds the write lock.
 
-        A frame queued by a task that is then cancelled while it waits here
-        still goes out: the holder writes all the protocol has, in order. A
-        write that is interrupted (cancelled, or failing) may have left part
-        of a frame on the wire, after which nothing more can be sent: the
-        connection is dropped.
+        A cancel before a frame is begun leaves it queued (`send` withdraws
+        its own). A frame begun is written whole, shielded from
+        cancellation: half a frame on the wire would corrupt every later
+        one. A peer that does not take it within ``close_timeout`` (it reads
+        nothing) gets its connection dropped; a deadline that passed
+        meanwhile takes effect after it.
 
         Raises:
-            TransportClosed: The connection broke (or was closed) under the write.
+            TransportClosed: The connection broke (or was dropped) before or under the write.
         """
         protocol = self._protocol
-        stream = self._stream
+        outgoing = self._outgoing
         async with self._writing:
-            while chunks := protocol.data_to_send():
-                for chunk in chunks:
-                    if not chunk:
-                        continue  # end of data after the peer's EOF: the reader closes the stream
+            outgoing.extend(protocol.data_to_send())
+            while outgoing:
+                if self._dropped:
+                    outgoing.clear()
+                    raise self._closed_error()
+                chunk = outgoing[0]
+                if not chunk:  # end of data after the peer's EOF: the reader closes the stream
+                    outgoing.popleft()
+                    continue
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                # One scope: shielded from the caller's cancellation, bounded by its own deadline.
+                limit = anyio.current_time() + max(self.close_timeout, MIN_WRITE_TIME)
+                with anyio.CancelScope(shield=True, deadline=limit) as stuck:
                     try:
-                        await stream.send(chunk)
-                    except BaseException as exc:
-                        with anyio.CancelScope(shield=True):
-                            await self._drop()
-                        closed = self._closed_error()  # known closed: wakes a waiting ping
-                        if isinstance(exc, _STREAM_GONE):
-                            raise closed from exc
-                        raise
+                        await self._stream.send(chunk)
+                    except _STREAM_GONE as exc:
+                        await self._drop()
+                        raise self._closed_error() from exc
+                if stuck.cancelled_caught:
+                    with anyio.CancelScope(shield=True):
+                        await self._drop()
+                    raise self._closed_error()
+                if self._dropped:  # aborted while the frame went out: the queue is gone
+                    raise self._closed_error()
+                outgoing.popleft()
+                outgoing.extend(protocol.data_to_send())
 
     async def send(self, text: str) -> None:
         protocol = self._protocol
-        if protocol.state is not self._open_state:
+        if self._closing or protocol.state is not self._open_state:
             raise self._closed_error()
         protocol.send_text(text.encode())
-        await self._flush()
+        frames = protocol.data_to_send()
+        self._outgoing.extend(frames)
+        try:
+            await self._flush()
+        except anyio.get_cancelled_exc_class():
+            # Cancelled before its frame was begun: withdrawn, never sent. (An
+            # equal frame of another sender is the same bytes on the wire.)
+            for frame in frames:
+                with contextlib.suppress(ValueError):  # already written
+                    self._outgoing.remove(frame)
+            raise
 
     async def ping(self) -> None:
         """Send a ping and return when its pong arrives.
@@ -327,6 +358,8 @@ class _WebsocketsSocket(WebSocket):
                 await self._read_once()  # messages after our close frame are dropped
 
     async def _drop(self) -> None:
+        self._dropped = True
+        self._outgoing.clear()
         await anyio.aclose_forcefully(self._stream)
         self._protocol.receive_eof()  # idempotent: the protocol is CLOSED
         self._protocol.data_to_send()
