@@ -19,9 +19,10 @@ from urllib.parse import urlencode
 
 import anyio
 import anyio.lowlevel
+import sniffio
 from anyio.abc import TaskStatus
 
-from ._events import FAIR_EVERY
+from ._events import FAIR_EVERY, LoopEvent, loop_event_type
 from ._exceptions import (
     ConnectionLost,
     MarketClientError,
@@ -46,7 +47,7 @@ class _Waiter:
 
     __slots__ = ("error", "event", "frame")
 
-    def __init__(self, event: anyio.Event) -> None:
+    def __init__(self, event: LoopEvent) -> None:
         self.event = event
         self.frame: dict[str, Any] | None = None
         self.error: BaseException | None = None
@@ -100,6 +101,8 @@ class RequestSession:
         self.frames = 0
         self.malformed = 0
         self._malformed_warnings = LogThrottle()
+        self._backend = ""  # the backend of the last request, and its Event class
+        self._new_event: Callable[[], LoopEvent] = anyio.Event
         self.login: LoginReply | None = None
 
     async def request(
@@ -133,7 +136,11 @@ class RequestSession:
         correlator.check_room()
         msg_id = correlator.next_id()
         text = encode_request(op, payload if payload is not None else {}, msg_id, as_role)
-        waiter = _Waiter(anyio.Event())
+        backend = sniffio.current_async_library()
+        if backend != self._backend:
+            # The loop's own Event class: anyio.Event() looks the backend up at every call.
+            self._backend, self._new_event = backend, loop_event_type()
+        waiter = _Waiter(self._new_event())
         correlator.add(waiter, msg_id)
         self.requests += 1
         try:
