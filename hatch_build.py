@@ -57,11 +57,13 @@ def _artifact_names() -> list[str]:
     return [stem + suffix for stem in stems for suffix in importlib.machinery.EXTENSION_SUFFIXES]
 
 
-def _why_pure() -> str | None:
+def _why_pure(*, need_mypyc: bool = True) -> str | None:
     """Why this build cannot or must not compile, or None when it can."""
     if _flag("MARKET_CLIENT_PURE"):
         return "MARKET_CLIENT_PURE is set"
-    if importlib.util.find_spec("mypyc") is None:
+    if sys.implementation.name != "cpython":
+        return f"mypyc compiles for CPython, not {sys.implementation.name}"
+    if need_mypyc and importlib.util.find_spec("mypyc") is None:
         return "mypyc is not installed"
     if not Path(sysconfig.get_paths()["include"], "Python.h").is_file():
         return "the Python headers (Python.h) are missing"
@@ -88,7 +90,8 @@ class MypycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
 
     def dependencies(self) -> list[str]:
         """What the build environment needs to compile (nothing for a pure build)."""
-        return [] if _flag("MARKET_CLIENT_PURE") else list(BUILD_REQUIRES)
+        # Asked before mypyc is there: a machine that cannot compile downloads nothing more.
+        return [] if _why_pure(need_mypyc=False) else list(BUILD_REQUIRES)
 
     def clean(self, versions: list[str]) -> None:
         """``hatch clean``: remove the compiled modules from the tree and ``build/mypyc``."""

@@ -399,6 +399,9 @@ def test_a_rejected_duplicate_leaves_the_client_order_id_to_the_live_order(desk:
     assert live["order_id"] == placed["order_id"] and live["status"] == "open"
     cancelled = desk.ok(session, "order.cancel", {"client_order_id": "retry-1"})["order"]
     assert cancelled["order_id"] == placed["order_id"] and cancelled["status"] == "cancelled"
+    # Finished, it is still the one the id names, not the rejected duplicate.
+    again = desk.ok(session, "order.history", {"client_order_id": "retry-1"})["order"]
+    assert again["order_id"] == placed["order_id"] and again["status"] == "cancelled"
 
 
 def test_fills_events_positions_and_cash(desk: Desk) -> None:

@@ -78,8 +78,8 @@ class Recorder:
         directory: Where it writes.
         options: The options it was made with.
         buffer: The `FrameBuffer` frames wait in for the worker thread (a new
-            one for each batch taken). The session's MD reader adds frames
-            to it itself while it has room, and calls `feed` otherwise.
+            one for each batch taken). `feed_many` appends the frames of
+            one read at once while it has room; `feed` takes one frame.
 
     Raises:
         ValueError: An option is out of range.
@@ -272,7 +272,7 @@ class Recorder:
         return batch
 
     def _new_buffer(self) -> FrameBuffer:
-        # The MD reader adds frames by itself up to the one that wakes the writer.
+        # `feed_many` appends whole reads up to the frame that wakes the writer.
         return FrameBuffer(min(self._wake_at, self._max_buffer), self._max_bytes)
 
     # -- the worker thread ----------------------------------------------------------

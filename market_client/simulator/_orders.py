@@ -250,11 +250,14 @@ class Orders:
         user.open_orders[order.order_id] = order
         coid = order.client_order_id
         if coid is not None:
-            user.by_coid[coid] = order
-            # A rejected duplicate must not take the id from the live order it
-            # duplicates: a cancel by client_order_id finds the live one.
+            # A rejected duplicate never takes the id from the live order it
+            # duplicates: a cancel or a history by client_order_id finds that
+            # one, now and after it finished.
             if order.live:
                 user.live_by_coid[coid] = order
+                user.by_coid[coid] = order
+            elif coid not in user.live_by_coid:
+                user.by_coid[coid] = order
         if not order.live:
             self._finish(user, order)
 

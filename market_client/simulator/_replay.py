@@ -54,8 +54,6 @@ __all__ = [
     "set_level",
 ]
 
-_SEQUENCED = frozenset({"book.delta", "trade"})
-
 
 class ReplayFrame(NamedTuple):
     """One recorded MD message: receive time, symbol, the exact text, and its decoded form."""

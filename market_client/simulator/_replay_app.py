@@ -361,22 +361,21 @@ class ReplayGateway(Gateway):
                 frames += len(block)
                 progress.frames = frames
                 progress.last_ns = recv_ns
-                waited = False
                 for conn, batch in batches.items():
                     if batch:
                         sent = conn.offer_many(batch)
                         if sent < len(batch):
+                            # (Returns at once for a socket closed meanwhile.)
                             sent += await conn.put_many(batch[sent:])
-                            waited = True
                         stats.md_sent += sent
-                if waited:
+                # Counted whether or not a full queue made it wait: a closed
+                # subscriber's put_many returns at once, and the loop must still
+                # let its cleanup (and the writers) run.
+                unchecked += len(block)
+                if unchecked >= BATCH_FRAMES:
+                    # Let the writers run: one write of up to BATCH_FRAMES frames each.
                     unchecked = 0
-                else:
-                    unchecked += len(block)
-                    if unchecked >= BATCH_FRAMES:
-                        # Let the writers run: one write of up to BATCH_FRAMES frames each.
-                        unchecked = 0
-                        await anyio.lowlevel.checkpoint()
+                    await anyio.lowlevel.checkpoint()
         finally:
             progress.frames = frames
             if frames:
