@@ -42,6 +42,7 @@ __all__ = [
     "RawWriter",
     "iter_raw",
     "last_record",
+    "line_blocks",
     "raw_files",
 ]
 
@@ -399,21 +400,31 @@ def raw_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(meta) if isinstance(meta, dict) else {}
 
 
-def _records(path: Path) -> Iterator[RawFrame | RawGap | RawSnapshot | None]:
-    """Every line of one raw file, decoded, up to a torn tail."""
+def line_blocks(path: Path, chunk_size: int = 1 << 20) -> Iterator[list[bytes]]:
+    """The whole lines of one raw file, a decompressed chunk at a time, up to a torn tail.
+
+    Readers that decode line by line (`iter_raw`) and a block at a time (the
+    replay) share this one reading of the file.
+    """
     import zstandard
 
     decompressor = zstandard.ZstdDecompressor().decompressobj()
     pending = b""
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
+        while chunk := f.read(chunk_size):
             try:
                 data = decompressor.decompress(chunk)
             except zstandard.ZstdError:
-                break  # a torn tail of a killed writer: keep what came before
+                return  # a torn tail of a killed writer: keep what came before
             if not data:
                 continue
             lines = (pending + data).split(b"\n")
             pending = lines.pop()
-            for line in lines:
-                yield decode_line(line)
+            yield lines
+
+
+def _records(path: Path) -> Iterator[RawFrame | RawGap | RawSnapshot | None]:
+    """Every line of one raw file, decoded, up to a torn tail."""
+    for lines in line_blocks(path):
+        for line in lines:
+            yield decode_line(line)

@@ -159,28 +159,6 @@ READ_CHUNK = 1 << 16
 BLOCK_FRAMES = 128
 
 
-def _line_blocks(path: Path) -> Iterator[list[bytes]]:
-    """The lines of one raw file, a decompressed chunk at a time, up to a torn tail.
-
-    The same reading as ``iter_raw`` (``recording._raw``), a list of lines per step.
-    """
-    import zstandard
-
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    pending = b""
-    with open(path, "rb") as f:
-        while chunk := f.read(READ_CHUNK):
-            try:
-                data = decompressor.decompress(chunk)
-            except zstandard.ZstdError:
-                return  # a torn tail of a killed writer: keep what came before
-            if not data:
-                continue
-            lines = (pending + data).split(b"\n")
-            pending = lines.pop()
-            yield lines
-
-
 class ReplaySource:
     """A recording's MD frames for a replay: the pre-roll, then the frames to send.
 
@@ -225,13 +203,13 @@ class ReplaySource:
         self._ended = False
 
     def _read(self) -> Iterator[list[ReplayFrame]]:
-        from ..recording._raw import RawFrame, decode_line, raw_files
+        from ..recording._raw import RawFrame, decode_line, line_blocks, raw_files
 
         names = frozenset(s.sym for s in self.specs)
         loads = orjson.loads
         make = tuple.__new__  # ReplayFrame(...) without its Python-level __new__
         for path in raw_files(self.directory, include_tmp=True):
-            for chunk in _line_blocks(path):
+            for chunk in line_blocks(path, READ_CHUNK):
                 for at in range(0, len(chunk), BLOCK_FRAMES):
                     lines = chunk[at : at + BLOCK_FRAMES]
                     # The writer's lines are JSON objects: one array decodes them all
