@@ -26,8 +26,9 @@ class _HttpxWsSocket(WebSocket):
     # the MD and CMD readers add none of their own.
     recv_yields = True
 
-    def __init__(self, ws: Any, *, close_timeout: float) -> None:
+    def __init__(self, ws: Any, *, close_timeout: float, max_size: int) -> None:
         super().__init__(close_timeout=close_timeout)
+        self._max_size = max_size
         import httpx_ws
         import wsproto.utilities
 
@@ -55,7 +56,18 @@ class _HttpxWsSocket(WebSocket):
             event = await self._ws.receive()
         except self._errors as exc:
             raise self._closed(exc) from exc
-        return event.data  # type: ignore[no-any-return]
+        data: str | bytes = event.data
+        # httpx-ws 0.9 (the newest on Python 3.10) hands over a message above
+        # max_message_size_bytes: the limit is kept here, as the library's
+        # later releases keep it (a str has at most 4 bytes a character).
+        size = len(data)
+        if size * 4 > self._max_size and (
+            size > self._max_size
+            or len(data.encode() if isinstance(data, str) else data) > self._max_size
+        ):
+            await self.aclose(1009, "message too big")
+            raise self._seen_closed(TransportClosed(1009, "message too big"))
+        return data
 
     async def ping(self) -> None:
         try:
@@ -130,7 +142,7 @@ class HttpxWsTransport(WebSocketTransport):
                 raise TransportOpenError(f"cannot open {where}: {exc!r}") from exc
             try:
                 # connect() closes it before this block ends
-                yield _HttpxWsSocket(ws, close_timeout=self.close_timeout)
+                yield _HttpxWsSocket(ws, close_timeout=self.close_timeout, max_size=max_size)
             except BaseException as exc:  # re-raised below, not in the session's task group
                 body_error = exc
         if body_error is not None:
