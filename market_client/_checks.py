@@ -145,6 +145,7 @@ EVENT_KINDS = (
     "connection.lost",
     "connection.restored",
     "events.missed",
+    "book.restarted",
 )
 
 

@@ -784,6 +784,10 @@ class MarketClient(Helpers):
             "hook_errors": self._hooks.errors,
             "hooks_dropped": self._hooks.dropped,
             "resyncs": {sym: st.resyncs for sym, st in self._market.symbols.items()},
+            "md_repeated": {sym: st.sequencer.repeated for sym, st in self._market.symbols.items()},
+            "md_restarts": {
+                sym: st.sequencer.restarted for sym, st in self._market.symbols.items()
+            },
             "out_of_sync": self._market.out_of_sync(),
             "links": {name: sup.link.stats() for name, sup in self._supervisors.items()},
             "transactions": len(self._transactions),

@@ -111,7 +111,8 @@ class Event:
         kind: ``"order.accepted"``, ``"order.rejected"``, ``"order.fill"``,
             ``"order.cancelled"`` (private CMD events); ``"md.trade"``,
             ``"md.book.delta"``, ``"md.book.snapshot"``, ``"md.status"``
-            (market data); ``"connection.lost"``, ``"connection.restored"``,
+            (market data); ``"book.restarted"`` (a symbol's MD stream went
+            back below its book: it is resynced); ``"connection.lost"``, ``"connection.restored"``,
             ``"events.missed"`` (the session's own state).
         data: The raw frame (CMD event or MD message) or, for session
             events, a small dict describing it.

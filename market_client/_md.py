@@ -208,6 +208,9 @@ class MdChannel:
         # Once for the frames taken together: a resync task starts at the
         # reader's next turn either way.
         if market.resync_wanted:
+            for restart in market.take_restarts():
+                # Not market data to drop for a slow consumer: the book went stale.
+                self._hub.publish(new_event("book.restarted", restart, restart["sym"]))
             self._start_resyncs()
 
     def _publish(self, msgs: list[dict[str, Any]], ready: anyio.Event, expected: set[str]) -> None:

@@ -48,23 +48,41 @@ class Sequencer:
         max_buffer: Most increments held while a resync is under way.
     """
 
-    __slots__ = ("buffer", "need_resync", "seq", "synced")
+    __slots__ = ("buffer", "need_resync", "repeated", "restarted", "seq", "snapshot_seq", "synced")
 
     def __init__(self, max_buffer: int = 10_000) -> None:
         self.seq = 0
         self.synced = False
         self.need_resync = False
         self.buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+        self.snapshot_seq = 0  # the seq of the last snapshot loaded
+        self.repeated = 0  # increments with the seq of the last one applied
+        self.restarted = 0  # times the stream went back below the last applied seq
 
     def feed(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
-        """Take one increment; returns what can be applied now, in order."""
+        """Take one increment; returns what can be applied now, in order.
+
+        A ``seq`` at or below the book's is dropped. Right after a snapshot
+        that is the stream catching up with it (a ``book.get`` reply can be
+        ahead of the MD stream); once the stream has gone past the snapshot,
+        it is a repeat of the last increment (counted in `repeated`) or the
+        stream restarted below it (counted in `restarted`; the symbol then
+        needs a snapshot, `need_resync`).
+        """
         seq = msg["seq"]
         if self.synced:
             if seq == self.seq + 1:
                 self.seq = seq
                 return [msg]
             if seq <= self.seq:
-                return []  # already covered by the snapshot
+                if self.seq == self.snapshot_seq:
+                    return []  # covered by the snapshot
+                if seq == self.seq:
+                    self.repeated += 1
+                    return []
+                # The stream, which had passed the snapshot, went back: a gateway
+                # restart or a replay rewind. The book is stale from here on.
+                self.restarted += 1
             self.synced = False
         self.need_resync = True
         self.buffer.append(msg)
@@ -77,7 +95,7 @@ class Sequencer:
         without a hole. If a hole remains, `need_resync` stays set and
         the rest stays buffered for the next snapshot.
         """
-        self.seq = seq
+        self.seq = self.snapshot_seq = seq
         ready: list[dict[str, Any]] = []
         while self.buffer and self.buffer[0]["seq"] <= seq:
             self.buffer.popleft()
@@ -138,6 +156,7 @@ class MarketState:
         self.malformed = 0
         self._malformed_warnings = LogThrottle()
         self._resync_queue: list[str] = []
+        self._restarts: list[dict[str, Any]] = []  # symbols whose stream went back, for events
 
     def ensure(self, sym: str) -> SymbolState:
         """The state of ``sym``, created when it is new (inputs only; reads never create)."""
@@ -208,10 +227,15 @@ class MarketState:
             if not isinstance(seq, int) or isinstance(seq, bool):
                 return self._malformed(msg, "no integer seq")
             state = self.ensure(sym)
-            for ready in state.sequencer.feed(msg):
+            sequencer = state.sequencer
+            restarts = sequencer.restarted
+            for ready in sequencer.feed(msg):
                 if not self._apply(sym, state, ready):
                     return None
-            if state.sequencer.need_resync:
+            if sequencer.restarted != restarts:
+                log.warning("the MD stream of %s went back to seq %d: resyncing it", sym, seq)
+                self._restarts.append({"sym": sym, "seq": seq})
+            if sequencer.need_resync:
                 self._want_resync(sym, state)
             return ch
         if ch == "book.snapshot":
@@ -298,8 +322,13 @@ class MarketState:
 
     @property
     def resync_wanted(self) -> bool:
-        """Whether some symbol waits for `take_resyncs`."""
-        return bool(self._resync_queue)
+        """Whether some symbol waits for `take_resyncs` (or a restart for `take_restarts`)."""
+        return bool(self._resync_queue or self._restarts)
+
+    def take_restarts(self) -> list[dict[str, Any]]:
+        """``{"sym", "seq"}`` of every stream that went back below its book since the last call."""
+        restarts, self._restarts = self._restarts, []
+        return restarts
 
     def take_resyncs(self) -> list[str]:
         """Symbols that need a fresh snapshot now (each reported once per resync)."""

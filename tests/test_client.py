@@ -520,6 +520,36 @@ async def test_a_flood_of_one_kind_of_warning_is_logged_once_and_counted_whole(
         assert sum("malformed MD frame" in m for m in messages) == 1
 
 
+async def test_an_md_stream_that_goes_back_resyncs_the_book_and_says_so(
+    sim: Simulator,
+) -> None:
+    # A delta with a seq below the book's (a gateway restart, a replay rewind):
+    # counted, a book.restarted event, and the book is resynced from book.get.
+    async with MarketClient.session(sim.url, symbols=["ABC"]) as client:
+        async with client.events("book.restarted") as events:
+            user = sim.running.exchange.new_user()
+            order = {"sym": "ABC", "side": "buy", "price": "1.00", "qty": 1}
+            placed, _ = sim.running.exchange.place(user, order)  # the stream passes the snapshot
+            seq = sim.running.exchange.symbols["ABC"].seq
+            await wait_until(lambda: client.stats()["md_messages"] > 0 and _book_seq(client) == seq)
+            (md_conn,) = sim.running.gateway._md_all
+            md_conn.push(
+                '{"type": "md", "ch": "book.delta", "sym": "ABC", "seq": 1, "ts_ns": 1,'
+                ' "changes": [["buy", "1.00", 5]]}'
+            )
+            evt = await anext_kind(events, "book.restarted")
+            assert evt.data == {"sym": "ABC", "seq": 1} and evt.sym == "ABC"
+        stats = client.stats()
+        assert stats["md_restarts"]["ABC"] == 1 and stats["resyncs"]["ABC"] >= 1
+        await wait_until(lambda: not client.stats()["out_of_sync"])
+        sim.running.exchange.cancel(user, placed)
+        assert (await client.get_book("ABC"))["seq"] >= seq
+
+
+def _book_seq(client: MarketClient) -> int:
+    return int(client.book_snapshot("ABC")["seq"])
+
+
 async def test_md_gap_causes_exactly_one_resync_and_a_right_book(sim: Simulator) -> None:
     async with (
         MarketClient.session(sim.url, symbols=["ABC"]) as client,

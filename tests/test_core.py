@@ -7,6 +7,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -441,6 +442,31 @@ def test_a_connection_that_drops_soon_after_it_came_back_does_not_reset_the_back
     # One that stayed up long enough was good: the next outage starts afresh.
     link.lost(now + 5, policy)
     assert link.attempts == 0 and policy.delay(link.attempts) == 0.1
+
+
+def test_a_stream_that_goes_back_is_counted_and_resynced_a_repeat_only_counted() -> None:
+    seq_of = Sequencer()
+    seq_of.reset(10)
+    delta = lambda n: {"ch": "book.delta", "seq": n}  # noqa: E731
+    assert seq_of.feed(delta(9)) == []  # the stream catching up with the snapshot
+    assert (seq_of.repeated, seq_of.restarted, seq_of.need_resync) == (0, 0, False)
+    assert seq_of.feed(delta(11)) == [delta(11)]
+    assert seq_of.feed(delta(11)) == []  # a repeat of the last increment
+    assert (seq_of.repeated, seq_of.restarted, seq_of.synced) == (1, 0, True)
+    assert seq_of.feed(delta(3)) == []  # the stream restarted below the book
+    assert (seq_of.restarted, seq_of.synced, seq_of.need_resync) == (1, False, True)
+    assert seq_of.reset(2) == [delta(3)]  # the new stream's snapshot, then what followed
+
+
+def test_market_state_reports_a_restarted_stream_once() -> None:
+    m = MarketState()
+    m.load_book("S", [["10.00", 1]], [["11.00", 1]], 5)
+    delta = {"type": "md", "ch": "book.delta", "sym": "S", "changes": [["buy", "10.00", 2]]}
+    assert len(m.on_frames([orjson.dumps({**delta, "seq": 6})])) == 1
+    m.on_frames([orjson.dumps({**delta, "seq": 2})])
+    assert m.resync_wanted
+    assert m.take_restarts() == [{"sym": "S", "seq": 2}] and m.take_restarts() == []
+    assert m.take_resyncs() == ["S"]
 
 
 def test_a_log_throttle_lets_one_a_period_through_with_the_count_held_back() -> None:
