@@ -125,7 +125,7 @@ class _WebsocketsSocket(WebSocket):
                     return await self._stream.receive(READ_SIZE)
                 # A close frame went out: the peer has close_timeout to end TCP.
                 self._deadline = anyio.current_time() + self.close_timeout
-            with anyio.move_on_at(self._deadline):
+            with anyio.CancelScope(deadline=self._deadline):
                 return await self._stream.receive(READ_SIZE)
             return b""  # the peer never ended the connection: it is dropped
         except _STREAM_GONE:
