@@ -244,11 +244,12 @@ class Gateway:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.flow.run)
-            tg.start_soon(self._heartbeats)
+            tg.start_soon(self.heartbeats)
             yield
             tg.cancel_scope.cancel()
 
-    async def _heartbeats(self) -> None:
+    async def heartbeats(self) -> None:
+        """Send a heartbeat to every MD subscriber every ``HEARTBEAT_S``, until cancelled."""
         while True:
             await anyio.sleep(HEARTBEAT_S)
             if self._md_stall_until and self._md_stalled():

@@ -288,9 +288,6 @@ class ReplayGateway(Gateway):
             for conn in tuple(self._md_all):
                 conn.offer(frame)
 
-    # Gateway's own name for its heartbeat task: wherever it runs that, it runs these.
-    _heartbeats = heartbeats
-
     async def _serve_md(self, ws: WebSocket, user: User) -> None:
         # Set before the base class subscribes, in the same synchronous step:
         # the replay task cannot run in between.
